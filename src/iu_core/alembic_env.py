@@ -1,0 +1,191 @@
+"""What migrations/env.py runs: connection, lock, timeouts, transactions, audit.
+
+`iucore db upgrade` hands env.py a MigrationSession through the Alembic
+config; plain `alembic upgrade head` gets one built here from alembic.ini,
+the environment and `-x` arguments (`-x rehearse=true -x actor=NAME
+-x lock_timeout=5s -x statement_timeout=60s -x lock_wait=30s`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from .audit import SCHEMA, VERSION_TABLE, bootstrap
+from .config import RunOptions, Target, normalise_url, options_from_ini, redact_url, resolve_target
+from .errors import ConnectionFailed, Failed, IUCoreError, RehearsalLeak
+from .fingerprint import current_heads, diff, fingerprint, snapshot
+from .session import SESSION_KEY, MigrationSession
+
+
+def run_env() -> None:
+    from alembic import context
+
+    config = context.config
+    session: MigrationSession | None = config.attributes.get(SESSION_KEY)
+    if session is None:
+        session = _session_for_plain_alembic(config)
+        config.attributes[SESSION_KEY] = session
+    if context.is_offline_mode():
+        context.configure(
+            url=session.target.url,
+            literal_binds=True,
+            version_table_schema=SCHEMA,
+            version_table=VERSION_TABLE,
+            transaction_per_migration=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    _run_online(context, session, config.attributes.get("connection"))
+
+
+def _session_for_plain_alembic(config: Any) -> MigrationSession:
+    x = context_x_args()
+    ini = Path(config.config_file_name) if config.config_file_name else None
+    options = options_from_ini(
+        ini,
+        lock_timeout=x.get("lock_timeout"),
+        statement_timeout=x.get("statement_timeout"),
+        lock_wait=x.get("lock_wait"),
+    )
+    options = options.with_(rehearse=x.get("rehearse", "").lower() in ("1", "true", "yes"))
+    if x.get("actor"):
+        options = options.with_(actor=x["actor"])
+    url = x.get("url") or config.get_main_option("sqlalchemy.url") or None
+    target = Target(url=normalise_url(url), embedded=False) if url else resolve_target(None)
+    project = Path(config.get_main_option("script_location")).resolve().parent
+    return MigrationSession(project=project, target=target, options=options, sink=_stdout_sink)
+
+
+def context_x_args() -> dict[str, str]:
+    from alembic import context
+
+    return context.get_x_argument(as_dictionary=True)
+
+
+def _stdout_sink(line: str) -> None:
+    sys.stdout.write(line + "\n")
+
+
+def _run_online(context: Any, session: MigrationSession, external: Any = None) -> None:
+    """Run on `external` (Alembic's shared-connection recipe) or a connection of our own."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.pool import NullPool
+
+    engine = None
+    if external is not None:
+        connection = external
+        if connection.in_transaction():
+            connection.commit()  # our transactions must be our own
+    else:
+        engine = create_engine(
+            session.target.url,
+            poolclass=NullPool,
+            connect_args={"application_name": f"iucore:{session.run_id[:8]}", "connect_timeout": 10},
+        )
+        try:
+            connection = engine.connect()
+        except OperationalError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            raise ConnectionFailed(
+                f"cannot connect to {session.target.display}: {redact_url(reason)}",
+                url=session.target.display,
+            ) from None
+    raw = connection.connection.dbapi_connection
+    session.raw = raw  # type: ignore[assignment]
+    try:
+        with _own_txn(connection):
+            session.acquire_lock()
+        with _own_txn(connection):
+            bootstrap(raw)  # type: ignore[arg-type]
+        with _own_txn(connection):
+            session.heads_before = current_heads(raw)  # type: ignore[arg-type]
+            snap_before = snapshot(raw) if session.options.rehearse else None  # type: ignore[arg-type]
+        context.configure(
+            connection=connection,
+            target_metadata=None,
+            version_table_schema=SCHEMA,
+            version_table=VERSION_TABLE,
+            transaction_per_migration=not session.options.rehearse,
+        )
+        try:
+            if session.options.rehearse:
+                trans = connection.begin()
+                try:
+                    context.run_migrations()
+                finally:
+                    trans.rollback()
+                    if session.sink and session.done:
+                        session.sink("ROLLBACK")
+            else:
+                context.run_migrations()
+        except IUCoreError as exc:
+            _after_failure(connection, session, exc)
+            raise
+        except Exception as exc:  # e.g. alembic_version update hit lock_timeout
+            err = Failed(
+                f"{session.current.revision if session.current else 'run'} failed: "
+                f"{redact_url(str(exc).strip().splitlines()[0])}; rolled back",
+            )
+            _after_failure(connection, session, err)
+            raise err from exc
+        with _own_txn(connection):
+            if session.options.rehearse:
+                session.record_rehearsal()
+                snap_after = snapshot(raw)  # type: ignore[arg-type]
+                session.fingerprint_before = fingerprint(snap_before or {})
+                session.fingerprint_after = fingerprint(snap_after)
+                if session.fingerprint_before != session.fingerprint_after:
+                    changed = diff(snap_before or {}, snap_after)
+                    raise RehearsalLeak(
+                        "rehearsal changed the database: " + "; ".join(changed[:20]),
+                        changed=changed,
+                    )
+            session.heads_after = current_heads(raw)  # type: ignore[arg-type]
+    finally:
+        session.release_lock()
+        if engine is not None:
+            connection.close()
+            engine.dispose()
+
+
+def _own_txn(connection: Any) -> Any:
+    """A transaction of ours; Alembic may leave a read-only autobegun one open."""
+    if connection.in_transaction():
+        connection.commit()
+    return connection.begin()
+
+
+def _after_failure(connection: Any, session: MigrationSession, exc: IUCoreError) -> None:
+    if connection.in_transaction():
+        connection.rollback()
+    try:
+        session.raw.rollback()  # type: ignore[union-attr]
+        with _own_txn(connection):
+            session.record_failure(exc)
+            session.heads_after = current_heads(session.raw)  # type: ignore[arg-type]
+    except Exception as audit_exc:  # never hide the real error behind an audit error
+        if session.sink:
+            session.sink(f"WARNING: could not write the audit row: {audit_exc}")
+    # Each revision is its own transaction: say what did commit before this one.
+    if session.done and not session.options.rehearse:
+        committed = ", ".join(f"{r.revision} {r.direction}" for r in session.done)
+        exc.message += (
+            f". Committed before it: {committed}; the database is now at "
+            f"{', '.join(session.heads_after) or 'base'}"
+        )
+        exc.data["committed"] = [r.revision for r in session.done]
+    elif session.options.rehearse:
+        exc.message += ". Rehearsal: everything was rolled back"
+    exc.data["now_at"] = session.heads_after
+
+
+def env_options_banner(options: RunOptions) -> str:
+    return (
+        f"lock_timeout={options.lock_timeout_ms}ms statement_timeout={options.statement_timeout_ms}ms "
+        f"lock_wait={options.lock_wait_ms}ms actor={options.actor} pid={os.getpid()}"
+    )

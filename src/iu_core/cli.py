@@ -1,0 +1,283 @@
+"""iucore: guarded, audited, rehearsable migrations for the IU Core database.
+
+With no --url and no IUCORE_DATABASE_URL, iucore starts (on demand) a local
+PostgreSQL from a pip-installed wheel, data kept under .iucore/ (or
+$IUCORE_HOME).
+
+Exit codes: 0 success; 1 failed (SQL error, post-check failed); 2 usage or bad
+input; 3 refused (a guard, gate or lock said no; nothing changed); 4 a check
+found a difference.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from .errors import IUCoreError
+
+if TYPE_CHECKING:
+    from .config import RunOptions, Target
+
+
+@dataclass
+class Ctx:
+    url: str | None
+    as_json: bool
+    actor: str | None
+    project: str | None
+    _target: Target | None = None
+
+    def target(self) -> Target:
+        if self._target is None:
+            from .config import resolve_target
+
+            self._target = resolve_target(self.url)
+        return self._target
+
+    def project_root(self) -> Any:
+        from .config import find_project_root
+
+        return find_project_root(self.project)
+
+    def emit(self, data: Any, text: str | None = None) -> None:
+        if self.as_json:
+            click.echo(json.dumps(data, indent=2, default=str, sort_keys=True))
+        elif text is not None:
+            click.echo(text)
+
+    def sink(self) -> Any:
+        return None if self.as_json else click.echo
+
+
+class _Group(click.Group):
+    """Maps the IUCoreError hierarchy to exit codes, once, at the top."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except IUCoreError as exc:
+            _report(ctx, exc)
+            ctx.exit(exc.exit_code)
+
+
+def _report(ctx: click.Context, exc: IUCoreError) -> None:
+    from .config import redact_url
+
+    obj: Ctx | None = ctx.find_object(Ctx)
+    message = redact_url(exc.message)
+    if obj is not None and obj.url:
+        from sqlalchemy.engine import make_url
+
+        try:
+            pw = make_url(obj.url).password
+        except Exception:
+            pw = None
+        if pw:
+            message = message.replace(str(pw), "***")
+    if obj is not None and obj.as_json:
+        payload = exc.to_json()
+        payload["message"] = message
+        payload["exit_code"] = exc.exit_code
+        click.echo(json.dumps({"ok": False, **payload}, indent=2, default=str, sort_keys=True))
+    label = {1: "failed", 2: "error", 3: "refused", 4: "check failed"}.get(exc.exit_code, "error")
+    click.echo(f"iucore: {label}: {message}", err=True)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--url", envvar="IUCORE_DATABASE_URL", help="Target database (default: the embedded server).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--actor", help="Who runs this, recorded in the audit (default: the OS user).")
+@click.option("--project", type=click.Path(file_okay=False), help="Project root (default: found from cwd).")
+@click.pass_context
+def cli(ctx: click.Context, url: str | None, as_json: bool, actor: str | None, project: str | None) -> None:
+    """iucore: guarded, audited, rehearsable migrations for the IU Core database.
+
+    With no --url and no IUCORE_DATABASE_URL, an embedded PostgreSQL is started
+    on demand (data under .iucore/ or $IUCORE_HOME).
+
+    Exit codes: 0 ok; 1 failed; 2 bad input; 3 refused (nothing changed);
+    4 a check found a difference.
+    """
+    ctx.obj = Ctx(url=url, as_json=as_json, actor=actor, project=project)
+
+
+# ---------------------------------------------------------------- db
+@cli.group(cls=_Group)
+def db() -> None:
+    """Apply, roll back and inspect revisions."""
+
+
+def _timeout_options(f: Any) -> Any:
+    f = click.option("--lock-wait", help="How long to wait for another run's migration lock [30s].")(f)
+    f = click.option("--statement-timeout", help="statement_timeout for the run [60s].")(f)
+    f = click.option("--lock-timeout", help="lock_timeout for the run [5s].")(f)
+    return f
+
+
+def _options(obj: Ctx, rehearse: bool, lock_timeout: str | None, statement_timeout: str | None,
+             lock_wait: str | None) -> RunOptions:
+    from .config import options_from_ini
+
+    opts = options_from_ini(
+        obj.project_root() / "alembic.ini",
+        lock_timeout=lock_timeout, statement_timeout=statement_timeout, lock_wait=lock_wait,
+    ).with_(rehearse=rehearse)
+    return opts.with_(actor=obj.actor) if obj.actor else opts
+
+
+def _print_run(obj: Ctx, result: Any) -> None:
+    if obj.as_json:
+        obj.emit(result.to_json())
+        return
+    if result.nothing_to_do:
+        at = ", ".join(result.to_heads) or "base (empty)"
+        click.echo(f"iucore: nothing to do: already at {at}")
+        return
+    verb = "rehearsed (rolled back)" if result.mode == "rehearsal" else "applied"
+    for r in result.revisions:
+        click.echo(f"iucore: {r['revision']} {result.direction} {verb} in {r['duration_ms']:.0f} ms")
+    if result.mode == "rehearsal":
+        click.echo(
+            f"iucore: catalog fingerprint unchanged: {result.fingerprint_after} "
+            f"(alembic_version still {', '.join(result.to_heads) or 'base'})"
+        )
+    else:
+        click.echo(f"iucore: now at {', '.join(result.to_heads) or 'base (empty)'}")
+
+
+@db.command()
+@click.argument("revision", default="head")
+@click.option("--rehearse", is_flag=True, help="Run everything for real, then ROLLBACK instead of COMMIT.")
+@_timeout_options
+@click.pass_obj
+def upgrade(obj: Ctx, revision: str, rehearse: bool, lock_timeout: str | None,
+            statement_timeout: str | None, lock_wait: str | None) -> None:
+    """Apply revisions up to REVISION (default head): preflight → body → post-check.
+
+    Each revision runs as one transaction under an advisory lock, with
+    lock_timeout/statement_timeout set, and leaves an audit row. --rehearse
+    runs the whole thing and rolls back, proving the catalog fingerprint and
+    alembic_version unchanged.
+    """
+    from . import migrate
+
+    opts = _options(obj, rehearse, lock_timeout, statement_timeout, lock_wait)
+    result = migrate.upgrade(obj.target(), revision, project=obj.project_root(), options=opts,
+                             sink=obj.sink())
+    _print_run(obj, result)
+
+
+@db.command()
+@click.argument("revision")
+@click.option("--rehearse", is_flag=True, help="Run the rollback for real, then ROLLBACK instead of COMMIT.")
+@_timeout_options
+@click.pass_obj
+def downgrade(obj: Ctx, revision: str, rehearse: bool, lock_timeout: str | None,
+              statement_timeout: str | None, lock_wait: str | None) -> None:
+    """Roll back to REVISION (e.g. 033, -1, base): fail-closed guard → rollback → assert.
+
+    A guard that refuses (an open gate, ledger rows, data that would be lost)
+    exits 3 and changes nothing.
+    """
+    from . import migrate
+
+    opts = _options(obj, rehearse, lock_timeout, statement_timeout, lock_wait)
+    result = migrate.downgrade(obj.target(), revision, project=obj.project_root(), options=opts,
+                               sink=obj.sink())
+    _print_run(obj, result)
+
+
+@db.command()
+@click.pass_obj
+def current(obj: Ctx) -> None:
+    """The applied revision, the head, and what is pending."""
+    from . import migrate
+
+    info = migrate.current(obj.target(), project=obj.project_root())
+    cur = ", ".join(info["current"]) or "base (empty)"
+    text = f"{cur}{' (head)' if info['at_head'] else ''}"
+    if info["pending"]:
+        text += f"\npending: {' → '.join(info['pending'])}"
+    obj.emit(info, text)
+
+
+@db.command()
+@click.option("--limit", default=50, show_default=True, help="Rows to show, newest first.")
+@click.option("--revision", help="Only runs of this revision.")
+@click.pass_obj
+def history(obj: Ctx, limit: int, revision: str | None) -> None:
+    """The audit history: every revision run, real or rehearsal, and its outcome."""
+    from . import migrate
+    from .transcript import format_table
+
+    rows = migrate.history(obj.target(), limit=limit, revision=revision)
+    if obj.as_json:
+        obj.emit(rows)
+        return
+    cols = ["log_id", "started_at", "revision", "direction", "mode", "outcome", "actor", "duration_ms", "message"]
+    table = [[r[c] if c != "started_at" else r[c].strftime("%Y-%m-%d %H:%M:%S") for c in cols] for r in rows]
+    click.echo("\n".join(format_table(cols, table)))
+
+
+# ---------------------------------------------------------------- server
+@cli.group(cls=_Group)
+def server() -> None:
+    """The embedded PostgreSQL (data under .iucore/ or $IUCORE_HOME)."""
+
+
+def _server() -> Any:
+    from .server import EmbeddedServer
+
+    return EmbeddedServer.from_env()
+
+
+@server.command("start")
+@click.pass_obj
+def server_start(obj: Ctx) -> None:
+    """Start the embedded server (no-op if it runs) and print its URL."""
+    s = _server()
+    url = s.ensure_running()
+    obj.emit(s.status(), url)
+
+
+@server.command("stop")
+@click.pass_obj
+def server_stop(obj: Ctx) -> None:
+    """Stop the embedded server."""
+    stopped = _server().stop()
+    obj.emit({"stopped": stopped}, "stopped" if stopped else "not running")
+
+
+@server.command("status")
+@click.pass_obj
+def server_status(obj: Ctx) -> None:
+    """Whether the embedded server runs, with its pid, major, data dir and URL."""
+    st = _server().status()
+    text = (
+        f"running: PostgreSQL {st['major']} pid {st['pid']}\nurl: {st['url']}\ndata: {st['datadir']}"
+        if st["running"]
+        else f"not running (PostgreSQL {st['major']}, data {st['datadir']}"
+        f"{'' if st['initialised'] else ', not initialised'})"
+    )
+    obj.emit(st, text)
+
+
+@server.command("url")
+@click.pass_obj
+def server_url(obj: Ctx) -> None:
+    """Print the embedded server's URL (starting it if needed): psql "$(iucore server url)"."""
+    url = _server().ensure_running()
+    obj.emit({"url": url}, url)
+
+
+def main(argv: list[str] | None = None) -> None:
+    cli.main(args=argv, prog_name="iucore")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

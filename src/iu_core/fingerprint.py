@@ -1,0 +1,137 @@
+"""A catalog snapshot of the IU Core schemas and its fingerprint.
+
+The snapshot lists every object in the IU Core schemas with its definition
+(tables with columns, constraints, indexes, views, functions, triggers,
+sequences, types, grants, comments), the reference rows that configure the
+database (dot_config, the command catalog, the event registry, the routes)
+and alembic_version. Two databases with the same fingerprint are the same to
+a DBA; a rehearsal must leave it unchanged, an upgrade→downgrade must restore it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import psycopg
+
+IU_SCHEMAS = ("public", "cutter_governance")
+
+# Reference tables whose rows are configuration, not data. Timestamps are
+# left out: a touch trigger moving updated_at is not a change of state.
+REFERENCE_TABLES: dict[str, tuple[str, ...]] = {
+    "public.dot_config": ("key", "value", "description"),
+    "public.dot_iu_command_catalog": (
+        "command_name", "category", "mutating", "reversible", "target_functions", "description",
+    ),
+    "public.event_type_registry": (
+        "event_domain", "event_type", "event_stream", "delivery_lane", "default_severity", "active",
+    ),
+    "public.iu_outbound_route": (
+        "route_code", "event_domain", "event_type", "target_kind", "target_ref",
+        "payload_contract", "fail_closed", "dry_run", "enabled",
+    ),
+}
+
+_CATALOG_SQL = """
+WITH ns AS (
+  SELECT oid, nspname FROM pg_namespace WHERE nspname = ANY(%(schemas)s)
+), deps AS (  -- objects owned by an extension are the extension's, not ours
+  SELECT objid FROM pg_depend WHERE deptype = 'e'
+)
+SELECT 'schema', nspname, nspname FROM ns
+UNION ALL
+SELECT CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 'view'
+                      WHEN 'm' THEN 'matview' WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign_table' END,
+       ns.nspname || '.' || c.relname,
+       concat_ws(E'\n',
+         CASE WHEN c.relkind IN ('v','m') THEN pg_get_viewdef(c.oid) END,
+         (SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+                   || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END
+                   || coalesce(' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid), '')
+                   || coalesce(' identity:' || nullif(a.attidentity::text, ''), ''),
+                 ', ' ORDER BY a.attnum)
+            FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+           WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+         'acl:' || c.relacl::text,
+         'comment:' || obj_description(c.oid, 'pg_class'))
+  FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
+ WHERE c.relkind IN ('r','p','v','m','S','f') AND c.oid NOT IN (SELECT objid FROM deps)
+UNION ALL
+SELECT 'index', ns.nspname || '.' || i.relname, pg_get_indexdef(i.oid)
+  FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN ns ON ns.oid = i.relnamespace
+UNION ALL
+SELECT 'constraint', ns.nspname || '.' || t.relname || '.' || co.conname, pg_get_constraintdef(co.oid)
+  FROM pg_constraint co JOIN pg_class t ON t.oid = co.conrelid JOIN ns ON ns.oid = t.relnamespace
+UNION ALL
+SELECT 'function', ns.nspname || '.' || p.oid::regprocedure::text,
+       pg_get_functiondef(p.oid) || E'\nacl:' || coalesce(p.proacl::text, '')
+         || E'\ncomment:' || coalesce(obj_description(p.oid, 'pg_proc'), '')
+  FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
+ WHERE p.prokind IN ('f','p','w') AND p.oid NOT IN (SELECT objid FROM deps)
+UNION ALL
+SELECT 'trigger', ns.nspname || '.' || c.relname || '.' || tg.tgname,
+       pg_get_triggerdef(tg.oid) || ' enabled=' || tg.tgenabled::text
+  FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid JOIN ns ON ns.oid = c.relnamespace
+ WHERE NOT tg.tgisinternal
+UNION ALL
+SELECT 'type', ns.nspname || '.' || t.typname, t.typtype::text || coalesce(':' ||
+         (SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid), '')
+  FROM pg_type t JOIN ns ON ns.oid = t.typnamespace
+ WHERE t.typtype IN ('e','d','c','r','m')
+   AND NOT (t.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.typrelid AND c.relkind <> 'c'))
+   AND t.oid NOT IN (SELECT objid FROM deps)
+"""
+
+
+def snapshot(conn: psycopg.Connection[Any], *, with_counts: bool = False) -> dict[str, dict[str, str]]:
+    """{kind: {name: definition}} for the IU Core schemas, plus config rows and alembic_version."""
+    snap: dict[str, dict[str, str]] = {}
+    for kind, name, definition in conn.execute(_CATALOG_SQL, {"schemas": list(IU_SCHEMAS)}):
+        snap.setdefault(kind, {})[name] = definition or ""
+    present = {name for name in snap.get("table", {})}
+    for table, cols in REFERENCE_TABLES.items():
+        if table not in present:
+            continue
+        collist = ", ".join(cols)
+        rows = conn.execute(
+            f"SELECT {collist} FROM {table} ORDER BY 1, 2"  # noqa: S608 - fixed identifiers
+        ).fetchall()
+        snap.setdefault("rows", {})[table] = json.dumps(
+            [list(r) for r in rows], default=str, sort_keys=True
+        )
+    if with_counts:
+        for table in sorted(present):
+            n = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608
+            snap.setdefault("count", {})[table] = str(n[0] if n else 0)
+    snap["alembic_version"] = {"iucore.alembic_version": ",".join(current_heads(conn))}
+    return snap
+
+
+def current_heads(conn: psycopg.Connection[Any]) -> list[str]:
+    exists = conn.execute("SELECT to_regclass('iucore.alembic_version')").fetchone()
+    if not exists or exists[0] is None:
+        return []
+    return sorted(r[0] for r in conn.execute("SELECT version_num FROM iucore.alembic_version"))
+
+
+def fingerprint(snap: dict[str, dict[str, str]]) -> str:
+    blob = json.dumps(snap, sort_keys=True, separators=(",", ":")).encode()
+    return "sha256:" + hashlib.sha256(blob).hexdigest()
+
+
+def diff(before: dict[str, dict[str, str]], after: dict[str, dict[str, str]]) -> list[str]:
+    """Human lines naming each object added, removed or changed."""
+    out: list[str] = []
+    for kind in sorted(set(before) | set(after)):
+        b, a = before.get(kind, {}), after.get(kind, {})
+        for name in sorted(set(b) | set(a)):
+            if name not in a:
+                out.append(f"- {kind} {name}")
+            elif name not in b:
+                out.append(f"+ {kind} {name}")
+            elif a[name] != b[name]:
+                out.append(f"~ {kind} {name}")
+    return out

@@ -1,0 +1,206 @@
+"""The `iucore db` verbs as library functions: upgrade, downgrade, current, history.
+
+Each builds an Alembic config around a MigrationSession and lets
+migrations/env.py (iu_core.alembic_env) do the run; the CLI only parses,
+calls these and maps errors to exit codes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import audit
+from .config import RunOptions, Target, find_project_root
+from .db import connect
+from .errors import BadInput, UnknownRevision
+from .fingerprint import current_heads
+from .runner import StatementHook
+from .session import SESSION_KEY, MigrationSession
+from .transcript import Sink
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    direction: str
+    mode: str
+    target: str
+    from_heads: list[str]
+    to_heads: list[str]
+    revisions: list[dict[str, Any]] = field(default_factory=list)
+    fingerprint_before: str | None = None
+    fingerprint_after: str | None = None
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return not self.revisions
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "direction": self.direction,
+            "mode": self.mode,
+            "target": self.target,
+            "from": self.from_heads,
+            "to": self.to_heads,
+            "revisions": self.revisions,
+            "fingerprint_before": self.fingerprint_before,
+            "fingerprint_after": self.fingerprint_after,
+        }
+
+
+def alembic_config(project: Path, session: MigrationSession | None = None) -> Config:
+    from alembic.config import Config
+
+    cfg = Config(str(project / "alembic.ini"))
+    cfg.set_main_option("script_location", str(project / "migrations"))
+    if session is not None:
+        cfg.attributes[SESSION_KEY] = session
+    return cfg
+
+
+def script_directory(project: Path) -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config(project))
+
+
+def _check_revision(script: ScriptDirectory, rev: str) -> None:
+    from alembic.util import CommandError
+
+    if rev in ("head", "heads", "base") or rev.lstrip("+-").isdigit() and rev[0] in "+-":
+        return
+    try:
+        found = script.get_revisions(rev)
+    except CommandError as exc:
+        raise UnknownRevision(_unknown(script, rev, exc), revision=rev) from None
+    if not found:
+        raise UnknownRevision(_unknown(script, rev, None), revision=rev)
+
+
+def _unknown(script: ScriptDirectory, rev: str, exc: Exception | None) -> str:
+    known = [r.revision for r in reversed(list(script.walk_revisions()))]
+    return f"unknown revision {rev!r}; known revisions: {', '.join(known) or '(none)'}"
+
+
+def _run(
+    direction: str,
+    target: Target,
+    revision: str,
+    *,
+    project: Path | None,
+    options: RunOptions,
+    sink: Sink | None,
+    before_statement: StatementHook | None,
+) -> RunResult:
+    from alembic import command
+    from alembic.util import CommandError
+
+    project = project or find_project_root()
+    session = MigrationSession(
+        project=project, target=target, options=options, sink=sink, before_statement=before_statement
+    )
+    cfg = alembic_config(project, session)
+    _check_revision(script_directory(project), revision)
+    try:
+        if direction == "upgrade":
+            command.upgrade(cfg, revision)
+        else:
+            command.downgrade(cfg, revision)
+    except CommandError as exc:
+        # Alembic's own resolution errors: not a valid target from here.
+        raise BadInput(f"{direction} {revision}: {exc}", revision=revision) from None
+    return RunResult(
+        run_id=session.run_id,
+        direction=direction,
+        mode=session.mode,
+        target=target.display,
+        from_heads=session.heads_before,
+        to_heads=session.heads_after,
+        revisions=[
+            {
+                "revision": r.revision,
+                "statements": len(r.results),
+                "duration_ms": round(r.duration_ms, 1),
+                "outcome": "rehearsed" if options.rehearse else "applied",
+                "evidence": r.evidence(),
+            }
+            for r in session.done
+        ],
+        fingerprint_before=session.fingerprint_before,
+        fingerprint_after=session.fingerprint_after,
+    )
+
+
+def upgrade(
+    target: Target,
+    revision: str = "head",
+    *,
+    project: Path | None = None,
+    options: RunOptions | None = None,
+    sink: Sink | None = None,
+    before_statement: StatementHook | None = None,
+) -> RunResult:
+    """Apply revisions up to REVISION: preflight → body → post-check, one transaction each."""
+    return _run(
+        "upgrade", target, revision, project=project, options=options or RunOptions(),
+        sink=sink, before_statement=before_statement,
+    )
+
+
+def downgrade(
+    target: Target,
+    revision: str,
+    *,
+    project: Path | None = None,
+    options: RunOptions | None = None,
+    sink: Sink | None = None,
+    before_statement: StatementHook | None = None,
+) -> RunResult:
+    """Roll back to REVISION: fail-closed guard → rollback → assertion, one transaction each."""
+    return _run(
+        "downgrade", target, revision, project=project, options=options or RunOptions(),
+        sink=sink, before_statement=before_statement,
+    )
+
+
+def current(target: Target, *, project: Path | None = None) -> dict[str, Any]:
+    """The applied revision(s), the script head(s) and what is pending."""
+    project = project or find_project_root()
+    script = script_directory(project)
+    with connect(target) as conn:
+        heads = current_heads(conn)
+    script_heads = sorted(script.get_heads())
+    pending: list[str] = []
+    if heads != script_heads:
+        upper = script_heads[0] if len(script_heads) == 1 else "heads"
+        lower = heads[0] if len(heads) == 1 else None
+        try:
+            pending = [
+                r.revision for r in reversed(list(script.iterate_revisions(upper, lower or "base")))
+            ]
+            if lower:
+                pending = [p for p in pending if p != lower]
+        except Exception:
+            pending = []
+    return {
+        "target": target.display,
+        "current": heads,
+        "head": script_heads,
+        "at_head": heads == script_heads,
+        "pending": pending,
+    }
+
+
+def history(target: Target, *, limit: int = 50, revision: str | None = None) -> list[dict[str, Any]]:
+    """The audit log, newest first."""
+    if limit < 1:
+        raise BadInput(f"--limit must be at least 1, got {limit}")
+    with connect(target) as conn:
+        return audit.history(conn, limit=limit, revision=revision)

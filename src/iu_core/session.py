@@ -1,0 +1,176 @@
+"""One migration run: what env.py sets up and every revision file calls into.
+
+A MigrationSession lives in the Alembic config's `attributes` for the length of
+one `upgrade`/`downgrade`. It holds the raw psycopg connection, the options,
+the transcript sink and what each revision produced, so that the revision
+files stay one line long and `alembic upgrade head` runs exactly the same
+guards, lock, timeouts and audit as `iucore db upgrade head`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import audit
+from .config import RunOptions, Target
+from .errors import IUCoreError, LockBusy
+from .runner import ScriptRun, StatementHook, run_script
+from .sqlfiles import MIGRATION_SECTIONS, ROLLBACK_SECTIONS, parse_script, sha256_file
+from .transcript import Sink
+
+if TYPE_CHECKING:
+    import psycopg
+
+SESSION_KEY = "iucore.session"
+# One key for every iucore run against a database: bigint from a fixed name.
+LOCK_KEY = int.from_bytes(hashlib.sha256(b"iucore.migrations").digest()[:8], "big", signed=True)
+
+
+@dataclass
+class RevisionFiles:
+    project: Path
+    revision: str
+
+    @property
+    def forward(self) -> Path:
+        return self.project / "migrations" / "sql" / f"{self.revision}.sql"
+
+    @property
+    def rollback(self) -> Path:
+        return self.project / "rollbacks" / f"{self.revision}.sql"
+
+    @property
+    def selftest(self) -> Path:
+        return self.project / "selftests" / f"{self.revision}.sql"
+
+    def checksums(self) -> dict[str, str]:
+        """sha256 of each of the revision's files that exists, keyed by relative path."""
+        out = {}
+        for p in (self.forward, self.rollback, self.selftest):
+            if p.is_file():
+                out[str(p.relative_to(self.project))] = sha256_file(p)
+        return out
+
+
+@dataclass
+class MigrationSession:
+    project: Path
+    target: Target
+    options: RunOptions
+    sink: Sink | None = None
+    before_statement: StatementHook | None = None
+    run_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    raw: psycopg.Connection[Any] | None = None
+    done: list[ScriptRun] = field(default_factory=list)
+    current: ScriptRun | None = None
+    heads_before: list[str] = field(default_factory=list)
+    heads_after: list[str] = field(default_factory=list)
+    fingerprint_before: str | None = None
+    fingerprint_after: str | None = None
+
+    @property
+    def mode(self) -> str:
+        return "rehearsal" if self.options.rehearse else "real"
+
+    # -- called by the revision files ----------------------------------------
+    def run_revision(self, revision: str, direction: str) -> ScriptRun:
+        assert self.raw is not None, "MigrationSession used outside env.py"
+        files = RevisionFiles(self.project, revision)
+        if direction == "upgrade":
+            script = parse_script(files.forward, MIGRATION_SECTIONS)
+        else:
+            script = parse_script(files.rollback, ROLLBACK_SECTIONS)
+        run = ScriptRun(revision=revision, direction=direction, script=script)
+        run.checksums = files.checksums()  # type: ignore[attr-defined]
+        self.current = run
+        if self.sink:
+            tag = " (rehearsal: will ROLLBACK)" if self.options.rehearse else ""
+            self.sink(f"== {revision} {direction}{tag} — {script.path.relative_to(self.project)} ==")
+        run_script(self.raw, run, self.sink, self.before_statement)
+        self.current = None
+        self.done.append(run)
+        if not self.options.rehearse:
+            # Same transaction as the revision and its alembic_version update:
+            # the row exists if and only if the revision committed.
+            self._record(run, "applied", f"{revision} {direction} applied")
+        return run
+
+    # -- called by env.py ------------------------------------------------------
+    def acquire_lock(self) -> None:
+        """Session-level advisory lock, waiting at most lock_wait."""
+        import psycopg
+
+        assert self.raw is not None
+        conn = self.raw
+        conn.execute(f"SET lock_timeout = {int(self.options.lock_wait_ms)}")
+        try:
+            conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        except psycopg.errors.LockNotAvailable:
+            conn.rollback()
+            holder = conn.execute(
+                """SELECT a.pid, a.application_name, a.usename, now() - a.xact_start
+                     FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+                    WHERE l.locktype = 'advisory' AND l.granted
+                      AND l.classid::bigint = %s AND l.objid::bigint = %s AND l.objsubid = 1
+                    LIMIT 1""",
+                ((LOCK_KEY >> 32) & 0xFFFFFFFF, LOCK_KEY & 0xFFFFFFFF),
+            ).fetchone()
+            conn.rollback()
+            who = (
+                f"pid {holder[0]} ({holder[1] or 'no application_name'}, user {holder[2]}, "
+                f"transaction open {holder[3]})"
+                if holder
+                else "another session"
+            )
+            raise LockBusy(
+                f"another migration run holds the iucore lock: {who}; waited "
+                f"{self.options.lock_wait_ms / 1000:g}s (--lock-wait). Nothing was changed; "
+                "retry when it finishes",
+                holder_pid=holder[0] if holder else None,
+            ) from None
+        conn.execute(f"SET lock_timeout = {int(self.options.lock_timeout_ms)}")
+        conn.execute(f"SET statement_timeout = {int(self.options.statement_timeout_ms)}")
+
+    def release_lock(self) -> None:
+        if self.raw is None or self.raw.closed:
+            return
+        try:
+            self.raw.rollback()
+            self.raw.execute("SELECT pg_advisory_unlock_all()")
+            self.raw.commit()
+        except Exception:  # the lock goes with the connection anyway
+            pass
+
+    def record_failure(self, exc: IUCoreError) -> None:
+        """After the rollback: the run that failed or was refused, in its own transaction."""
+        run = self.current
+        if run is None:
+            return
+        self._record(run, exc.outcome if exc.outcome in ("refused", "failed") else "failed", exc.message)
+        self.current = None
+
+    def record_rehearsal(self) -> None:
+        for run in self.done:
+            self._record(run, "rehearsed", f"{run.revision} {run.direction} rehearsed (rolled back)")
+
+    def _record(self, run: ScriptRun, outcome: str, message: str) -> None:
+        assert self.raw is not None
+        audit.record(
+            self.raw,
+            run_id=self.run_id,
+            revision=run.revision,
+            direction=run.direction,
+            mode=self.mode,
+            outcome=outcome,
+            checksums=getattr(run, "checksums", {}),
+            actor=self.options.actor,
+            started_at=run.started,
+            duration_ms=run.duration_ms or (time.time() - run.started) * 1000,
+            message=message,
+            evidence=run.evidence(),
+        )

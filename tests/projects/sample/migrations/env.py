@@ -1,0 +1,5 @@
+"""Alembic environment: everything (lock, timeouts, audit, rehearsal) is in iu_core.alembic_env."""
+
+from iu_core.alembic_env import run_env
+
+run_env()

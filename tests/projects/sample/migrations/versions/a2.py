@@ -1,0 +1,12 @@
+"""a2 (example project sample)."""
+
+from __future__ import annotations
+
+from iu_core.revision import sql_revision
+
+revision = "a2"
+down_revision = "a1"
+branch_labels = None
+depends_on = None
+
+upgrade, downgrade = sql_revision(revision)
