@@ -10,10 +10,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from iu_core import migrate
@@ -326,33 +324,22 @@ def test_lock_busy_carries_the_holder(empty_db: Target) -> None:
 def test_killed_connection_mid_revision_leaves_nothing(new_db) -> None:
     target = new_db("a1", SAMPLE)
     before = fp(target)
-    killer = connect(target)
+    with connect(target) as killer:
 
-    def kill(stmt, i):  # terminate our own backend just before a2's ALTER TABLE
-        if stmt.sql.startswith("ALTER TABLE"):
-            pid = session_pid[0]
-            killer.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        def hook(stmt, i):  # terminate the migration's backend just before a2's ALTER TABLE
+            if stmt.sql.startswith("ALTER TABLE"):
+                killer.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name LIKE 'iucore:%' AND datname = current_database()"
+                )
 
-    session_pid: list[int] = []
-    with connect(target) as c:
-        pass
-
-    def hook(stmt, i):
-        if not session_pid:
-            # the migration's own connection is the one not owned by this test
-            row = killer.execute(
-                "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'iucore:%%' AND datname = current_database()"
-            ).fetchone()
-            session_pid.append(row[0])
-        kill(stmt, i)
-
-    with pytest.raises(Exception) as exc:
-        migrate.upgrade(target, "a2", project=SAMPLE, before_statement=hook)
-    assert isinstance(exc.value, psycopg.Error | RevisionFailed | Exception)
-    killer.close()
+        with pytest.raises(RevisionFailed) as exc:
+            migrate.upgrade(target, "a2", project=SAMPLE, before_statement=hook)
+    assert exc.value.data["section"] == "body"
     assert fp(target) == before and heads(target) == ["a1"]
-    # and a re-run succeeds
-    migrate.upgrade(target, "a2", project=SAMPLE)
+    last = log_rows(target)[-1]  # audited on a fresh connection
+    assert (last[0], last[3]) == ("a2", "failed") and "terminating connection" in last[4]
+    migrate.upgrade(target, "a2", project=SAMPLE)  # and a re-run succeeds
     assert heads(target) == ["a2"]
 
 
@@ -361,5 +348,3 @@ def test_cli_help_lists_the_verbs(run_cli) -> None:
     for verb in ("upgrade", "downgrade", "current", "history"):
         assert verb in res.stdout
 
-
-_ = Callable  # typing re-export for fixtures

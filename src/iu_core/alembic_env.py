@@ -126,8 +126,10 @@ def _run_online(context: Any, session: MigrationSession, external: Any = None) -
         except IUCoreError as exc:
             _after_failure(connection, session, exc)
             raise
-        except Exception as exc:  # e.g. alembic_version update hit lock_timeout
-            err = Failed(
+        except Exception as exc:
+            # A lost connection makes Alembic's own rollback raise over our
+            # error: report the root cause when there is one of ours.
+            err = _root_cause(exc) or Failed(
                 f"{session.current.revision if session.current else 'run'} failed: "
                 f"{redact_url(str(exc).strip().splitlines()[0])}; rolled back",
             )
@@ -160,17 +162,41 @@ def _own_txn(connection: Any) -> Any:
     return connection.begin()
 
 
-def _after_failure(connection: Any, session: MigrationSession, exc: IUCoreError) -> None:
-    if connection.in_transaction():
-        connection.rollback()
+def _record_on_fresh_connection(session: MigrationSession, exc: IUCoreError) -> None:
+    """The run's connection died (killed backend, network): audit on a new one."""
+    import psycopg
+
     try:
+        with psycopg.connect(session.target.libpq, connect_timeout=10) as conn:
+            session.raw = conn
+            session.record_failure(exc)
+            session.heads_after = current_heads(conn)
+            conn.commit()
+    except Exception as audit_exc:  # never hide the real error behind an audit error
+        exc.data["audit"] = f"not recorded: {audit_exc}"
+        if session.sink:
+            session.sink(f"WARNING: could not write the audit row: {audit_exc}")
+
+
+def _root_cause(exc: BaseException) -> IUCoreError | None:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, IUCoreError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _after_failure(connection: Any, session: MigrationSession, exc: IUCoreError) -> None:
+    try:
+        if connection.in_transaction():
+            connection.rollback()
         session.raw.rollback()  # type: ignore[union-attr]
         with _own_txn(connection):
             session.record_failure(exc)
             session.heads_after = current_heads(session.raw)  # type: ignore[arg-type]
-    except Exception as audit_exc:  # never hide the real error behind an audit error
-        if session.sink:
-            session.sink(f"WARNING: could not write the audit row: {audit_exc}")
+    except Exception:
+        _record_on_fresh_connection(session, exc)
     # Each revision is its own transaction: say what did commit before this one.
     if session.done and not session.options.rehearse:
         committed = ", ".join(f"{r.revision} {r.direction}" for r in session.done)

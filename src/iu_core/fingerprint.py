@@ -97,14 +97,14 @@ def snapshot(conn: psycopg.Connection[Any], *, with_counts: bool = False) -> dic
             continue
         collist = ", ".join(cols)
         rows = conn.execute(
-            f"SELECT {collist} FROM {table} ORDER BY 1, 2"  # noqa: S608 - fixed identifiers
+            f"SELECT {collist} FROM {table} ORDER BY 1, 2"  # fixed identifiers
         ).fetchall()
         snap.setdefault("rows", {})[table] = json.dumps(
             [list(r) for r in rows], default=str, sort_keys=True
         )
     if with_counts:
         for table in sorted(present):
-            n = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608
+            n = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
             snap.setdefault("count", {})[table] = str(n[0] if n else 0)
     snap["alembic_version"] = {"iucore.alembic_version": ",".join(current_heads(conn))}
     return snap

@@ -74,7 +74,7 @@ def script_directory(project: Path) -> ScriptDirectory:
 def _check_revision(script: ScriptDirectory, rev: str) -> None:
     from alembic.util import CommandError
 
-    if rev in ("head", "heads", "base") or rev.lstrip("+-").isdigit() and rev[0] in "+-":
+    if rev in ("head", "heads", "base") or (rev[:1] in ("+", "-") and rev[1:].isdigit()):
         return
     try:
         found = script.get_revisions(rev)
