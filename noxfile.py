@@ -8,18 +8,25 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["tests", "lint"]
+nox.options.sessions = ["tests-16", "tests-18", "lint"]
 nox.options.error_on_missing_interpreters = True
 
-MAJORS = ["16", "18"]
 
-
-@nox.session
-@nox.parametrize("major", MAJORS, ids=MAJORS)
-def tests(session: nox.Session, major: str) -> None:
-    """The full test suite against an embedded PostgreSQL of one major."""
+def _tests(session: nox.Session, major: str) -> None:
     session.install("-e", ".[test]")
     session.run("pytest", *session.posargs, env={"IUCORE_TEST_PG_MAJOR": major})
+
+
+@nox.session(name="tests-16", tags=["tests"])
+def tests_16(session: nox.Session) -> None:
+    """The full test suite on PostgreSQL 16 (production's major)."""
+    _tests(session, "16")
+
+
+@nox.session(name="tests-18", tags=["tests"])
+def tests_18(session: nox.Session) -> None:
+    """The full test suite on PostgreSQL 18 (the newest the wheels ship)."""
+    _tests(session, "18")
 
 
 @nox.session

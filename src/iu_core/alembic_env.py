@@ -73,16 +73,17 @@ def _stdout_sink(line: str) -> None:
 def _run_online(context: Any, session: MigrationSession, external: Any = None) -> None:
     """Run on `external` (Alembic's shared-connection recipe) or a connection of our own."""
     from sqlalchemy import create_engine
+    from sqlalchemy.engine import Engine
     from sqlalchemy.exc import OperationalError
     from sqlalchemy.pool import NullPool
 
     engine = None
-    if external is not None:
+    if external is not None and not isinstance(external, Engine):
         connection = external
         if connection.in_transaction():
             connection.commit()  # our transactions must be our own
     else:
-        engine = create_engine(
+        engine = external or create_engine(
             session.target.url,
             poolclass=NullPool,
             connect_args={"application_name": f"iucore:{session.run_id[:8]}", "connect_timeout": 10},
@@ -152,7 +153,8 @@ def _run_online(context: Any, session: MigrationSession, external: Any = None) -
         session.release_lock()
         if engine is not None:
             connection.close()
-            engine.dispose()
+            if external is None:
+                engine.dispose()
 
 
 def _own_txn(connection: Any) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 Sink = Callable[[str], None]
@@ -29,10 +30,18 @@ def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[
     for r in cells:
         for i, c in enumerate(r):
             widths[i] = max(widths[i], len(c))
+    # psql right-aligns numbers and left-aligns everything else
+    numeric = [
+        bool(rows) and all(isinstance(r[i], int | float | Decimal) and not isinstance(r[i], bool)
+                           for r in rows if r[i] is not None)
+        for i in range(len(columns))
+    ]
     out = [" " + " | ".join(c.center(widths[i]) for i, c in enumerate(columns)).rstrip()]
     out.append("-" + "-+-".join("-" * w for w in widths) + "-")
     for r in cells:
-        out.append(" " + " | ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())
+        out.append(" " + " | ".join(
+            c.rjust(widths[i]) if numeric[i] else c.ljust(widths[i]) for i, c in enumerate(r)
+        ).rstrip())
     out.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
     return out
 
