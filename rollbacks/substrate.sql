@@ -135,6 +135,7 @@ $guard$;
 
 -- @body
 
+DROP FUNCTION public.fn_iu_observe(text, integer);
 DROP VIEW public.v_iu_route_dead_letter_open;
 DROP VIEW public.v_iu_route_attempt_summary;
 DROP VIEW public.v_iu_composer_event_backlog;
@@ -214,7 +215,7 @@ DECLARE
         'fn_iu_collection_add_piece', 'fn_iu_collection_remove_piece',
         'fn_iu_collection_reorder_piece', 'fn_iu_collection_validate',
         'fn_iu_collection_render', 'fn_iu_workflow_from_steps', 'fn_iu_retire',
-        'fn_iu_refresh_metadata_axes', 'fn_iu_healthcheck', 'fn_iu_piece_split',
+        'fn_iu_refresh_metadata_axes', 'fn_iu_healthcheck', 'fn_iu_piece_split', 'fn_iu_observe',
         'fn_iu_piece_merge'];
     v_left text[];
 BEGIN

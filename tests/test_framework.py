@@ -326,7 +326,7 @@ def test_killed_connection_mid_revision_leaves_nothing(new_db) -> None:
     before = fp(target)
     with connect(target) as killer:
 
-        def hook(stmt, i):  # terminate the migration's backend just before a2's ALTER TABLE
+        def hook(conn, stmt, i):  # terminate the migration's backend just before a2's ALTER TABLE
             if stmt.sql.startswith("ALTER TABLE"):
                 killer.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"

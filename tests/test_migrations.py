@@ -18,7 +18,7 @@ from sqlalchemy.pool import NullPool
 
 from iu_core import migrate
 from iu_core.config import RunOptions, Target
-from iu_core.errors import RevisionRefused
+from iu_core.errors import RevisionFailed, RevisionRefused
 from iu_core.fingerprint import diff, fingerprint, snapshot
 from iu_core.session import MigrationSession
 
@@ -127,3 +127,114 @@ def test_substrate_security_definer_functions_pin_search_path(conn_at) -> None:
         " WHERE n.nspname = 'public' AND p.prosecdef"
     ).fetchone()
     assert n is not None and n[0] >= 3  # the logger, split and merge at least
+
+
+# ------------------------------------------------ every revision, generically
+def parent_of(revision: str) -> str | None:
+    return migrate.script_directory(ROOT).get_revision(revision).down_revision
+
+
+def at(new_db, revision: str | None) -> Target:
+    return new_db(revision) if revision else new_db()
+
+
+def stamp(target: Target, revision: str) -> None:
+    """Make alembic_version claim `revision` without running it (bookkeeping lost or forged)."""
+    with connect(target) as c:
+        c.execute("CREATE SCHEMA IF NOT EXISTS iucore")
+        c.execute("CREATE TABLE IF NOT EXISTS iucore.alembic_version (version_num varchar(32) PRIMARY KEY)")
+        c.execute("DELETE FROM iucore.alembic_version")
+        c.execute("INSERT INTO iucore.alembic_version VALUES (%s)", (revision,))
+
+
+@pytest.mark.parametrize("revision", [r for r in chain() if parent_of(r)])
+def test_preflight_refuses_when_the_parent_is_missing(new_db, revision: str) -> None:
+    parent = parent_of(revision)
+    assert parent is not None
+    target = at(new_db, parent_of(parent))  # the grandparent's state…
+    stamp(target, parent)  # …claiming to be at the parent
+    before = snap(target)
+    with pytest.raises(RevisionRefused) as exc:
+        migrate.upgrade(target, revision)
+    assert exc.value.data["section"] == "preflight"
+    assert f"{revision} preflight" in exc.value.message
+    assert snap(target) == before
+
+
+@pytest.mark.parametrize("revision", chain())
+def test_preflight_refuses_to_apply_over_itself(new_db, revision: str) -> None:
+    target = new_db(revision)
+    parent = parent_of(revision)
+    if parent:
+        stamp(target, parent)
+    else:
+        with connect(target) as c:
+            c.execute("DELETE FROM iucore.alembic_version")
+    before = snap(target)
+    with pytest.raises(RevisionRefused) as exc:
+        migrate.upgrade(target, revision)
+    assert f"{revision} preflight" in exc.value.message
+    assert snap(target) == before
+
+
+def _sabotage_sql(revision: str) -> str:
+    """One statement that undoes something the revision's body did."""
+    from iu_core.inventory import declared_delta
+    from iu_core.registry import COMMANDS
+
+    module = migrate.script_directory(ROOT).get_revision(revision).module
+    adds, _ = declared_delta(module)
+    if adds["function"]:
+        return f"DROP FUNCTION {sorted(adds['function'])[-1]} CASCADE"
+    if adds["view"]:
+        return f"DROP VIEW {sorted(adds['view'])[-1]} CASCADE"
+    if adds["table"]:
+        return f"DROP TABLE {sorted(adds['table'])[-1]} CASCADE"
+    if adds["route"]:
+        return f"DELETE FROM public.iu_outbound_route WHERE route_code = '{sorted(adds['route'])[-1]}'"
+    if adds["event_type"]:
+        dom, typ = sorted(adds["event_type"])[-1].split(".", 1)
+        return f"DELETE FROM public.event_type_registry WHERE event_domain = '{dom}' AND event_type = '{typ}'"
+    if adds["config"]:
+        return f"DELETE FROM public.dot_config WHERE key = '{sorted(adds['config'])[-1]}'"
+    rows = [c.name for c in COMMANDS if c.revision == revision]
+    assert rows, f"{revision} declares nothing to sabotage"
+    return f"DELETE FROM public.dot_iu_command_catalog WHERE command_name = '{rows[-1]}'"
+
+
+@pytest.mark.parametrize("revision", chain())
+def test_postcheck_catches_a_broken_body_and_nothing_persists(new_db, revision: str) -> None:
+    """A deliberately broken database: just before the post-check, something the
+    body made disappears. The post-check must notice, and roll everything back."""
+    parent = parent_of(revision)
+    target = at(new_db, parent)
+    before = snap(target)
+    sabotage = _sabotage_sql(revision)
+    done: list[str] = []
+
+    def hook(conn, stmt, i) -> None:
+        if stmt.section == "postcheck" and not done:
+            conn.execute(sabotage)
+            done.append(sabotage)
+
+    with pytest.raises(RevisionFailed) as exc:
+        migrate.upgrade(target, revision, before_statement=hook)
+    assert done, "the revision has no post-check statement"
+    assert exc.value.data["section"] == "postcheck", exc.value.message
+    assert snap(target) == before
+
+
+@pytest.mark.parametrize("revision", chain())
+@pytest.mark.parametrize("direction", ["upgrade", "downgrade"])
+def test_rehearsal_of_each_revision_leaves_nothing(new_db, revision: str, direction: str) -> None:
+    parent = parent_of(revision)
+    target = at(new_db, parent) if direction == "upgrade" else new_db(revision)
+    before = snap(target)
+    opts = RunOptions(rehearse=True)
+    if direction == "upgrade":
+        result = migrate.upgrade(target, revision, options=opts)
+    else:
+        result = migrate.downgrade(target, parent or "base", options=opts)
+    assert [r["revision"] for r in result.revisions] == [revision]
+    assert result.fingerprint_before == result.fingerprint_after
+    assert snap(target) == before

@@ -50,7 +50,7 @@ DECLARE
         'fn_iu_collection_reorder_piece', 'fn_iu_collection_validate',
         'fn_iu_collection_render', 'fn_iu_workflow_from_steps', 'fn_iu_retire',
         'fn_iu_refresh_metadata_axes', 'fn_iu_healthcheck', 'fn_iu_piece_split',
-        'fn_iu_piece_merge'];
+        'fn_iu_piece_merge', 'fn_iu_observe'];
     v_present text[];
 BEGIN
     SELECT array_agg(r ORDER BY r) INTO v_present
@@ -1883,6 +1883,61 @@ SELECT d.dead_letter_id,
   FROM public.iu_route_dead_letter d
  WHERE d.resolved_at IS NULL;
 
+-- The read surface for the operator runtime: every governed command is a
+-- `SELECT public.fn_*(…)`, so the read commands need a function too. One
+-- function over an allowlist of views, chosen by a CASE on the argument: no
+-- identifier from input ever reaches dynamic SQL.
+CREATE FUNCTION public.fn_iu_observe(p_surface text, p_limit integer DEFAULT 100)
+RETURNS jsonb
+LANGUAGE plpgsql
+STABLE
+SET search_path = public, pg_temp
+AS $fn$
+DECLARE
+    c_surfaces CONSTANT text[] := ARRAY['command_registry', 'command_run_health', 'collection_health',
+                                        'collection_manifest', 'composer_event_backlog',
+                                        'route_attempt_summary', 'route_dead_letter_open'];
+    v_rows jsonb;
+BEGIN
+    IF p_surface IS NULL OR NOT (p_surface = ANY (c_surfaces)) THEN
+        RETURN jsonb_build_object('status', 'invalid_input', 'field', 'p_surface',
+                                  'guidance', 'One of: ' || array_to_string(c_surfaces, ', '),
+                                  'next_action', 'choose_a_known_surface');
+    END IF;
+    IF p_limit IS NULL OR p_limit < 1 OR p_limit > 10000 THEN
+        RETURN jsonb_build_object('status', 'invalid_input', 'field', 'p_limit',
+                                  'guidance', 'p_limit must be between 1 and 10000.',
+                                  'next_action', 'fix_input');
+    END IF;
+    CASE p_surface
+        WHEN 'command_registry' THEN
+            SELECT coalesce(jsonb_agg(to_jsonb(v) ORDER BY v.command_name), '[]') INTO v_rows
+              FROM (SELECT * FROM public.v_dot_iu_command_registry ORDER BY command_name LIMIT p_limit) v;
+        WHEN 'command_run_health' THEN
+            SELECT coalesce(jsonb_agg(to_jsonb(v)), '[]') INTO v_rows
+              FROM (SELECT * FROM public.v_dot_iu_command_run_health LIMIT p_limit) v;
+        WHEN 'collection_health' THEN
+            SELECT coalesce(jsonb_agg(to_jsonb(v) ORDER BY v.collection_key), '[]') INTO v_rows
+              FROM (SELECT * FROM public.v_iu_collection_health ORDER BY collection_key LIMIT p_limit) v;
+        WHEN 'collection_manifest' THEN
+            SELECT coalesce(jsonb_agg(to_jsonb(v) ORDER BY v.collection_key, v.piece_order), '[]') INTO v_rows
+              FROM (SELECT * FROM public.v_iu_collection_manifest
+                     ORDER BY collection_key, piece_order LIMIT p_limit) v;
+        WHEN 'composer_event_backlog' THEN
+            SELECT coalesce(jsonb_agg(to_jsonb(v)), '[]') INTO v_rows
+              FROM (SELECT * FROM public.v_iu_composer_event_backlog LIMIT p_limit) v;
+        WHEN 'route_attempt_summary' THEN
+            SELECT coalesce(jsonb_agg(to_jsonb(v)), '[]') INTO v_rows
+              FROM (SELECT * FROM public.v_iu_route_attempt_summary LIMIT p_limit) v;
+        WHEN 'route_dead_letter_open' THEN
+            SELECT coalesce(jsonb_agg(to_jsonb(v)), '[]') INTO v_rows
+              FROM (SELECT * FROM public.v_iu_route_dead_letter_open LIMIT p_limit) v;
+    END CASE;
+    RETURN jsonb_build_object('status', 'ok', 'surface', p_surface,
+                              'row_count', jsonb_array_length(v_rows), 'rows', v_rows);
+END
+$fn$;
+
 -- -----------------------------------------------------------------------------
 -- 9. Privileges: every function that writes (or delivers) is not for PUBLIC;
 -- the operator layer grants EXECUTE to its own roles.
@@ -1940,6 +1995,7 @@ DECLARE
         'public.fn_iu_retire(uuid,text,text)',
         'public.fn_iu_refresh_metadata_axes(uuid,text)',
         'public.fn_iu_healthcheck()',
+        'public.fn_iu_observe(text, integer)',
         'public.fn_iu_piece_split(uuid,jsonb,uuid,text,boolean)',
         'public.fn_iu_piece_merge(uuid[],text,uuid,text,boolean)'];
     c_mutating text[] := ARRAY[
@@ -2071,7 +2127,7 @@ SELECT 'substrate_objects' AS check,
                              'fn_iu_collection_reorder_piece', 'fn_iu_collection_validate',
                              'fn_iu_collection_render', 'fn_iu_workflow_from_steps', 'fn_iu_retire',
                              'fn_iu_refresh_metadata_axes', 'fn_iu_healthcheck', 'fn_iu_piece_split',
-                             'fn_iu_piece_merge')) AS functions,
+                             'fn_iu_piece_merge', 'fn_iu_observe')) AS functions,
        (SELECT count(*) FROM pg_catalog.pg_trigger t
          WHERE NOT t.tgisinternal
            AND t.tgname IN ('trg_dot_config_touch', 'trg_event_outbox_type_validate')) AS triggers;

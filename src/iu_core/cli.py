@@ -224,6 +224,41 @@ def history(obj: Ctx, limit: int, revision: str | None) -> None:
     click.echo("\n".join(format_table(cols, table)))
 
 
+# ---------------------------------------------------------------- inventory
+@cli.command("inventory")
+@click.option("--check", is_flag=True, help="Exit 4 when any object drifts from the declared inventory.")
+@click.pass_obj
+def inventory_cmd(obj: Ctx, check: bool) -> None:
+    """The DOT inventory: 7 classes, expected/present per class, and the drift list.
+
+    Expected objects are what the applied revisions declare they add and
+    remove; --check names every missing or extra object and exits 4.
+    """
+    from . import migrate
+    from .errors import InventoryDrift
+    from .transcript import format_table
+
+    rep = migrate.inventory(obj.target(), project=obj.project_root())
+    if obj.as_json:
+        obj.emit(rep.to_json())
+    else:
+        rows = [[c["class"], c["expected"], c["present"], len(c["missing"]), len(c["extra"]),
+                 "ok" if c["ok"] else "DRIFT"] for c in rep.classes]
+        exp, pres = rep.to_json()["expected_total"], rep.to_json()["present_total"]
+        rows.append(["total", exp, pres, sum(r[3] for r in rows), sum(r[4] for r in rows),
+                     "ok" if rep.ok else "DRIFT"])
+        click.echo(f"DOT inventory at {rep.revision or 'base (empty)'}: {pres}/{exp}")
+        click.echo("\n".join(format_table(["class", "expected", "present", "missing", "extra", "status"], rows)))
+        for line in rep.drift:
+            click.echo(f"  {line}")
+    if check and not rep.ok:
+        raise InventoryDrift(
+            f"inventory drift at {rep.revision}: {len(rep.drift)} object(s): " + "; ".join(rep.drift[:10])
+            + (" …" if len(rep.drift) > 10 else ""),
+            drift=rep.drift,
+        )
+
+
 # ---------------------------------------------------------------- server
 @cli.group(cls=_Group)
 def server() -> None:

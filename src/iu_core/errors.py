@@ -86,5 +86,9 @@ class CheckFailed(IUCoreError):
     outcome = "drift"
 
 
+class InventoryDrift(CheckFailed):
+    """Live objects differ from what the applied revisions declare."""
+
+
 class SqlFileError(BadInput):
     """A SQL file breaks the conventions (docs/sql-conventions.md)."""

@@ -198,6 +198,15 @@ def current(target: Target, *, project: Path | None = None) -> dict[str, Any]:
     }
 
 
+def inventory(target: Target, *, project: Path | None = None) -> Any:
+    """The DOT inventory of the live database against what the chain declares."""
+    from .inventory import report
+
+    project = project or find_project_root()
+    with connect(target) as conn:
+        return report(conn, project)
+
+
 def history(target: Target, *, limit: int = 50, revision: str | None = None) -> list[dict[str, Any]]:
     """The audit log, newest first."""
     if limit < 1:

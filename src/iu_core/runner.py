@@ -50,8 +50,9 @@ class ScriptRun:
         return ev
 
 
-# A hook the fault-injection tests use to act between statements.
-StatementHook = Callable[[Statement, int], None]
+# A hook the fault-injection tests use to act between statements: it gets the
+# run's own connection (inside its transaction), the statement and its index.
+StatementHook = Callable[["psycopg.Connection[Any]", Statement, int], None]
 
 
 def run_script(
@@ -77,7 +78,7 @@ def run_script(
                 sink(f"-- @{stmt.section}")
             section = stmt.section
             if before_statement:
-                before_statement(stmt, i)
+                before_statement(conn, stmt, i)
             notices.clear()
             try:
                 with conn.cursor() as cur:
