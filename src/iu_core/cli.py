@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -31,6 +32,7 @@ class Ctx:
     actor: str | None
     project: str | None
     _target: Target | None = None
+    emitted: bool = False  # a JSON document went out: an error must not add a second
 
     def target(self) -> Target:
         if self._target is None:
@@ -47,6 +49,7 @@ class Ctx:
     def emit(self, data: Any, text: str | None = None) -> None:
         if self.as_json:
             click.echo(json.dumps(data, indent=2, default=str, sort_keys=True))
+            self.emitted = True
         elif text is not None:
             click.echo(text)
 
@@ -79,7 +82,7 @@ def _report(ctx: click.Context, exc: IUCoreError) -> None:
             pw = None
         if pw:
             message = message.replace(str(pw), "***")
-    if obj is not None and obj.as_json:
+    if obj is not None and obj.as_json and not obj.emitted:
         payload = exc.to_json()
         payload["message"] = message
         payload["exit_code"] = exc.exit_code
@@ -153,9 +156,14 @@ def _print_run(obj: Ctx, result: Any) -> None:
 @db.command()
 @click.argument("revision", default="head")
 @click.option("--rehearse", is_flag=True, help="Run everything for real, then ROLLBACK instead of COMMIT.")
+@click.option("--backup-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Take and verify a backup here first (mandatory before a real apply when given).")
+@click.option("--allow-checksum-drift", metavar="REASON",
+              help="Apply although applied files changed since apply; REASON goes in the audit.")
 @_timeout_options
 @click.pass_obj
-def upgrade(obj: Ctx, revision: str, rehearse: bool, lock_timeout: str | None,
+def upgrade(obj: Ctx, revision: str, rehearse: bool, backup_dir: Path | None,
+            allow_checksum_drift: str | None, lock_timeout: str | None,
             statement_timeout: str | None, lock_wait: str | None) -> None:
     """Apply revisions up to REVISION (default head): preflight → body → post-check.
 
@@ -168,7 +176,8 @@ def upgrade(obj: Ctx, revision: str, rehearse: bool, lock_timeout: str | None,
 
     opts = _options(obj, rehearse, lock_timeout, statement_timeout, lock_wait)
     result = migrate.upgrade(obj.target(), revision, project=obj.project_root(), options=opts,
-                             sink=obj.sink())
+                             sink=obj.sink(), allow_checksum_drift=allow_checksum_drift,
+                             backup_dir=backup_dir)
     _print_run(obj, result)
 
 
@@ -222,6 +231,129 @@ def history(obj: Ctx, limit: int, revision: str | None) -> None:
     cols = ["log_id", "started_at", "revision", "direction", "mode", "outcome", "actor", "duration_ms", "message"]
     table = [[r[c] if c != "started_at" else r[c].strftime("%Y-%m-%d %H:%M:%S") for c in cols] for r in rows]
     click.echo("\n".join(format_table(cols, table)))
+
+
+@db.command("verify")
+@click.pass_obj
+def verify_cmd(obj: Ctx) -> None:
+    """Checksums recorded at apply against the files now; exit 4 naming each edited file."""
+    from . import migrate
+    from .errors import ChecksumDrift
+
+    rep = migrate.verify(obj.target(), project=obj.project_root())
+    if obj.as_json:
+        obj.emit(rep.to_json())
+    else:
+        ok = sum(f.status == "ok" for f in rep.files)
+        added = [f for f in rep.files if f.status == "added"]
+        click.echo(f"{ok} file(s) of {len(rep.applied)} applied revision(s) match their recorded sha256")
+        for f in added:
+            click.echo(f"  added since apply (not part of what ran): {f.file}")
+        for line in rep.lines():
+            click.echo(f"  DRIFT {line}")
+    if not rep.ok:
+        raise ChecksumDrift(f"{len(rep.problems)} file(s) differ from what was applied: "
+                            + "; ".join(rep.lines()), problems=[f.to_json() for f in rep.problems])
+
+
+@db.command("preflight")
+@click.option("--expect-database", help="Fail unless connected to this database.")
+@click.option("--expect-user", help="Fail unless connected as this user.")
+@click.option("--backup-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Require a recent verified backup here.")
+@click.option("--backup-max-age", default="24h", show_default=True, help="How recent the backup must be.")
+@click.option("--max-xact-age", default="60s", show_default=True,
+              help="A transaction open longer than this fails the check.")
+@click.pass_obj
+def preflight_cmd(obj: Ctx, expect_database: str | None, expect_user: str | None,
+                  backup_dir: Path | None, backup_max_age: str, max_xact_age: str) -> None:
+    """The mandatory-gates checklist before a real apply; exit 0 only if every check passes.
+
+    Read identity, write identity (reversible probe on dot_config), every
+    governable gate closed and never-flip intact, no inventory drift, applied
+    checksums match, the migration lock free, no long transaction, and a recent
+    verified backup when --backup-dir is given. A failing check exits 3.
+    """
+    from . import migrate
+    from .config import parse_duration
+    from .errors import Refused
+    from .transcript import format_table
+
+    rep = migrate.preflight(
+        obj.target(), project=obj.project_root(), expect_database=expect_database,
+        expect_user=expect_user, backup_dir=backup_dir,
+        max_xact_age_s=parse_duration(max_xact_age, "--max-xact-age") / 1000,
+        backup_max_age_s=_hours(backup_max_age),
+    )
+    if obj.as_json:
+        obj.emit(rep.to_json())
+    else:
+        rows = [[c.name, "PASS" if c.ok else "FAIL", c.evidence] for c in rep.checks]
+        click.echo("\n".join(format_table(["check", "status", "evidence"], rows)))
+        click.echo(f"{sum(c.ok for c in rep.checks)}/{len(rep.checks)} mandatory gates PASS")
+    if not rep.ok:
+        raise Refused("preflight failed: " + "; ".join(f"{c.name}: {c.evidence}" for c in rep.failed),
+                      failed=[c.name for c in rep.failed])
+
+
+def _hours(value: str) -> float:
+    from .config import parse_duration
+
+    v = value.strip()
+    if v.endswith("h") and v[:-1].replace(".", "", 1).isdigit():
+        return float(v[:-1]) * 3600
+    return parse_duration(v, "--backup-max-age") / 1000
+
+
+@db.command("backup")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for the dump [.iucore/backups].")
+@click.pass_obj
+def backup_cmd(obj: Ctx, out_dir: Path | None) -> None:
+    """pg_dump -Fc, then verify: PGDMP header, pg_restore TOC entry count, bytes, sha256."""
+    import os
+
+    from . import migrate
+
+    out = out_dir or Path(os.environ.get("IUCORE_HOME") or ".iucore") / "backups"
+    b = migrate.backup(obj.target(), out, sink=None if obj.as_json else click.echo)
+    obj.emit(b.to_json(), f"Backup gate PASS — pg_dump -Fc {b.summary()}")
+
+
+# ---------------------------------------------------------------- selftest
+@cli.command("selftest")
+@click.argument("names", nargs=-1)
+@click.option("--record", is_flag=True, help="Write selftests/<rev>.expected from this run (review it!).")
+@click.option("--show", is_flag=True, help="Print every transcript, not only failing ones.")
+@click.pass_obj
+def selftest_cmd(obj: Ctx, names: tuple[str, ...], record: bool, show: bool) -> None:
+    """Replay BEGIN…ROLLBACK self-tests against their recorded transcripts.
+
+    Runs the self-tests of the applied revisions (others are skipped with a
+    reason), proves nothing persisted, and compares each transcript with
+    selftests/<rev>.expected: a difference prints a unified diff and exits 4;
+    a self-test that raises or persists exits 1.
+    """
+    from . import migrate
+    from .errors import CheckFailed, Failed
+
+    results = migrate.selftest(obj.target(), list(names) or None, project=obj.project_root(), record=record)
+    if obj.as_json:
+        obj.emit([r.to_json() for r in results])
+    else:
+        for r in results:
+            if show or r.status == "failed":
+                click.echo(f"== selftest {r.name} ==")
+                click.echo("\n".join(r.transcript))
+            click.echo(f"selftest {r.name}: {r.status.upper()}{' — ' + r.reason if r.reason else ''}")
+            if r.diff:
+                click.echo(r.diff)
+    failed = [r for r in results if r.status == "failed"]
+    mismatched = [r for r in results if r.status == "mismatch"]
+    if failed:
+        raise Failed("self-test failed: " + "; ".join(f"{r.name}: {r.reason}" for r in failed))
+    if mismatched:
+        raise CheckFailed("self-test transcript mismatch: " + ", ".join(r.name for r in mismatched))
 
 
 # ---------------------------------------------------------------- inventory

@@ -90,5 +90,9 @@ class InventoryDrift(CheckFailed):
     """Live objects differ from what the applied revisions declare."""
 
 
+class ChecksumDrift(CheckFailed):
+    """An applied revision's SQL file differs from what was recorded at apply."""
+
+
 class SqlFileError(BadInput):
     """A SQL file breaks the conventions (docs/sql-conventions.md)."""

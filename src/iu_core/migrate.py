@@ -98,6 +98,8 @@ def _run(
     options: RunOptions,
     sink: Sink | None,
     before_statement: StatementHook | None,
+    allow_checksum_drift: str | None = None,
+    backup_dir: Path | None = None,
 ) -> RunResult:
     from alembic import command
     from alembic.util import CommandError
@@ -108,6 +110,13 @@ def _run(
     )
     cfg = alembic_config(project, session)
     _check_revision(script_directory(project), revision)
+    if direction == "upgrade":
+        session.override = _checksum_gate(target, project, allow_checksum_drift, sink)
+        if backup_dir is not None and not options.rehearse:
+            from .backup import backup as take_backup
+
+            b = take_backup(target, backup_dir, sink=sink)
+            session.backup = {"path": b.path, "sha256": b.sha256, "bytes": b.size, "toc_entries": b.toc_entries}
     try:
         if direction == "upgrade":
             command.upgrade(cfg, revision)
@@ -146,12 +155,74 @@ def upgrade(
     options: RunOptions | None = None,
     sink: Sink | None = None,
     before_statement: StatementHook | None = None,
+    allow_checksum_drift: str | None = None,
+    backup_dir: Path | None = None,
 ) -> RunResult:
-    """Apply revisions up to REVISION: preflight → body → post-check, one transaction each."""
+    """Apply revisions up to REVISION: preflight → body → post-check, one transaction each.
+
+    Refuses first when an applied revision's files changed since apply, unless
+    `allow_checksum_drift` gives a reason (recorded in the audit). With
+    `backup_dir`, a verified backup is mandatory before a real apply.
+    """
     return _run(
         "upgrade", target, revision, project=project, options=options or RunOptions(),
         sink=sink, before_statement=before_statement,
+        allow_checksum_drift=allow_checksum_drift, backup_dir=backup_dir,
     )
+
+
+def verify(target: Target, *, project: Path | None = None) -> Any:
+    """Checksums recorded at apply against the files on disk (Flyway's validate)."""
+    from .checksums import verify as _verify
+
+    project = project or find_project_root()
+    with connect(target) as conn:
+        return _verify(conn, project)
+
+
+def preflight(target: Target, *, project: Path | None = None, **kw: Any) -> Any:
+    """The mandatory-gates checklist (identity, write probe, gates, drift, checksums, lock…)."""
+    from .preflight import run
+
+    project = project or find_project_root()
+    with connect(target) as conn:
+        return run(conn, project, **kw)
+
+
+def backup(target: Target, out_dir: Path, *, sink: Sink | None = None) -> Any:
+    """pg_dump -Fc, verified (PGDMP header, TOC entries, size, sha256)."""
+    from .backup import backup as _backup
+
+    return _backup(target, out_dir, sink=sink)
+
+
+def selftest(target: Target, names: list[str] | None = None, *, project: Path | None = None,
+             record: bool = False) -> Any:
+    """Replay the self-tests of the applied revisions against their recorded transcripts."""
+    from .selftest import run
+
+    project = project or find_project_root()
+    with connect(target) as conn:
+        return run(conn, project, names, record=record)
+
+
+def _checksum_gate(target: Target, project: Path, allow: str | None, sink: Sink | None) -> dict[str, Any] | None:
+    from .errors import Refused
+
+    report = verify(target, project=project)
+    if report.ok:
+        return None
+    problems = report.lines()
+    if not allow:
+        raise Refused(
+            "applied revisions' files changed since they were applied: " + "; ".join(problems)
+            + ". Restore the files, or pass --allow-checksum-drift REASON (recorded in the audit)",
+            problems=[f.to_json() for f in report.problems],
+        )
+    if sink:
+        for line in problems:
+            sink(f"WARNING: checksum drift allowed ({allow}): {line}")
+    return {"allow_checksum_drift": allow, "problems": [f.to_json() for f in report.problems]}
 
 
 def downgrade(

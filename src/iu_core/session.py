@@ -72,6 +72,10 @@ class MigrationSession:
     heads_after: list[str] = field(default_factory=list)
     fingerprint_before: str | None = None
     fingerprint_after: str | None = None
+    # Recorded on every audit row of the run: the verified backup taken before
+    # it, and an explicit override of the checksum gate.
+    backup: dict[str, Any] | None = None
+    override: dict[str, Any] | None = None
 
     @property
     def mode(self) -> str:
@@ -173,4 +177,6 @@ class MigrationSession:
             duration_ms=run.duration_ms or (time.time() - run.started) * 1000,
             message=message,
             evidence=run.evidence(),
+            backup=self.backup,
+            override=self.override,
         )

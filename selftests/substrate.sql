@@ -1,0 +1,152 @@
+-- substrate self-test: the surface before 016, exercised inside one transaction
+-- that always ends in ROLLBACK. Every DO block RAISEs when its check fails.
+-- Run: iucore selftest substrate   (by hand: psql -X -v ON_ERROR_STOP=1 -f selftests/substrate.sql)
+
+BEGIN;
+
+-- T0 baseline: the 9 protocol gates are shut
+SELECT key, value FROM public.dot_config
+ WHERE key IN ('iu_core.composer_enabled', 'iu_core.structure_ops_enabled', 'iu_core.delivery_enabled',
+               'iu_core.three_axis_auto_refresh_enabled', 'iu_core.operator_runtime_enabled',
+               'queue.job_substrate.enabled', 'queue.dlq.replay_enabled',
+               'iu_enact.allow_no_review_decision', 'iu_core.vector_sync_enabled')
+ ORDER BY key;
+
+-- T1 a composer mutator refuses while iu_core.composer_enabled is shut
+DO $t1$
+DECLARE r jsonb;
+BEGIN
+    r := public.fn_iu_create('selftest/shut', 'piece', 'Shut', 'selftest');
+    IF r->>'status' <> 'refused' OR r->>'gate' <> 'iu_core.composer_enabled' THEN
+        RAISE EXCEPTION 'T1: expected a refusal naming the composer gate, got %', r;
+    END IF;
+    RAISE NOTICE 'T1 refused_as_expected: %', r->>'gate';
+END
+$t1$;
+
+-- T2 open the composer gate in this transaction only, mint three pieces and compose them
+UPDATE public.dot_config SET value = 'true' WHERE key = 'iu_core.composer_enabled';
+
+CREATE TEMP TABLE selftest_ids ON COMMIT DROP AS
+SELECT n, (public.fn_iu_create('selftest/piece-' || n, 'section', 'Piece ' || n, 'selftest') ->> 'iu_id')::uuid AS iu_id
+  FROM generate_series(1, 3) AS n;
+
+SELECT (public.fn_iu_compose('selftest.file-001', 'file', 'Self-test file',
+        (SELECT array_agg(iu_id ORDER BY n) FROM selftest_ids), 'selftest',
+        ARRAY['intro', 'body', 'tail'])) ->> 'status' AS compose_status;
+
+-- T3 move the last piece to 0, then back to 2: the exact original order returns
+DO $t3$
+DECLARE
+    c uuid := (SELECT collection_id FROM public.iu_collection WHERE collection_key = 'selftest.file-001');
+    p uuid := (SELECT iu_id FROM selftest_ids WHERE n = 3);
+    before text;
+    moved text;
+    after text;
+BEGIN
+    SELECT string_agg(piece_order || '/' || label, ' ' ORDER BY piece_order) INTO before
+      FROM public.iu_collection_member WHERE collection_id = c;
+    PERFORM public.fn_iu_collection_reorder_piece(c, p, 0, 'selftest');
+    SELECT string_agg(piece_order || '/' || label, ' ' ORDER BY piece_order) INTO moved
+      FROM public.iu_collection_member WHERE collection_id = c;
+    PERFORM public.fn_iu_collection_reorder_piece(c, p, 2, 'selftest');
+    SELECT string_agg(piece_order || '/' || label, ' ' ORDER BY piece_order) INTO after
+      FROM public.iu_collection_member WHERE collection_id = c;
+    IF moved <> '0/tail 1/intro 2/body' OR after <> before THEN
+        RAISE EXCEPTION 'T3: reorder is not a move and its inverse: % -> % -> %', before, moved, after;
+    END IF;
+    RAISE NOTICE 'T3 order % -> % -> %', before, moved, after;
+END
+$t3$;
+
+-- T4 validate and render (read-only, no gate)
+SELECT v.collection_key, v.piece_order, v.canonical_address, v.label
+  FROM public.v_iu_collection_manifest v
+ WHERE v.collection_key = 'selftest.file-001'
+ ORDER BY v.piece_order;
+
+DO $t4$
+DECLARE
+    c uuid := (SELECT collection_id FROM public.iu_collection WHERE collection_key = 'selftest.file-001');
+    v jsonb := public.fn_iu_collection_validate(c);
+    r1 jsonb := public.fn_iu_collection_render(c);
+    r2 jsonb := public.fn_iu_collection_render(c);
+BEGIN
+    IF NOT (v->>'ok')::boolean THEN RAISE EXCEPTION 'T4: collection does not validate: %', v; END IF;
+    IF r1->>'digest' IS NULL OR r1->>'digest' <> r2->>'digest' THEN
+        RAISE EXCEPTION 'T4: render is not deterministic: % vs %', r1->>'digest', r2->>'digest';
+    END IF;
+    RAISE NOTICE 'T4 validate ok=%, members=%', v->>'ok', r1->>'member_count';
+END
+$t4$;
+
+-- T5 the immediate lane deduplicates; a second identical emit answers NULL
+DO $t5$
+DECLARE
+    first uuid := public.fn_iu_emit_event('iu', 'structure_op_applied', 'selftest-subject', '{}', 'selftest');
+    second uuid := public.fn_iu_emit_event('iu', 'structure_op_applied', 'selftest-subject', '{}', 'selftest');
+BEGIN
+    IF first IS NULL OR second IS NOT NULL THEN
+        RAISE EXCEPTION 'T5: immediate-lane dedupe broken (first %, second %)', first, second;
+    END IF;
+    RAISE NOTICE 'T5 immediate lane deduplicated the second emit';
+END
+$t5$;
+
+-- T6 an unknown event type never reaches the outbox (type-validate trigger)
+DO $t6$
+BEGIN
+    INSERT INTO public.event_outbox (event_domain, event_type, event_stream, delivery_lane, event_subject_ref, actor)
+    VALUES ('iu', 'no_such_type', 'lifecycle', 'immediate', 'x', 'selftest');
+    RAISE EXCEPTION 'T6: the outbox accepted an unregistered type';
+EXCEPTION WHEN check_violation THEN
+    RAISE NOTICE 'T6 refused_as_expected';
+END
+$t6$;
+
+-- T7 the route worker dry-runs everything pending on its route, once. The counts
+-- depend on which later revisions emit events, so they are compared, not printed.
+DO $t7$
+DECLARE
+    pending bigint := (SELECT count(*) FROM public.event_outbox e
+                        WHERE NOT (e.event_domain = 'system' AND e.event_type = 'route_worker_run')
+                          AND NOT EXISTS (SELECT 1 FROM public.iu_route_attempt a
+                                           WHERE a.route_code = 'iu_outbound_default' AND a.event_id = e.event_id));
+    r1 jsonb := public.fn_iu_route_worker_run('iu_outbound_default', 10000);
+    r2 jsonb := public.fn_iu_route_worker_run('iu_outbound_default', 10000);
+BEGIN
+    IF pending = 0 OR (r1->>'seen')::bigint <> pending OR (r1->>'attempts_written')::bigint <> pending
+       OR (r1->>'skipped')::int <> 0 OR (r1->>'dead_lettered')::int <> 0 OR NOT (r1->>'dry_run')::boolean THEN
+        RAISE EXCEPTION 'T7: worker answered % for % pending events', r1, pending;
+    END IF;
+    IF (r2->>'seen')::int <> 0 THEN
+        RAISE EXCEPTION 'T7: a second run saw % events again', r2->>'seen';
+    END IF;
+    RAISE NOTICE 'T7 seen = attempts_written = pending, skipped 0, dead_lettered 0, second run seen 0';
+END
+$t7$;
+
+SELECT attempt_status, count(*) > 0 AS written, bool_and(detail ->> 'mode' = 'dry_run') AS all_dry_run
+  FROM public.iu_route_attempt GROUP BY attempt_status ORDER BY attempt_status;
+
+-- T8 split needs a real review decision (seed 002 A3)
+SELECT public.fn_iu_piece_split((SELECT iu_id FROM selftest_ids WHERE n = 1),
+                                '[{"address": "selftest/a", "title": "A"}, {"address": "selftest/b", "title": "B"}]',
+                                NULL, 'selftest') ->> 'status' AS split_without_review;
+
+SELECT public.fn_iu_piece_split((SELECT iu_id FROM selftest_ids WHERE n = 1),
+                                '[{"address": "selftest/a", "title": "A"}, {"address": "selftest/b", "title": "B"}]',
+                                '00000000-0000-0000-0000-000000000001', 'selftest') ->> 'status' AS split_unknown_review;
+
+-- T9 the ledger logger is fail-closed: an unknown command is refused
+DO $t9$
+BEGIN
+    PERFORM public.fn_dot_iu_command_log('dot_iu_no_such_command', 'read', 'plan', 'planned', false,
+                                         NULL, '{}', '{}', 'selftest');
+    RAISE EXCEPTION 'T9: the logger accepted a command missing from the catalog';
+EXCEPTION WHEN foreign_key_violation THEN
+    RAISE NOTICE 'T9 refused_as_expected';
+END
+$t9$;
+
+ROLLBACK;

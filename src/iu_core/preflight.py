@@ -1,0 +1,213 @@
+"""The mandatory-gates checklist a release engineer runs before a real apply.
+
+Seed 002 A2 ("Hard Gate 0": read identity, write identity with a reversible
+probe) and seed 003 §4 ("All 14 mandatory gates PASS"): each check PASS or
+FAIL with its evidence; the run passes only if every check does.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .session import LOCK_KEY
+
+if TYPE_CHECKING:
+    import psycopg
+
+GOVERNABLE = (
+    "iu_core.composer_enabled", "iu_core.structure_ops_enabled", "iu_core.delivery_enabled",
+    "iu_core.three_axis_auto_refresh_enabled", "iu_core.operator_runtime_enabled",
+    "queue.job_substrate.enabled", "queue.dlq.replay_enabled",
+)
+NEVER_FLIP = ("iu_enact.allow_no_review_decision", "iu_core.vector_sync_enabled")
+PROBE_GATE = "iu_core.composer_enabled"
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    evidence: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"check": self.name, "status": "PASS" if self.ok else "FAIL",
+                "evidence": self.evidence, **({"data": self.data} if self.data else {})}
+
+
+@dataclass
+class PreflightReport:
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "passed": sum(c.ok for c in self.checks), "total": len(self.checks),
+                "checks": [c.to_json() for c in self.checks]}
+
+
+def _exists(conn: psycopg.Connection[Any], rel: str) -> bool:
+    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (rel,)).fetchone() == (True,)
+
+
+def check_identity(conn: psycopg.Connection[Any], expect_database: str | None,
+                   expect_user: str | None) -> Check:
+    row = conn.execute(
+        "SELECT current_user, current_database(), current_setting('server_version'),"
+        " coalesce(host(inet_server_addr()), 'local socket')"
+    ).fetchone()
+    assert row is not None
+    user, db, version, where = row
+    problems = []
+    if expect_database and db != expect_database:
+        problems.append(f"database is {db!r}, expected {expect_database!r}")
+    if expect_user and user != expect_user:
+        problems.append(f"user is {user!r}, expected {expect_user!r}")
+    ev = f"{user} | {db} | {where} | PostgreSQL {version}"
+    return Check("read identity", not problems, "; ".join(problems) or ev,
+                 {"user": user, "database": db, "server_version": version})
+
+
+def check_write_probe(conn: psycopg.Connection[Any]) -> Check:
+    """BEGIN; UPDATE a gate; read it in the transaction; ROLLBACK; value unchanged."""
+    if not _exists(conn, "public.dot_config"):
+        conn.execute("BEGIN")
+        try:
+            conn.execute("CREATE TABLE public.iucore_write_probe (x int)")
+            ok = True
+        except Exception as exc:  # no CREATE on public: say why
+            conn.execute("ROLLBACK")
+            return Check("write identity (reversible probe)", False, f"cannot create in public: {exc}")
+        conn.execute("ROLLBACK")
+        gone = not _exists(conn, "public.iucore_write_probe")
+        return Check("write identity (reversible probe)", ok and gone,
+                     "no dot_config yet: CREATE TABLE in public, ROLLBACK, table gone" if gone
+                     else "probe table persisted after ROLLBACK")
+    before = conn.execute("SELECT value FROM public.dot_config WHERE key = %s", (PROBE_GATE,)).fetchone()
+    if before is None:
+        return Check("write identity (reversible probe)", False, f"dot_config has no {PROBE_GATE} row")
+    flipped = "false" if before[0] == "true" else "true"
+    lines = [f"GATE | {PROBE_GATE} | {before[0]}", "BEGIN"]
+    conn.execute("BEGIN")
+    try:
+        cur = conn.execute("UPDATE public.dot_config SET value = %s WHERE key = %s", (flipped, PROBE_GATE))
+        lines.append(cur.statusmessage or "")
+        in_tx = conn.execute("SELECT value FROM public.dot_config WHERE key = %s", (PROBE_GATE,)).fetchone()
+        lines.append(f"IN_TX | {PROBE_GATE} | {in_tx[0] if in_tx else None}")
+    except Exception as exc:
+        conn.execute("ROLLBACK")
+        return Check("write identity (reversible probe)", False, f"UPDATE refused: {exc}")
+    conn.execute("ROLLBACK")
+    lines.append("ROLLBACK")
+    after = conn.execute("SELECT value FROM public.dot_config WHERE key = %s", (PROBE_GATE,)).fetchone()
+    lines.append(f"AFTER_RB | {PROBE_GATE} | {after[0] if after else None}")
+    ok = in_tx is not None and in_tx[0] == flipped and after is not None and after[0] == before[0]
+    return Check("write identity (reversible probe)", ok, " / ".join(lines))
+
+
+def check_gates(conn: psycopg.Connection[Any]) -> Check:
+    if not _exists(conn, "public.dot_config"):
+        return Check("gates closed, never-flip intact", True, "no dot_config yet (empty database)")
+    rows = dict(conn.execute(
+        "SELECT key, value FROM public.dot_config WHERE key = ANY(%s)", (list(GOVERNABLE + NEVER_FLIP),)
+    ).fetchall())
+    missing = [k for k in GOVERNABLE + NEVER_FLIP if k not in rows]
+    open_ = [k for k in GOVERNABLE if rows.get(k) == "true"]
+    flipped = [k for k in NEVER_FLIP if rows.get(k) != "false" and k in rows]
+    problems = []
+    if open_:
+        problems.append(f"open: {', '.join(open_)} (close them: iucore gate close …)")
+    if flipped:
+        problems.append(f"never-flip not false: {', '.join(flipped)}")
+    if missing:
+        problems.append(f"missing (fail closed): {', '.join(missing)}")
+    return Check("gates closed, never-flip intact", not problems,
+                 "; ".join(problems) or f"{len(GOVERNABLE)} governable false, {len(NEVER_FLIP)} never-flip false",
+                 {"gates": rows})
+
+
+def check_inventory(conn: psycopg.Connection[Any], project: Path) -> Check:
+    from .inventory import report
+
+    rep = report(conn, project)
+    total = rep.to_json()["present_total"]
+    return Check("inventory: no drift", rep.ok,
+                 f"{total}/{rep.to_json()['expected_total']} at {rep.revision or 'base'}" if rep.ok
+                 else "; ".join(rep.drift[:10]), {"drift": rep.drift})
+
+
+def check_checksums(conn: psycopg.Connection[Any], project: Path) -> Check:
+    from .checksums import verify
+
+    rep = verify(conn, project)
+    n = sum(f.status == "ok" for f in rep.files)
+    return Check("applied files' checksums", rep.ok,
+                 f"{n} file(s) of {len(rep.applied)} applied revision(s) match" if rep.ok
+                 else "; ".join(rep.lines()))
+
+
+def check_lock(conn: psycopg.Connection[Any]) -> Check:
+    got = conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()
+    if got == (True,):
+        conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+        return Check("migration lock free", True, "pg_try_advisory_lock succeeded (released)")
+    return Check("migration lock free", False, "another iucore run holds the migration advisory lock")
+
+
+def check_long_transactions(conn: psycopg.Connection[Any], max_age_s: float) -> Check:
+    rows = conn.execute(
+        """SELECT pid, usename, state, round(extract(epoch FROM now() - xact_start))::int AS age_s,
+                  left(query, 60)
+             FROM pg_stat_activity
+            WHERE datname = current_database() AND pid <> pg_backend_pid()
+              AND xact_start IS NOT NULL AND now() - xact_start > make_interval(secs => %s)
+            ORDER BY xact_start""",
+        (max_age_s,),
+    ).fetchall()
+    if not rows:
+        return Check("no long transaction to queue behind", True, f"none older than {max_age_s:g}s")
+    return Check("no long transaction to queue behind", False,
+                 "; ".join(f"pid {r[0]} ({r[1]}, {r[2]}) open {r[3]}s: {r[4]!r}" for r in rows))
+
+
+def check_backup(backup_dir: Path, max_age_s: float, server_major: int) -> Check:
+    from .backup import latest, verify_backup
+    from .errors import IUCoreError
+
+    newest = latest(backup_dir) if backup_dir.is_dir() else None
+    if newest is None:
+        return Check("recent verified backup", False, f"no *.dump in {backup_dir} (iucore db backup --out …)")
+    age = time.time() - newest.stat().st_mtime
+    if age > max_age_s:
+        return Check("recent verified backup", False, f"{newest} is {age / 3600:.1f} h old (max {max_age_s / 3600:g} h)")
+    try:
+        b = verify_backup(newest, server_major=server_major)
+    except IUCoreError as exc:
+        return Check("recent verified backup", False, exc.message)
+    return Check("recent verified backup", True, b.summary(), b.to_json())
+
+
+def run(conn: psycopg.Connection[Any], project: Path, *, expect_database: str | None = None,
+        expect_user: str | None = None, backup_dir: Path | None = None,
+        max_xact_age_s: float = 60, backup_max_age_s: float = 24 * 3600) -> PreflightReport:
+    rep = PreflightReport()
+    rep.checks.append(check_identity(conn, expect_database, expect_user))
+    rep.checks.append(check_write_probe(conn))
+    rep.checks.append(check_gates(conn))
+    rep.checks.append(check_inventory(conn, project))
+    rep.checks.append(check_checksums(conn, project))
+    rep.checks.append(check_lock(conn))
+    rep.checks.append(check_long_transactions(conn, max_xact_age_s))
+    if backup_dir is not None:
+        major = conn.execute("SELECT current_setting('server_version_num')::int / 10000").fetchone()
+        rep.checks.append(check_backup(backup_dir, backup_max_age_s, int(major[0]) if major else 0))
+    return rep

@@ -1,0 +1,215 @@
+"""Self-tests: `selftests/<rev>.sql` replayed against recorded transcripts.
+
+A self-test is one `BEGIN … ROLLBACK` block that fails by raising (Sqitch's
+verify scripts). The runner replays it statement by statement and writes a
+psql-like transcript — the comment lines before each statement, its first
+line, then its command tag or result rows, NOTICE lines and errors — with
+volatile values (uuids, timestamps, hashes, durations) normalised so the
+transcript is stable run to run. It then proves nothing persisted (catalog
+fingerprint and the row count of every IU Core table unchanged) and compares
+the transcript with `selftests/<rev>.expected`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import BadInput, SqlFileError
+from .sqlfiles import split_statements
+from .transcript import format_table
+
+if TYPE_CHECKING:
+    import psycopg
+
+_NORMALISE = [
+    (re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I), "<uuid>"),
+    (re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[+-]\d{2}(?::?\d{2})?|Z)?"), "<timestamp>"),
+    (re.compile(r"\b[0-9a-f]{64}\b"), "<sha256>"),
+    (re.compile(r"\b[0-9a-f]{32}\b"), "<md5>"),
+    (re.compile(r"\b\d+(?:\.\d+)? ?ms\b"), "<ms>"),
+    (re.compile(r"\b\d{2}:\d{2}:\d{2}\.\d+\b"), "<interval>"),
+    (re.compile(r"\bpid \d+"), "pid <pid>"),
+]
+
+
+def normalise(text: str) -> str:
+    for rx, repl in _NORMALISE:
+        text = rx.sub(repl, text)
+    return text
+
+
+@dataclass
+class SelftestResult:
+    name: str
+    status: str  # passed | failed | mismatch | skipped | recorded
+    reason: str = ""
+    transcript: list[str] = field(default_factory=list)
+    diff: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("passed", "skipped", "recorded")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "status": self.status, "reason": self.reason, "diff": self.diff}
+
+
+@dataclass
+class Step:
+    sql: str
+    line: int
+    comments: list[str]
+
+
+def load(path: Path) -> list[Step]:
+    """Statements with the comment lines just above them; BEGIN first, ROLLBACK last, no COMMIT."""
+    from pglast import parse_sql
+
+    text = path.read_text(encoding="utf-8")
+    steps: list[Step] = []
+    prev_end = 0
+    for sql, start in split_statements(text):
+        gap = text[prev_end:start]
+        comments = [ln.strip() for ln in gap.splitlines() if ln.strip().startswith("--")]
+        steps.append(Step(sql=sql, line=text.count("\n", 0, start) + 1, comments=comments))
+        prev_end = start + len(sql)
+    if not steps:
+        raise SqlFileError(f"{path}: empty self-test", file=str(path))
+    kinds = [_txn_kind(parse_sql(s.sql)[0].stmt) for s in steps]
+    if kinds[0] not in ("TRANS_STMT_BEGIN", "TRANS_STMT_START") or kinds[-1] != "TRANS_STMT_ROLLBACK":
+        raise SqlFileError(f"{path}: a self-test is one BEGIN … ROLLBACK block (first statement BEGIN, "
+                           "last ROLLBACK)", file=str(path))
+    allowed = {None, "TRANS_STMT_SAVEPOINT", "TRANS_STMT_RELEASE", "TRANS_STMT_ROLLBACK_TO"}
+    for step, kind in zip(steps[1:-1], kinds[1:-1], strict=True):
+        if kind not in allowed:
+            raise SqlFileError(
+                f"{path}:{step.line}: {step.sql.split()[0].upper()} inside a self-test would end its "
+                "transaction (and could persist); only SAVEPOINT / RELEASE / ROLLBACK TO are allowed",
+                file=str(path), line=step.line,
+            )
+    return steps
+
+
+def _txn_kind(node: Any) -> str | None:
+    from pglast import ast
+
+    if isinstance(node, ast.TransactionStmt):
+        return node.kind.name
+    return None
+
+
+def replay(conn: psycopg.Connection[Any], steps: list[Step]) -> tuple[list[str], dict[str, Any] | None]:
+    """Run the steps on an autocommit connection; (transcript lines, error or None)."""
+    import psycopg
+
+    out: list[str] = []
+    notices: list[str] = []
+
+    def on_notice(diag: psycopg.errors.Diagnostic) -> None:
+        notices.append(diag.message_primary or "")
+
+    conn.add_notice_handler(on_notice)
+    error = None
+    try:
+        for step in steps:
+            out.extend(step.comments)
+            first = step.sql.strip().splitlines()[0]
+            out.append("> " + (first if len(first) <= 100 else first[:97] + "..."))
+            notices.clear()
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(step.sql.encode())
+                    out.extend(f"NOTICE:  {normalise(n)}" for n in notices)
+                    if cur.description is not None:
+                        cols = [d.name for d in cur.description]
+                        rows = [[_norm_cell(v) for v in r] for r in cur.fetchall()]
+                        out.extend(format_table(cols, rows))
+                    else:
+                        out.append(cur.statusmessage or "")
+            except psycopg.Error as exc:
+                diag = getattr(exc, "diag", None)
+                msg = (diag.message_primary if diag else None) or str(exc).strip().splitlines()[0]
+                out.extend(f"NOTICE:  {normalise(n)}" for n in notices)
+                out.append(f"ERROR:  {normalise(msg)}")
+                error = {"line": step.line, "sqlstate": exc.sqlstate, "message": msg}
+                break
+    finally:
+        conn.remove_notice_handler(on_notice)
+        if conn.info.transaction_status != 0:  # still in (or aborted) transaction: never keep it
+            conn.execute("ROLLBACK")
+            if error:
+                out.append("ROLLBACK")
+    return out, error
+
+
+def _norm_cell(v: Any) -> Any:
+    """Numbers and booleans stay themselves (psql aligns them); text is normalised."""
+    import json
+
+    if v is None or isinstance(v, bool | int | float):
+        return v
+    if isinstance(v, dict | list):
+        v = json.dumps(v, sort_keys=True, separators=(", ", ": "), default=str)
+    return normalise(str(v))
+
+
+def available(project: Path) -> list[str]:
+    """Revisions with a self-test, in chain order."""
+    from .migrate import script_directory
+
+    script = script_directory(project)
+    chain = [r.revision for r in reversed(list(script.walk_revisions()))]
+    return [r for r in chain if (project / "selftests" / f"{r}.sql").is_file()]
+
+
+def run(conn: psycopg.Connection[Any], project: Path, names: list[str] | None = None,
+        *, record: bool = False) -> list[SelftestResult]:
+    from .checksums import applied_chain
+    from .fingerprint import current_heads, diff, snapshot
+
+    known = available(project)
+    for n in names or []:
+        if n not in known:
+            raise BadInput(f"no self-test {n!r}; self-tests: {', '.join(known) or '(none)'}")
+    heads = current_heads(conn)
+    applied = set(applied_chain(project, heads))
+    results = []
+    for name in names or known:
+        path = project / "selftests" / f"{name}.sql"
+        if name not in applied:
+            results.append(SelftestResult(
+                name, "skipped", f"revision {name} is not applied (database at {', '.join(heads) or 'base'})"))
+            continue
+        steps = load(path)
+        before = snapshot(conn, with_counts=True)
+        lines, error = replay(conn, steps)
+        after = snapshot(conn, with_counts=True)
+        changed = diff(before, after)
+        n_tables = len(before.get("count", {}))
+        if changed:
+            lines.append(f"-- iucore: PERSISTED after ROLLBACK: {'; '.join(changed)}")
+        else:
+            lines.append(f"-- iucore: nothing persisted (catalog fingerprint and {n_tables} table row counts unchanged)")
+        res = SelftestResult(name, "passed", transcript=lines)
+        expected_path = project / "selftests" / f"{name}.expected"
+        if error or changed:
+            res.status = "failed"
+            res.reason = (f"line {error['line']}: {error['message']}" if error
+                          else f"the self-test persisted changes: {'; '.join(changed)}")
+        elif record:
+            expected_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+            res.status, res.reason = "recorded", f"wrote {expected_path.relative_to(project)}"
+        elif not expected_path.is_file():
+            res.status, res.reason = "mismatch", f"no recorded transcript {expected_path.name}: run with --record and review it"
+        else:
+            want = expected_path.read_text(encoding="utf-8").splitlines()
+            if want != lines:
+                res.status, res.reason = "mismatch", "transcript differs from the recorded one"
+                res.diff = "\n".join(difflib.unified_diff(
+                    want, lines, f"selftests/{name}.expected", f"{name} (this run)", lineterm=""))
+        results.append(res)
+    return results

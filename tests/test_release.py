@@ -1,0 +1,259 @@
+"""Release engineering: self-tests, backups, the mandatory-gates preflight, checksums."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from iu_core import migrate
+from iu_core.backup import BackupInvalid, verify_backup
+from iu_core.config import Target
+from iu_core.errors import SqlFileError
+from iu_core.fingerprint import fingerprint, snapshot
+from iu_core.selftest import available, load
+
+from .conftest import ROOT, connect
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A private copy of the project, to edit files without touching the repo."""
+    dst = tmp_path / "project"
+    dst.mkdir()
+    shutil.copy(ROOT / "alembic.ini", dst)
+    for d in ("migrations", "rollbacks", "selftests"):
+        shutil.copytree(ROOT / d, dst / d, ignore=shutil.ignore_patterns("__pycache__"))
+    return dst
+
+
+def head() -> str:
+    return migrate.script_directory(ROOT).get_current_head()
+
+
+# ---------------------------------------------------------------- self-tests
+def test_every_revision_has_a_selftest_and_a_recorded_transcript() -> None:
+    chain = [r.revision for r in migrate.script_directory(ROOT).walk_revisions()]
+    assert sorted(available(ROOT)) == sorted(chain)
+    for rev in chain:
+        assert (ROOT / "selftests" / f"{rev}.expected").is_file(), rev
+
+
+def test_selftests_match_their_recorded_transcripts_at_head(new_db, run_cli) -> None:
+    target = new_db(head())
+    before = snap_all(target)
+    res = run_cli(target, "selftest")
+    assert res.exit_code == 0, res.output
+    for rev in available(ROOT):
+        assert f"selftest {rev}: PASSED" in res.stdout
+    assert snap_all(target) == before
+
+
+def snap_all(target: Target) -> dict:
+    with connect(target) as c:
+        return snapshot(c, with_counts=True)
+
+
+def test_a_transcript_mismatch_exits_4_with_a_unified_diff(new_db, run_cli, project: Path) -> None:
+    target = new_db("substrate")
+    expected = project / "selftests" / "substrate.expected"
+    lines = expected.read_text().splitlines()
+    i = next(i for i, ln in enumerate(lines) if ln.startswith("NOTICE:  T4 validate ok="))
+    lines[i] = "NOTICE:  T4 validate ok=false, members=3"
+    expected.write_text("\n".join(lines) + "\n")
+    res = run_cli(target, "selftest", "substrate", project=project)
+    assert res.exit_code == 4, res.output
+    assert "--- selftests/substrate.expected" in res.stdout and "+++ substrate (this run)" in res.stdout
+    assert "-NOTICE:  T4 validate ok=false, members=3" in res.stdout
+    assert "+NOTICE:  T4 validate ok=true, members=3" in res.stdout
+
+
+def test_a_selftest_that_raises_fails_and_leaves_nothing(new_db, run_cli, project: Path) -> None:
+    target = new_db("substrate")
+    (project / "selftests" / "substrate.sql").write_text(
+        "BEGIN;\nUPDATE public.dot_config SET value = 'true' WHERE key = 'iu_core.composer_enabled';\n"
+        "DO $$ BEGIN RAISE EXCEPTION 'T1: deliberate failure'; END $$;\nROLLBACK;\n"
+    )
+    before = snap_all(target)
+    res = run_cli(target, "selftest", "substrate", project=project)
+    assert res.exit_code == 1, res.output
+    assert "ERROR:  T1: deliberate failure" in res.stdout
+    assert "selftest substrate: FAILED — line 3: T1: deliberate failure" in res.stdout
+    assert "nothing persisted" in res.stdout
+    assert snap_all(target) == before
+
+
+@pytest.mark.parametrize("stmt", ["COMMIT;", "END;", "ROLLBACK;\nBEGIN;", "PREPARE TRANSACTION 'x';"])
+def test_a_selftest_that_could_persist_is_rejected_before_it_runs(tmp_path: Path, stmt: str) -> None:
+    p = tmp_path / "t.sql"
+    p.write_text(f"BEGIN;\nINSERT INTO t VALUES (1);\n{stmt}\nSELECT 1;\nROLLBACK;\n")
+    with pytest.raises(SqlFileError) as exc:
+        load(p)
+    assert "would end its transaction" in exc.value.message
+
+
+def test_a_change_that_persists_during_a_selftest_is_caught(new_db, run_cli, project: Path) -> None:
+    """The after-check compares catalog and row counts: a write that escapes the
+    self-test's transaction (here from another session) fails it."""
+    target = new_db("substrate")
+    (project / "selftests" / "substrate.sql").write_text("BEGIN;\nSELECT pg_sleep(1.5);\nROLLBACK;\n")
+
+    def intruder() -> None:
+        time.sleep(0.5)
+        with connect(target) as c:
+            c.execute("INSERT INTO public.dot_config (key, value) VALUES ('iu_core.leak', 'x')")
+
+    t = threading.Thread(target=intruder)
+    t.start()
+    res = run_cli(target, "selftest", "substrate", project=project)
+    t.join()
+    assert res.exit_code == 1, res.output
+    assert "PERSISTED after ROLLBACK" in res.stdout and "count public.dot_config" in res.stdout
+
+
+def test_a_selftest_of_an_unapplied_revision_is_skipped_with_a_reason(new_db, run_cli, project: Path) -> None:
+    target = new_db("substrate")
+    later = [r for r in available(project) if r != "substrate"]
+    assert later, "the chain has self-tests beyond substrate"
+    res = run_cli(target, "--json", "selftest", later[-1], project=project)
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out == [{"name": later[-1], "status": "skipped", "diff": "",
+                    "reason": f"revision {later[-1]} is not applied (database at substrate)"}]
+
+
+def test_record_writes_the_expected_file_and_refuses_a_failing_run(new_db, run_cli, project: Path) -> None:
+    target = new_db("substrate")
+    expected = project / "selftests" / "substrate.expected"
+    expected.unlink()
+    res = run_cli(target, "selftest", "substrate", project=project)
+    assert res.exit_code == 4 and "run with --record and review it" in res.stdout
+    assert run_cli(target, "selftest", "substrate", "--record", project=project).exit_code == 0
+    assert expected.read_text() == (ROOT / "selftests" / "substrate.expected").read_text()
+    (project / "selftests" / "substrate.sql").write_text("BEGIN;\nSELECT 1/0;\nROLLBACK;\n")
+    assert run_cli(target, "selftest", "substrate", "--record", project=project).exit_code == 1
+    assert expected.read_text() == (ROOT / "selftests" / "substrate.expected").read_text()
+
+
+def test_unknown_selftest_is_bad_input(new_db, run_cli) -> None:
+    res = run_cli(new_db("substrate"), "selftest", "nope")
+    assert res.exit_code == 2 and "no self-test 'nope'" in res.stderr
+
+
+# ---------------------------------------------------------------- backups
+def test_backup_restores_to_the_same_catalog(new_db, run_cli, tmp_path: Path, databases) -> None:
+    source = new_db(head())
+    res = run_cli(source, "--json", "db", "backup", "--out", str(tmp_path))
+    assert res.exit_code == 0, res.output
+    b = json.loads(res.stdout)
+    assert b["toc_entries"] > 50 and b["size"] == Path(b["path"]).stat().st_size
+    assert Path(b["path"]).read_bytes()[:5] == b"PGDMP"
+    restored = new_db()
+    from iu_core.backup import choose
+
+    with connect(source) as c:
+        major = c.execute("SELECT current_setting('server_version_num')::int / 10000").fetchone()[0]
+    import subprocess
+
+    proc = subprocess.run([choose("pg_restore", major), "--no-owner", "-d", restored.libpq, b["path"]],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    with connect(source) as a, connect(restored) as r:
+        assert fingerprint(snapshot(r)) == fingerprint(snapshot(a))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "header", "flip"])
+def test_a_corrupt_or_truncated_backup_is_detected(new_db, tmp_path: Path, damage: str) -> None:
+    b = migrate.backup(new_db("substrate"), tmp_path)
+    p = Path(b.path)
+    data = bytearray(p.read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) * 2 // 3]
+    elif damage == "header":
+        data[:5] = b"XXXXX"
+    else:  # a flipped byte in the compressed data of the last table
+        data[-40] ^= 0xFF
+    p.write_bytes(bytes(data))
+    with pytest.raises(BackupInvalid):
+        verify_backup(p, server_major=0)
+
+
+def test_upgrade_with_backup_dir_records_the_backup_in_the_audit(new_db, run_cli, tmp_path: Path) -> None:
+    target = new_db("substrate")
+    chain = [r.revision for r in reversed(list(migrate.script_directory(ROOT).walk_revisions()))]
+    res = run_cli(target, "db", "upgrade", chain[1], "--backup-dir", str(tmp_path))
+    assert res.exit_code == 0, res.output
+    assert "backup verified:" in res.stdout
+    with connect(target) as c:
+        row = c.execute("SELECT backup FROM iucore.migration_log WHERE revision = %s AND outcome = 'applied'",
+                        (chain[1],)).fetchone()
+    dump = next(tmp_path.glob("*.dump"))
+    assert row[0]["path"] == str(dump) and row[0]["sha256"] == verify_backup(dump, server_major=0).sha256
+
+
+# ---------------------------------------------------------------- preflight
+def test_preflight_passes_on_a_clean_database_with_a_backup(new_db, run_cli, tmp_path: Path) -> None:
+    target = new_db(head())
+    migrate.backup(target, tmp_path)
+    res = run_cli(target, "--json", "db", "preflight", "--backup-dir", str(tmp_path),
+                  "--expect-user", "postgres")
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.stdout)
+    assert rep["ok"] and rep["passed"] == rep["total"] == 8
+    probe = next(c for c in rep["checks"] if c["check"].startswith("write identity"))
+    assert "IN_TX | iu_core.composer_enabled | true / ROLLBACK / AFTER_RB | iu_core.composer_enabled | false" in probe["evidence"]
+
+
+def test_preflight_fails_on_an_open_gate_a_long_transaction_and_a_held_lock(new_db, run_cli) -> None:
+    from iu_core.session import LOCK_KEY
+
+    target = new_db("substrate")
+    with connect(target) as c, connect(target) as holder:
+        c.execute("UPDATE public.dot_config SET value = 'true' WHERE key = 'iu_core.delivery_enabled'")
+        holder.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        holder.execute("BEGIN")
+        holder.execute("SELECT count(*) FROM public.dot_config")
+        time.sleep(1.2)
+        res = run_cli(target, "--json", "db", "preflight", "--max-xact-age", "1s",
+                      "--expect-database", "production")
+        holder.execute("ROLLBACK")
+    assert res.exit_code == 3, res.output
+    failed = {c["check"]: c["evidence"] for c in json.loads(res.stdout)["checks"] if c["status"] == "FAIL"}
+    assert set(failed) == {"read identity", "gates closed, never-flip intact", "migration lock free",
+                           "no long transaction to queue behind"}
+    assert "iu_core.delivery_enabled" in failed["gates closed, never-flip intact"]
+    assert "expected 'production'" in failed["read identity"]
+
+
+# ---------------------------------------------------------------- checksums
+def test_an_edited_applied_file_fails_verify_and_blocks_upgrade(new_db, run_cli, project: Path) -> None:
+    target = new_db("substrate")
+    assert run_cli(target, "db", "verify", project=project).exit_code == 0
+    rb = project / "rollbacks" / "substrate.sql"
+    rb.write_text(rb.read_text() + "\n-- a quiet edit\n")
+    res = run_cli(target, "--json", "db", "verify", project=project)
+    assert res.exit_code == 4
+    problem = json.loads(res.stdout)["problems"][0]
+    assert (problem["file"], problem["revision"], problem["status"]) == ("rollbacks/substrate.sql", "substrate", "changed")
+    assert problem["recorded"] != problem["current"] and len(problem["current"]) == 64
+    before = snap_all(target)
+    res = run_cli(target, "db", "upgrade", project=project)
+    assert res.exit_code == 3 and "rollbacks/substrate.sql (revision substrate) changed since apply" in res.stderr
+    assert snap_all(target) == before
+    res = run_cli(target, "db", "upgrade", "--allow-checksum-drift", "ticket OPS-42", project=project)
+    assert res.exit_code == 0, res.output
+    with connect(target) as c:
+        overrides = c.execute("SELECT override FROM iucore.migration_log WHERE override IS NOT NULL").fetchall()
+    assert overrides and all(o[0]["allow_checksum_drift"] == "ticket OPS-42" for o in overrides)
+
+
+def test_verify_fails_closed_when_nothing_was_recorded(new_db, run_cli) -> None:
+    target = new_db("substrate")
+    with connect(target) as c:
+        c.execute("DELETE FROM iucore.migration_log")
+    res = run_cli(target, "db", "verify")
+    assert res.exit_code == 4 and "no checksum recorded at apply" in res.stdout
