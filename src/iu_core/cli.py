@@ -391,6 +391,272 @@ def inventory_cmd(obj: Ctx, check: bool) -> None:
         )
 
 
+# ---------------------------------------------------------------- dot
+@cli.group(cls=_Group)
+def dot() -> None:
+    """Governed, gated, ledger-audited dot_iu_* operator commands."""
+
+
+def _actor(obj: Ctx) -> str:
+    from .config import default_actor
+
+    return obj.actor or default_actor()
+
+
+def _print_answer(obj: Ctx, ans: Any) -> None:
+    from .operator import ensure_answer
+
+    if obj.as_json:
+        obj.emit(ans.to_json())
+    else:
+        click.echo(f"{ans.command} {ans.mode}: {ans.status}"
+                   + (f" (closed_gates={ans.closed_gates})" if ans.closed_gates else ""))
+        for stmt in ans.sql:
+            click.echo(f"  sql: {stmt};")
+        if ans.answer is not None:
+            click.echo("  answer: " + json.dumps(ans.answer, sort_keys=True, default=str))
+        if ans.run_id:
+            click.echo(f"  ledger run_id: {ans.run_id}")
+    ensure_answer(ans)
+
+
+@dot.command("list")
+@click.pass_obj
+def dot_list(obj: Ctx) -> None:
+    """Commands with category, mutating, reversible, governed, and availability here."""
+    from .db import connect
+    from .operator import list_commands
+    from .transcript import format_table
+
+    with connect(obj.target()) as conn:
+        rows = list_commands(conn)
+    if obj.as_json:
+        obj.emit(rows)
+        return
+    cols = ["command", "category", "mutating", "reversible", "governed", "revision", "available"]
+    click.echo("\n".join(format_table(cols, [[r[c] for c in cols] for r in rows])))
+
+
+@dot.command("explain")
+@click.argument("command")
+@click.argument("params", nargs=-1)
+@click.pass_obj
+def dot_explain(obj: Ctx, command: str, params: tuple[str, ...]) -> None:
+    """Print the ready-to-run governed SQL for COMMAND key=value… (psql can run it)."""
+    from .operator import explain
+
+    sql = explain(command, list(params), actor=obj.actor)
+    obj.emit({"command": command, "sql": sql}, sql)
+
+
+def _dot_verb(mode: str) -> Any:
+    @click.argument("command")
+    @click.argument("params", nargs=-1)
+    @click.pass_obj
+    def verb(obj: Ctx, command: str, params: tuple[str, ...]) -> None:
+        from .db import connect
+        from .operator import command as lookup
+        from .operator import parse_params, run_command
+
+        parse_params(lookup(command), list(params))  # bad input: exit 2 before any connection
+        with connect(obj.target()) as conn:
+            ans = run_command(conn, mode, command, list(params), _actor(obj))
+        _print_answer(obj, ans)
+
+    verb.__doc__ = {
+        "plan": "Plan COMMAND key=value…: the governed SQL and the gates it needs (ledger: planned).",
+        "apply": "Apply COMMAND key=value… under its gates (ledger: applied/refused/failed).",
+        "verify": "Run a read COMMAND key=value… (ledger: verified/failed).",
+    }[mode]
+    return verb
+
+
+for _mode in ("plan", "apply", "verify"):
+    dot.command(_mode)(_dot_verb(_mode))
+
+
+@dot.command("render")
+@click.argument("collection_key")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="Root under which iu-tree/_collections/<kind>/<key>.md is written.")
+@click.option("--stdout", "to_stdout", is_flag=True, help="Print the manifest instead of writing it.")
+@click.pass_obj
+def dot_render(obj: Ctx, collection_key: str, out_dir: Path, to_stdout: bool) -> None:
+    """Export a collection as a text manifest (text as code)."""
+    from .db import connect
+    from .textcode import export
+
+    with connect(obj.target()) as conn:
+        m = export(conn, collection_key)
+    if to_stdout:
+        click.echo(m.text(), nl=False)
+        return
+    path = out_dir / m.path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(m.text(), encoding="utf-8")
+    obj.emit({"path": str(path), "pieces": len(m.pieces)}, f"wrote {path} ({len(m.pieces)} pieces)")
+
+
+@dot.command("import")
+@click.argument("manifest", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.pass_obj
+def dot_import(obj: Ctx, manifest: Path) -> None:
+    """Re-create a collection from its manifest through the governed functions.
+
+    Needs the operator-runtime and composer gates open. A malformed manifest
+    (the line at fault is named) or one that conflicts with the database is
+    refused and changes nothing; an identical collection is left as it is.
+    """
+    from .db import connect
+    from .textcode import import_manifest, parse
+
+    m = parse(manifest.read_text(encoding="utf-8"), str(manifest))
+    with connect(obj.target()) as conn:
+        res = import_manifest(conn, m, _actor(obj))
+    obj.emit(res, f"{res['status']}: {res['collection_key']} ({res['created_pieces']} piece(s) created)")
+
+
+# ---------------------------------------------------------------- gate
+@cli.group(cls=_Group)
+def gate() -> None:
+    """The gate protocol: open (approved, with a TTL), close, status, watchdog."""
+
+
+@gate.command("open")
+@click.argument("gate_key")
+@click.option("--approval-id", required=True, help="The approval (uuid) this opening rests on.")
+@click.option("--ttl", required=True, type=int, help="Seconds until the watchdog may close it, in (0, 3600].")
+@click.option("--reason", required=True, help="Why it is opened (recorded).")
+@click.pass_obj
+def gate_open(obj: Ctx, gate_key: str, approval_id: str, ttl: int, reason: str) -> None:
+    """Open a governable gate; never-flip and non-governable gates are refused."""
+    _gate_call(obj, "dot_iu_gate_open", {"gate_key": gate_key, "approval_id": approval_id,
+                                         "reason": reason, "ttl_seconds": str(ttl)})
+
+
+@gate.command("close")
+@click.argument("gate_key")
+@click.option("--reason", default="closed by operator", show_default=True)
+@click.pass_obj
+def gate_close(obj: Ctx, gate_key: str, reason: str) -> None:
+    """Close a gate."""
+    _gate_call(obj, "dot_iu_gate_close", {"gate_key": gate_key, "reason": reason})
+
+
+@gate.command("watchdog")
+@click.pass_obj
+def gate_watchdog(obj: Ctx) -> None:
+    """Close every governable gate whose open has expired."""
+    _gate_call(obj, "dot_iu_gate_watchdog", {})
+
+
+@gate.command("status")
+@click.pass_obj
+def gate_status(obj: Ctx) -> None:
+    """The 9-gate verify: all_safe, all_governed_closed, never_flip_intact."""
+    from .db import connect
+    from .operator import ensure_answer, run_command
+    from .transcript import format_table
+
+    with connect(obj.target()) as conn:
+        ans = run_command(conn, "verify", "dot_iu_gate_verify_closed", {}, _actor(obj))
+    if obj.as_json:
+        obj.emit(ans.to_json())
+    elif isinstance(ans.answer, dict):
+        a = ans.answer
+        click.echo(f"all_safe = {a.get('all_safe')} | all_governed_closed = {a.get('all_governed_closed')}"
+                   f" | never_flip_intact = {a.get('never_flip_intact')}")
+        gates = a.get("gates") or []
+        if gates:
+            cols = [k for k in ("key", "class", "value") if k in gates[0]]
+            click.echo("\n".join(format_table(cols, [[g.get(c) for c in cols] for g in gates])))
+    ensure_answer(ans)
+    if isinstance(ans.answer, dict) and ans.answer.get("all_safe") is False:
+        from .errors import CheckFailed
+
+        raise CheckFailed("gates not all safe", answer=ans.answer)
+
+
+def _gate_call(obj: Ctx, name: str, params: dict[str, str]) -> None:
+    from .db import connect
+    from .operator import run_command
+
+    with connect(obj.target()) as conn:
+        ans = run_command(conn, "apply", name, params, _actor(obj))
+    _print_answer(obj, ans)
+
+
+# ---------------------------------------------------------------- proof
+@cli.group(cls=_Group)
+def proof() -> None:
+    """Reproducible proofs from the operator reports."""
+
+
+@proof.command("operator-runtime")
+@click.option("--collection-key", default="iu_core.runtime290.file-001", show_default=True,
+              help="The collection to prove on (composed first if absent).")
+@click.option("--approval-id", help="Approval (uuid) for opening the gates [a fresh one, printed].")
+@click.option("--ttl", default=600, show_default=True, help="TTL of the gate openings, seconds.")
+@click.pass_obj
+def proof_operator_runtime(obj: Ctx, collection_key: str, approval_id: str | None, ttl: int) -> None:
+    """Seed 000's seven-step durable proof: plan → apply → verify → checkpoint → compensate → verify → refused.
+
+    Gates open for the mutating window only and close in `finally`. Exit 0
+    only if every step matched, the order is restored, the composer events are
+    2 piece_reordered + 1 collection_rendered (delayed lane, distinct ids) and
+    the gates end all_safe.
+    """
+    from .db import connect
+    from .proof import DEFAULT_ACTOR, run_proof
+
+    with connect(obj.target()) as conn:
+        res = run_proof(conn, actor=obj.actor or DEFAULT_ACTOR, collection_key=collection_key,
+                        approval_id=approval_id, ttl_seconds=ttl, say=None if obj.as_json else click.echo)
+    if obj.as_json:
+        obj.emit(res.to_json())
+    else:
+        click.echo("\n".join(res.table()))
+        click.echo(f"membership order: {' '.join(res.order_before)} → {' '.join(res.order_after)}")
+        click.echo(f"composer events: {res.events}")
+        g = res.final_gates
+        click.echo(f"end-state: all_safe = {g.get('all_safe')} | all_governed_closed = "
+                   f"{g.get('all_governed_closed')} | never_flip_intact = {g.get('never_flip_intact')}")
+    if not res.ok:
+        from .errors import Failed
+
+        raise Failed("operator-runtime proof failed: " + "; ".join(res.problems))
+    if not obj.as_json:
+        click.echo(f"PROOF PASS ({res.duration_ms:.0f} ms)")
+
+
+# ---------------------------------------------------------------- worker
+@cli.group(cls=_Group)
+def worker() -> None:
+    """The route worker (dry-run delivery unless the delivery gate and allowlist allow it)."""
+
+
+@worker.command("run")
+@click.argument("route", default="iu_outbound_default")
+@click.option("--limit", default=200, show_default=True, help="Events per run (1..10000).")
+@click.pass_obj
+def worker_run(obj: Ctx, route: str, limit: int) -> None:
+    """Run the route worker once: seen / attempts_written / skipped / dead_lettered."""
+    from .db import connect
+    from .operator import ensure_answer, run_command
+
+    with connect(obj.target()) as conn:
+        ans = run_command(conn, "apply", "dot_iu_route_worker_run",
+                          {"route_code": route, "limit": str(limit)}, _actor(obj))
+    if obj.as_json:
+        obj.emit(ans.to_json())
+    elif isinstance(ans.answer, dict):
+        a = ans.answer
+        click.echo(f"fn_iu_route_worker_run({route!r}, {limit}) → seen={a.get('seen')}, "
+                   f"attempts_written={a.get('attempts_written')}, skipped={a.get('skipped')}, "
+                   f"dead_lettered={a.get('dead_lettered')}, dry_run={a.get('dry_run')}")
+    ensure_answer(ans)
+
+
 # ---------------------------------------------------------------- server
 @cli.group(cls=_Group)
 def server() -> None:

@@ -1,0 +1,416 @@
+"""The operator layer: registry, governed plans, OperatorRuntime, gate/worker verbs,
+the seven-step proof and text as code — against a real server at head."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from iu_core import migrate
+from iu_core.operator import (
+    DotCommandPlan,
+    NotGoverned,
+    OperatorRuntime,
+    assert_governed,
+    build_plan,
+    explain,
+    parse_params,
+)
+from iu_core.proof import run_proof
+from iu_core.registry import COMMANDS, COMPOSER, OPERATOR_RUNTIME, Command
+from iu_core.textcode import ManifestError, export, import_manifest, parse
+
+from .conftest import ROOT, connect
+
+
+def head() -> str:
+    return migrate.script_directory(ROOT).get_current_head()
+
+
+@pytest.fixture
+def conn(conn_at) -> psycopg.Connection[Any]:
+    return conn_at(head())
+
+
+def sample(p_type: str) -> Any:
+    return {"text": "x", "uuid": str(uuid.uuid4()), "integer": 1, "boolean": True, "jsonb": {},
+            "uuid[]": [str(uuid.uuid4())], "text[]": ["a"]}[p_type]
+
+
+def open_gates(conn: psycopg.Connection[Any], *keys: str) -> None:
+    for k in keys:
+        conn.execute("SELECT public.fn_iu_gate_open(%s, %s, 'test', 'pytest', 600)", (k, str(uuid.uuid4())))
+
+
+# ---------------------------------------------------------------- governed plans
+@pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: c.name)
+def test_every_command_renders_a_plan_that_passes_the_governance_check(cmd: Command) -> None:
+    params = {p.name: sample(p.type) for p in cmd.params if p.fixed is None}
+    plan = build_plan(cmd, params)
+    assert plan.statements[0].startswith(f"SELECT public.{cmd.targets[0]}(")
+    assert len(plan.digest) == 32
+
+
+REORDER = next(c for c in COMMANDS if c.name == "dot_iu_reorder_piece")
+U = "'7f3e0c9a-1b2c-4d5e-8f90-123456789abc'::uuid"
+GOOD = f"SELECT public.fn_iu_collection_reorder_piece({U}, {U}, 0, 'op')"
+PAYLOADS = [
+    "DROP TABLE public.dot_config",
+    "DELETE FROM public.dot_iu_command_run",
+    "UPDATE public.dot_config SET value = 'true'",
+    "INSERT INTO public.dot_config VALUES ('k', 'v')",
+    "SELECT public.fn_iu_gate_open('iu_core.composer_enabled', NULL, 'x', 'y', 1)",
+]
+TEMPLATES = [
+    "{good}; {p}",
+    "{good};\n{p}",
+    "{p}; {good}",
+    "{good} -- \n; {p}",
+    "/* */ {good}; /* */ {p}",
+    "WITH x AS ({p} RETURNING 1) {good}" ,
+    "WITH x AS (SELECT 1) {good}",
+    "{good} FROM public.dot_config",
+    "{good} WHERE EXISTS (SELECT 1)",
+    "{good} LIMIT 1",
+    "{good} ORDER BY 1",
+    "{good} UNION SELECT 1",
+    "{good} FOR UPDATE",
+    "SELECT public.fn_iu_collection_reorder_piece({u}, {u}, (SELECT 0), 'op')",
+    "SELECT public.fn_iu_collection_reorder_piece({u}, {u}, length(current_user), 'op')",
+    "SELECT public.fn_iu_collection_reorder_piece({u}, {u}, 0, current_user)",
+    "SELECT public.fn_iu_collection_reorder_piece({u}, {u}, 0, $1)",
+    "SELECT public.fn_iu_collection_reorder_piece({u}, {u}, 0, 'a' || 'b')",
+    "SELECT public.fn_iu_collection_reorder_piece({u}, {u}, 0, CASE WHEN true THEN 'a' END)",
+    "SELECT public.fn_iu_collection_reorder_piece({u}, {u}, 0, 'x'::regclass::text)",
+    "SELECT public.fn_iu_collection_reorder_piece({u}, {u}, 0, 'op' COLLATE \"C\")",
+    "SELECT public.fn_iu_collection_reorder_piece({u}, {u}, ROW(1, 2), 'op')",
+    "SELECT public.fn_iu_collection_reorder_piece({u}, {u}, 0, ARRAY[pg_sleep(1)]::text)",
+    "SELECT public.fn_iu_collection_reorder_piece({u}, {u}, pg_sleep(10)::int, 'op')",
+    "SELECT public.fn_iu_collection_reorder_piece({u}, {u}, 0, 'op'::evil.text)",
+    "SELECT public.fn_iu_collection_reorder_piece(VARIADIC ARRAY[1])",
+    "SELECT public.fn_iu_collection_reorder_piece({u}, {u}, 0, 'op') OVER ()",
+    "SELECT public.fn_iu_collection_reorder_piece({u}, {u}, 0, 'op') FILTER (WHERE true)",
+    "SELECT public.fn_iu_collection_reorder_piece(*)",
+    "SELECT (public.fn_iu_collection_reorder_piece({u}, {u}, 0, 'op')).status",
+    "SELECT public.fn_iu_collection_reorder_piece({u}, {u}, 0, 'op') IS NULL",
+    "SELECT public.fn_iu_collection_reorder_piece({u}, {u}, 0, 'op') AS named",
+    "SELECT public.fn_iu_collection_reorder_piece({u}, {u}, 0, 'op'), 1",
+    "SELECT DISTINCT public.fn_iu_collection_reorder_piece({u}, {u}, 0, 'op')",
+    "SELECT fn_iu_collection_reorder_piece({u}, {u}, 0, 'op')",
+    "SELECT evil.fn_iu_collection_reorder_piece({u}, {u}, 0, 'op')",
+    "SELECT pg_temp.fn_iu_collection_reorder_piece({u}, {u}, 0, 'op')",
+    "SELECT \"PUBLIC\".fn_iu_collection_reorder_piece({u}, {u}, 0, 'op')",
+    "SELECT public.\"fn_iu_collection_reorder_piece \"({u}, {u}, 0, 'op')",
+    "SELECT db.public.fn_iu_collection_reorder_piece({u}, {u}, 0, 'op')",
+    "SELECT public.fn_iu_retire({u}, 'x', 'op')",
+    "SELECT public.fn_iu_gate_open('iu_core.composer_enabled', {u}, 'x', 'op', 60)",
+    "SELECT public.fn_dot_iu_command_log('a','b','c','d',true,NULL,'{{}}','{{}}','op')",
+    "SELECT * FROM public.fn_iu_collection_reorder_piece({u}, {u}, 0, 'op')",
+    "TABLE public.dot_config",
+    "VALUES (public.fn_iu_collection_reorder_piece({u}, {u}, 0, 'op'))",
+    "EXPLAIN ANALYZE {good}",
+    "PREPARE p AS {good}",
+    "CALL public.fn_iu_collection_reorder_piece({u}, {u}, 0, 'op')",
+    "DO $$ BEGIN PERFORM 1; END $$",
+    "SET search_path = evil",
+    "COPY public.dot_config TO PROGRAM 'true'",
+    "SELECT {p2}",
+    "",
+    "   ",
+    "SELECT",
+    "SELECT public.fn_iu_collection_reorder_piece(",
+    "{good}\\gexec",
+    "{good} INTO TEMP t",
+    "SELECT public.fn_iu_collection_reorder_piece({u}, {u}, 0, 'op') WINDOW w AS ()",
+    "SELECT public.fn_iu_collection_reorder_piece({u}, {u}, 0, (SELECT string_agg(key, ',') FROM public.dot_config))",
+    "SELECT public.fn_iu_collection_reorder_piece({u}, {u}, 0, 'op') GROUP BY 1",
+    "SELECT public.fn_iu_collection_reorder_piece({u}, {u}, 0, 'op') HAVING true",
+    "SELECT public.fn_iu_collection_reorder_piece({u}, {u}, 0, 'op') OFFSET 0",
+    "SELECT public.fn_iu_collection_reorder_piece({u}, {u}, 0, 'op') FETCH FIRST 1 ROW ONLY",
+    "SELECT public.fn_iu_collection_reorder_piece({u}, {u}, 0, 'op') INTERSECT SELECT 1",
+]
+
+
+def hostile_statements() -> list[str]:
+    out: list[str] = []
+    for t in TEMPLATES:
+        for i, p in enumerate(PAYLOADS):
+            s = t.format(good=GOOD, p=p, u=U, p2=p.replace("SELECT ", "", 1) if p.startswith("SELECT") else "1")
+            if "{p" not in t and i > 0:
+                # templates without a payload: vary the benign literal instead
+                s = s.replace("'op'", f"'op{i}'")
+            out.append(s)
+    return list(dict.fromkeys(out))
+
+
+def test_at_least_200_hostile_plans_are_all_refused() -> None:
+    stmts = hostile_statements()
+    assert len(stmts) >= 200
+    accepted = []
+    for s in stmts:
+        try:
+            assert_governed(DotCommandPlan(REORDER, {}, [s], "0" * 32))
+            accepted.append(s)
+        except NotGoverned:
+            pass
+    assert accepted == []
+    assert_governed(DotCommandPlan(REORDER, {}, [GOOD], "0" * 32))  # the control passes
+
+
+def test_a_tampered_plan_is_refused_before_it_runs(conn) -> None:
+    open_gates(conn, OPERATOR_RUNTIME, COMPOSER)
+    rt = OperatorRuntime(conn, "pytest")
+    import iu_core.operator as op
+
+    real = op.render_call
+    try:
+        op.render_call = lambda cmd, params: real(cmd, params) + "; DELETE FROM public.dot_config"
+        with pytest.raises(NotGoverned):
+            rt.apply("dot_iu_healthcheck", {})
+    finally:
+        op.render_call = real
+    assert conn.execute("SELECT count(*) FROM public.dot_config").fetchone()[0] > 0
+
+
+# ---------------------------------------------------------------- parameters
+@pytest.mark.parametrize(
+    ("pairs", "needle"),
+    [
+        (["collection_id=nope", "iu_id=" + str(uuid.uuid4()), "new_order=0"], "is not a uuid"),
+        (["iu_id=" + str(uuid.uuid4()), "new_order=0"], "missing parameter collection_id"),
+        (["collection_id=" + str(uuid.uuid4()), "iu_id=" + str(uuid.uuid4()), "new_order=x"], "is not an integer"),
+        (["collection_id=" + str(uuid.uuid4()), "iu_id=" + str(uuid.uuid4()), "new_order=0", "color=red"], "unknown parameter(s) color"),
+        (["collection_id"], "is not key=value"),
+        (["new_order=1", "new_order=2"], "given twice"),
+        (["collection_id=" + str(uuid.uuid4()), "iu_id=" + str(uuid.uuid4()), "new_order=99999999999"], "32-bit"),
+    ],
+)
+def test_parameter_errors_are_exit_2_before_the_database(run_cli, pairs: list[str], needle: str) -> None:
+    res = run_cli(None, "--url", "postgresql://nobody@/nowhere?host=/nonexistent", "dot", "apply",
+                  "dot_iu_reorder_piece", *pairs)
+    assert res.exit_code == 2, res.output
+    assert needle in res.stderr and "cannot connect" not in res.stderr
+
+
+def test_typed_parameters_convert() -> None:
+    split = next(c for c in COMMANDS if c.name == "dot_iu_split_piece")
+    ids = [str(uuid.uuid4()), str(uuid.uuid4())]
+    got = parse_params(split, [f"iu_id={ids[0]}", 'parts=[{"address": "a/b", "title": "T"}]',
+                               f"review_decision_id={ids[1]}", "dry_run=no"])
+    assert got == {"iu_id": ids[0], "parts": [{"address": "a/b", "title": "T"}],
+                   "review_decision_id": ids[1], "dry_run": False}
+    merge = next(c for c in COMMANDS if c.name == "dot_iu_merge_pieces")
+    assert parse_params(merge, [f"iu_ids={ids[0]},{ids[1]}", "merged_address=x", f"review_decision_id={ids[0]}"])["iu_ids"] == ids
+
+
+# ---------------------------------------------------------------- explain
+def test_explain_matches_seed_004_usage_and_psql_runs_it(conn) -> None:
+    sql = explain("dot_iu_auto_instantiate_rollback_by_actor", ["actor=operator", "dry_run=true"])
+    assert sql == "SELECT public.fn_iu_auto_instantiate_rollback_by_actor('operator', true);"
+    tricky = explain("dot_iu_clone_piece", ["canonical_address=a/b", "unit_kind=section",
+                                            "title=it's \"quoted\"; DROP TABLE x; --"], actor="o'brien")
+    from iu_core.backup import newest
+
+    psql = str(Path(newest("pg_dump")).with_name("psql"))
+    for statement in (sql, tricky, explain("dot_iu_command_run_health", [])):
+        proc = subprocess.run([psql, "-X", "-v", "ON_ERROR_STOP=1", "-At", "-c", statement, conn.info.dsn],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["status"] in ("refused", "dry_run", "ok")
+    assert conn.execute("SELECT to_regclass('x')").fetchone() == (None,)
+
+
+# ---------------------------------------------------------------- runtime & ledger
+def ledger(conn: psycopg.Connection[Any]) -> list[tuple]:
+    return conn.execute(
+        "SELECT command_name, run_mode, run_status, params_digest, gate_snapshot, evidence, actor"
+        " FROM public.dot_iu_command_run ORDER BY created_at").fetchall()
+
+
+def test_apply_refuses_before_any_plan_sql_when_a_gate_is_shut(conn) -> None:
+    open_gates(conn, OPERATOR_RUNTIME)
+    rt = OperatorRuntime(conn, "pytest")
+    n_before = len(ledger(conn))
+    ans = rt.apply("dot_iu_clone_piece", {"canonical_address": "t/shut", "unit_kind": "piece", "title": "T"})
+    assert (ans.status, ans.closed_gates) == ("refused", [COMPOSER])
+    assert ans.answer is None  # the function never ran
+    assert conn.execute("SELECT count(*) FROM public.information_unit").fetchone() == (0,)
+    rows = ledger(conn)[n_before:]
+    assert len(rows) == 1 and rows[0][2] == "refused" and rows[0][5]["closed_gates"] == [COMPOSER]
+
+
+def test_every_call_writes_exactly_one_ledger_row_and_never_a_raw_value(conn) -> None:
+    open_gates(conn, OPERATOR_RUNTIME, COMPOSER)
+    rt = OperatorRuntime(conn, "pytest")
+    secret = "addr/secret-marker-q7x"
+    n0 = len(ledger(conn))
+    a = rt.apply("dot_iu_clone_piece", {"canonical_address": secret, "unit_kind": "piece", "title": "Top secret title"})
+    iu = a.answer["iu_id"]
+    b = rt.apply("dot_iu_create_file_from_pieces", {"collection_key": "secret.key-q7x", "collection_kind": "file",
+                                                    "title": "T", "piece_ids": [iu], "labels": ["lbl-q7x"]})
+    cid = b.answer["collection_id"]
+    c = rt.plan("dot_iu_reorder_piece", {"collection_id": cid, "iu_id": iu, "new_order": 0})
+    d = rt.verify("dot_iu_validate_collection", {"collection_id": cid})
+    e = rt.apply("dot_iu_clone_piece", {"canonical_address": secret, "unit_kind": "piece", "title": "again"})
+    assert [x.status for x in (a, b, c, d, e)] == ["applied", "applied", "planned", "verified", "refused"]
+    rows = ledger(conn)[n0:]
+    assert len(rows) == 5
+    blob = json.dumps([list(map(str, r)) for r in rows])
+    for raw in (secret, "Top secret title", "secret.key-q7x", "lbl-q7x", iu, cid):
+        assert raw not in blob
+    assert all(len(r[3]) == 32 for r in rows)
+    # same parameters, same digest; different parameters, different digest
+    assert rows[0][3] != rows[4][3]
+
+
+def test_a_function_refusal_is_reported_with_guidance_and_rolled_back(conn) -> None:
+    open_gates(conn, OPERATOR_RUNTIME, "iu_core.structure_ops_enabled")
+    rt = OperatorRuntime(conn, "pytest")
+    ans = rt.apply("dot_iu_split_piece", {
+        "iu_id": str(uuid.uuid4()), "parts": [{"address": "a/1", "title": "A"}, {"address": "a/2", "title": "B"}],
+        "review_decision_id": str(uuid.uuid4())})
+    assert ans.status == "refused"
+    assert ans.answer["status"] == "review_decision_not_found"
+    assert ans.next_action == "record_review_decision_first"
+
+
+def test_unavailable_commands_are_reported_not_crashed_on(conn_at, run_cli, new_db) -> None:
+    target = new_db("280")
+    res = run_cli(target, "--json", "dot", "list")
+    rows = {r["command"]: r for r in json.loads(res.stdout)}
+    assert rows["dot_iu_reorder_piece"]["available"] is True
+    assert rows["dot_iu_gate_open"]["available"] is False
+    res = run_cli(target, "gate", "status")
+    assert res.exit_code == 2 and "revision gate_protocol is not applied (database at 280)" in res.stderr
+
+
+# ---------------------------------------------------------------- CLI verbs
+def test_gate_verbs_open_close_status_watchdog(new_db, run_cli) -> None:
+    target = new_db(head())
+    ok = run_cli(target, "gate", "open", "iu_core.delivery_enabled", "--approval-id", str(uuid.uuid4()),
+                 "--ttl", "60", "--reason", "test")
+    assert ok.exit_code == 0, ok.output
+    assert run_cli(target, "gate", "status").exit_code == 4  # not all safe
+    never = run_cli(target, "gate", "open", "iu_core.vector_sync_enabled", "--approval-id", str(uuid.uuid4()),
+                    "--ttl", "60", "--reason", "x")
+    assert never.exit_code == 3 and "NEVER-FLIP" in never.stderr
+    ttl = run_cli(target, "gate", "open", "iu_core.composer_enabled", "--approval-id", str(uuid.uuid4()),
+                  "--ttl", "0", "--reason", "x")
+    assert ttl.exit_code == 3
+    bad = run_cli(target, "gate", "open", "iu_core.composer_enabled", "--approval-id", "nope",
+                  "--ttl", "60", "--reason", "x")
+    assert bad.exit_code == 2 and "is not a uuid" in bad.stderr
+    with connect(target) as c:
+        c.execute("UPDATE public.iu_gate_transition SET expires_at = now() - interval '1 minute'")
+    wd = run_cli(target, "--json", "gate", "watchdog")
+    assert wd.exit_code == 0 and json.loads(wd.stdout)["answer"]["closed_count"] == 1
+    assert run_cli(target, "gate", "status").exit_code == 0
+    with connect(target) as c:
+        actions = [r[0] for r in c.execute("SELECT action FROM public.iu_gate_transition ORDER BY created_at")]
+    assert actions == ["open", "watchdog_close"]
+
+
+def test_worker_run_prints_the_dry_run_counts(new_db, run_cli) -> None:
+    target = new_db(head())
+    with connect(target) as c:
+        c.execute("SELECT public.fn_iu_emit_event('iu', 'structure_op_applied', 's1', '{}', 'pytest')")
+    res = run_cli(target, "worker", "run", "--limit", "50")
+    assert res.exit_code == 0, res.output
+    assert "seen=1, attempts_written=1, skipped=0, dead_lettered=0, dry_run=True" in res.stdout
+    assert "seen=0" in run_cli(target, "worker", "run").stdout
+    assert run_cli(target, "worker", "run", "no_such_route").exit_code == 3
+    assert run_cli(target, "worker", "run", "--limit", "0").exit_code == 3
+
+
+# ---------------------------------------------------------------- the proof
+def test_the_seven_step_proof_end_to_end(new_db, run_cli) -> None:
+    target = new_db(head())
+    res = run_cli(target, "--json", "proof", "operator-runtime")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert [(s["step"], s["status"], s["ledger_rows"]) for s in out["steps"]] == [
+        (1, "planned", 1), (2, "applied", 1), (3, "verified", 1), (4, "applied", 1),
+        (5, "applied", 1), (6, "verified", 1), (7, "refused", 1)]
+    assert out["closed_gates_step7"] == [COMPOSER]
+    assert out["order_before"] == out["order_after"] == ["0/intro", "1/body", "2/tail"]
+    assert out["events"] == {"piece_reordered@delayed": 2, "collection_rendered@delayed": 1}
+    assert out["final_gates"]["all_safe"] is True
+    again = json.loads(run_cli(target, "--json", "proof", "operator-runtime").stdout)
+    assert again["ok"] and again["composed"] is False  # discovered, not recomposed
+
+
+def test_the_proof_closes_its_gates_when_a_step_fails_midway(conn) -> None:
+    def boom(step):
+        if step.n == 3:
+            raise KeyboardInterrupt  # an operator's Ctrl-C in the middle of the window
+
+    with pytest.raises(KeyboardInterrupt):
+        run_proof(conn, after_step=boom)
+    safe = conn.execute("SELECT public.fn_iu_gate_verify_closed(NULL)").fetchone()[0]
+    assert safe["all_safe"] is True
+    closes = conn.execute("SELECT count(*) FROM public.iu_gate_transition WHERE action = 'close'").fetchone()
+    assert closes == (2,)
+
+
+# ---------------------------------------------------------------- text as code
+def test_export_import_export_is_byte_identical(new_db, tmp_path: Path, run_cli) -> None:
+    src = new_db(head())
+    assert run_cli(src, "proof", "operator-runtime").exit_code == 0
+    res = run_cli(src, "dot", "render", "iu_core.runtime290.file-001", "--out", str(tmp_path))
+    assert res.exit_code == 0, res.output
+    path = tmp_path / "iu-tree/_collections/file/iu_core.runtime290.file-001.md"
+    first = path.read_bytes()
+    dst = new_db(head())
+    assert run_cli(dst, "dot", "import", str(path)).exit_code == 3  # gates shut: refused
+    with connect(dst) as c:
+        assert c.execute("SELECT count(*) FROM public.information_unit").fetchone() == (0,)
+        open_gates(c, OPERATOR_RUNTIME, COMPOSER)
+    res = run_cli(dst, "dot", "import", str(path))
+    assert res.exit_code == 0 and "imported" in res.stdout, res.output
+    again = run_cli(dst, "dot", "render", "iu_core.runtime290.file-001", "--stdout")
+    assert again.stdout.encode() == first
+    assert "in_sync" in run_cli(dst, "dot", "import", str(path)).stdout
+
+
+@pytest.mark.parametrize(
+    ("mutate", "line"),
+    [
+        (lambda t: t.replace("collection_kind: file", "collection_kind: scroll"), 3),
+        (lambda t: t.replace("1 | body", "5 | body"), 7),
+        (lambda t: t.replace(" | section | Body", " | section"), 7),
+        (lambda t: t.replace("---\n0 |", "---\n0 | x | BAD ADDRESS | section | T\n1 |"), 6),
+        (lambda t: t.rstrip("\n"), 8),
+        (lambda t: t.replace("title: ", "titel: "), 4),
+    ],
+)
+def test_a_malformed_manifest_is_refused_with_the_line_at_fault(mutate, line: int) -> None:
+    text = ("---\ncollection_key: k.1\ncollection_kind: file\ntitle: T\n---\n"
+            "0 | intro | a/intro | section | Intro\n1 | body | a/body | section | Body\n2 | tail | a/tail | section | Tail\n")
+    assert parse(text).text() == text
+    with pytest.raises(ManifestError) as exc:
+        parse(mutate(text), "m.md")
+    assert exc.value.data["line"] == line, exc.value.message
+
+
+def test_a_conflicting_manifest_changes_nothing(conn) -> None:
+    open_gates(conn, OPERATOR_RUNTIME, COMPOSER)
+    m = parse("---\ncollection_key: k.1\ncollection_kind: file\ntitle: T\n---\n0 | a | x/a | section | A\n")
+    assert import_manifest(conn, m, "pytest")["status"] == "imported"
+    before = export(conn, "k.1").text()
+    other = parse("---\ncollection_key: k.1\ncollection_kind: file\ntitle: T\n---\n0 | a | x/a | section | CHANGED\n")
+    from iu_core.errors import Refused
+
+    with pytest.raises(Refused):
+        import_manifest(conn, other, "pytest")
+    assert export(conn, "k.1").text() == before
+    clash = parse("---\ncollection_key: k.2\ncollection_kind: file\ntitle: T\n---\n0 | a | x/a | piece | A\n")
+    n = conn.execute("SELECT count(*) FROM public.iu_collection").fetchone()
+    with pytest.raises(Refused):
+        import_manifest(conn, clash, "pytest")
+    assert conn.execute("SELECT count(*) FROM public.iu_collection").fetchone() == n
