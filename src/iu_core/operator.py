@@ -193,7 +193,7 @@ def render_call(cmd: Command, params: dict[str, Any]) -> str:
         else:
             pending.append(literal(p, p.default))
             continue
-        args += pending + [literal(p, value)]
+        args += [*pending, literal(p, value)]
         pending = []
     return f"SELECT public.{cmd.targets[0]}({', '.join(args)})"
 
@@ -482,9 +482,10 @@ def ensure_answer(ans: RunAnswer) -> RunAnswer:
 def list_commands(conn: psycopg.Connection[Any] | None) -> list[dict[str, Any]]:
     """Every registered command, with whether the database at hand can run it."""
     present: set[str] = set()
-    if conn is not None:
-        if conn.execute("SELECT to_regclass('public.dot_iu_command_catalog') IS NOT NULL").fetchone() == (True,):
-            present = {r[0] for r in conn.execute("SELECT command_name FROM public.dot_iu_command_catalog")}
+    if conn is not None and conn.execute(
+        "SELECT to_regclass('public.dot_iu_command_catalog') IS NOT NULL"
+    ).fetchone() == (True,):
+        present = {r[0] for r in conn.execute("SELECT command_name FROM public.dot_iu_command_catalog")}
     return [
         {"command": c.name, "category": c.category, "mutating": c.mutating, "reversible": c.reversible,
          "governed": c.governed, "revision": c.revision, "available": c.name in present,
