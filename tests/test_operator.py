@@ -414,3 +414,18 @@ def test_a_conflicting_manifest_changes_nothing(conn) -> None:
     with pytest.raises(Refused):
         import_manifest(conn, clash, "pytest")
     assert conn.execute("SELECT count(*) FROM public.iu_collection").fetchone() == n
+
+
+# ---------------------------------------------------------------- the demo
+def test_demo_runs_twice(empty_db, run_cli) -> None:
+    first = run_cli(empty_db, "demo")
+    assert first.exit_code == 0, first.output
+    n = len(list(migrate.script_directory(ROOT).walk_revisions()))
+    assert f"rehearsed {n} revision(s); fingerprint unchanged" in first.stdout
+    for needle in ("composed iu_core.runtime290.file-001", "order restored: 0/intro 1/body 2/tail",
+                   "drift 0", "gates: all_safe = true", "demo complete"):
+        assert needle in first.stdout, needle
+    second = run_cli(empty_db, "demo")
+    assert second.exit_code == 0, second.output
+    assert "nothing to rehearse" in second.stdout and "exists already" in second.stdout
+    assert "order restored: 0/intro 1/body 2/tail" in second.stdout

@@ -629,6 +629,20 @@ def proof_operator_runtime(obj: Ctx, collection_key: str, approval_id: str | Non
         click.echo(f"PROOF PASS ({res.duration_ms:.0f} ms)")
 
 
+# ---------------------------------------------------------------- demo
+@cli.command("demo")
+@click.pass_obj
+def demo_cmd(obj: Ctx) -> None:
+    """The whole story on the embedded server: rehearse + apply head, self-tests,
+    compose runtime/290, the seven-step proof, a worker dry-run, the inventory
+    and the health views, with timings. Running it twice works."""
+    from .demo import Demo
+
+    target = obj.target()
+    click.echo(f"iucore demo on {target.display}" + (" (embedded PostgreSQL)" if target.embedded else ""))
+    Demo(target, obj.project_root(), click.echo, actor=obj.actor or "iucore_demo").run()
+
+
 # ---------------------------------------------------------------- worker
 @cli.group(cls=_Group)
 def worker() -> None:

@@ -127,7 +127,9 @@ class Target:
 
     @property
     def display(self) -> str:
-        return redact_url(self.libpq)
+        from urllib.parse import unquote
+
+        return redact_url(unquote(self.libpq))
 
     @property
     def libpq(self) -> str:

@@ -1,0 +1,143 @@
+"""`iucore demo`: the whole story in one command, on the embedded server by default.
+
+Rehearse then apply head, replay the self-tests, compose the runtime/290
+collection of seed 001 (three pieces, a collection, a checkpoint), run seed
+000's seven-step proof, a worker dry-run, the DOT inventory and the health
+views. Idempotent: a second run finds everything in place and proves it again.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from . import migrate
+from .config import RunOptions, Target
+from .db import connect
+from .errors import CheckFailed, Failed
+from .operator import OperatorRuntime, ensure_answer
+from .proof import DEFAULT_COLLECTION, SEED_PIECES, run_proof
+from .registry import COMPOSER, OPERATOR_RUNTIME
+from .transcript import format_table
+
+Say = Callable[[str], None]
+
+# The columns a reader wants, in seed 000 §5's order.
+HEALTH_VIEWS = {
+    "dot_iu_command_run_health": ["total_runs", "apply_runs", "applied", "refused", "failed",
+                                  "distinct_commands", "catalog_size"],
+    "dot_iu_command_registry": ["command_name", "runs", "applied", "refused", "failed", "last_status"],
+    "dot_iu_route_attempt_summary": ["route_code", "attempt_status", "attempts"],
+}
+
+
+class Demo:
+    def __init__(self, target: Target, project: Path, say: Say, actor: str = "iucore_demo") -> None:
+        self.target, self.project, self.say, self.actor = target, project, say, actor
+        self.timings: list[tuple[str, float]] = []
+
+    @contextmanager
+    def step(self, title: str) -> Iterator[None]:
+        self.say(f"\n── {title} " + "─" * max(0, 66 - len(title)))
+        t0 = time.perf_counter()
+        yield
+        ms = (time.perf_counter() - t0) * 1000
+        self.timings.append((title, ms))
+        self.say(f"   ({ms:.0f} ms)")
+
+    def run(self) -> list[tuple[str, float]]:
+        opts = RunOptions(actor=self.actor)
+        with self.step("1. rehearse the upgrade to head (COMMIT → ROLLBACK)"):
+            r = migrate.upgrade(self.target, "head", project=self.project, options=opts.with_(rehearse=True))
+            if r.nothing_to_do:
+                self.say(f"   already at {', '.join(r.to_heads)}: nothing to rehearse")
+            else:
+                self.say(f"   rehearsed {len(r.revisions)} revision(s); fingerprint unchanged: {r.fingerprint_after}")
+        with self.step("2. apply head (preflight → body → post-check, locked, audited)"):
+            r = migrate.upgrade(self.target, "head", project=self.project, options=opts)
+            done = ", ".join(x["revision"] for x in r.revisions) or "nothing to do"
+            self.say(f"   applied: {done}; now at {', '.join(r.to_heads)}")
+        with self.step("3. self-tests (BEGIN … ROLLBACK, replayed against recorded transcripts)"):
+            results = migrate.selftest(self.target, project=self.project)
+            for res in results:
+                self.say(f"   {res.name:<14} {res.status}")
+            bad = [x for x in results if not x.ok]
+            if bad:
+                raise CheckFailed("self-tests failed: " + ", ".join(f"{x.name} ({x.status})" for x in bad))
+        with connect(self.target) as conn:
+            with self.step("4. compose runtime/290: three pieces, one collection, a checkpoint"):
+                self._compose_290(conn)
+            with self.step("5. seed 000's seven-step durable operator-runtime proof"):
+                proof = run_proof(conn, actor="runtime_500x_op_proof")
+                for line in proof.table():
+                    self.say("   " + line)
+                if not proof.ok:
+                    raise Failed("proof failed: " + "; ".join(proof.problems))
+                self.say(f"   order restored: {' '.join(proof.order_after)}; events {proof.events}")
+            rt = OperatorRuntime(conn, self.actor)
+            with self.step("6. route worker dry-run (no external delivery is possible)"):
+                a = ensure_answer(rt.apply("dot_iu_route_worker_run", {"route_code": "iu_outbound_default",
+                                                                      "limit": 200})).answer
+                self.say(f"   fn_iu_route_worker_run('iu_outbound_default', 200) → seen={a['seen']}, "
+                         f"attempts_written={a['attempts_written']}, skipped={a['skipped']}, "
+                         f"dead_lettered={a['dead_lettered']}")
+            with self.step("7. DOT inventory"):
+                rep = migrate.inventory(self.target, project=self.project)
+                j = rep.to_json()
+                self.say(f"   {j['present_total']}/{j['expected_total']} at {rep.revision}: "
+                         + " / ".join(f"{c['class']} {c['present']}" for c in rep.classes)
+                         + f" — drift {len(rep.drift)}")
+                if not rep.ok:
+                    raise CheckFailed("inventory drift: " + "; ".join(rep.drift))
+            with self.step("8. health views"):
+                for name, cols in HEALTH_VIEWS.items():
+                    rows = ensure_answer(rt.verify(name, {"limit": 100})).answer["rows"]
+                    rows = [r for r in rows if r.get("runs", 1)]  # registry: commands that ran
+                    self.say(f"   {name}:")
+                    self._table(cols, rows)
+                g = ensure_answer(rt.verify("dot_iu_gate_verify_closed", {})).answer
+                self.say(f"   gates: all_safe = {str(g['all_safe']).lower()}")
+        total = sum(ms for _, ms in self.timings)
+        self.say(f"\ndemo complete in {total / 1000:.1f} s")
+        return self.timings
+
+    def _compose_290(self, conn: Any) -> None:
+        found = conn.execute("SELECT collection_id FROM public.iu_collection WHERE collection_key = %s",
+                             (DEFAULT_COLLECTION,)).fetchone()
+        if found:
+            self.say(f"   {DEFAULT_COLLECTION} exists already (composed by an earlier run)")
+            return
+        rt = OperatorRuntime(conn, "runtime_290")
+        approval = str(uuid.uuid4())
+        opened = []
+        try:
+            for key in (OPERATOR_RUNTIME, COMPOSER):
+                ensure_answer(rt.apply("dot_iu_gate_open", {"gate_key": key, "approval_id": approval,
+                                                            "reason": "demo: runtime/290", "ttl_seconds": 300}))
+                opened.append(key)
+            ids, labels = [], []
+            for label, title in SEED_PIECES:
+                a = ensure_answer(rt.apply("dot_iu_clone_piece", {
+                    "canonical_address": f"iu_core/runtime290/{label}-{uuid.uuid4().hex[:8]}",
+                    "unit_kind": "section", "title": title}))
+                ids.append(a.answer["iu_id"])
+                labels.append(label)
+            c = ensure_answer(rt.apply("dot_iu_create_file_from_pieces", {
+                "collection_key": DEFAULT_COLLECTION, "collection_kind": "file",
+                "title": "runtime/290 durable collection", "piece_ids": ids, "labels": labels})).answer
+            ensure_answer(rt.apply("dot_iu_checkpoint_collection", {"collection_id": c["collection_id"]}))
+            self.say(f"   composed {DEFAULT_COLLECTION}: 3 pieces (birth gate), 1 collection, checkpointed")
+        finally:
+            for key in reversed(opened):
+                rt.apply("dot_iu_gate_close", {"gate_key": key, "reason": "demo: runtime/290 done"})
+
+    def _table(self, cols: list[str], rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            self.say("     (no rows)")
+            return
+        for line in format_table(cols, [[r.get(c) for c in cols] for r in rows]):
+            self.say("     " + line)
