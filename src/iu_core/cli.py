@@ -320,6 +320,21 @@ def backup_cmd(obj: Ctx, out_dir: Path | None) -> None:
     obj.emit(b.to_json(), f"Backup gate PASS — pg_dump -Fc {b.summary()}")
 
 
+@cli.command("lint")
+@click.pass_obj
+def lint_cmd(obj: Ctx) -> None:
+    """Static gates: parse (SQL and PL/pgSQL), SECURITY DEFINER search_path,
+    REVOKE FROM PUBLIC, framework-owned timeouts, no hard-coded secrets or
+    addresses. Exit 4 naming each finding; needs no database."""
+    from .errors import CheckFailed
+    from .lint import lint_project
+
+    findings = lint_project(obj.project_root())
+    obj.emit([f.__dict__ for f in findings], "\n".join(map(str, findings)) or "lint: no findings")
+    if findings:
+        raise CheckFailed(f"lint: {len(findings)} finding(s)", findings=[str(f) for f in findings])
+
+
 # ---------------------------------------------------------------- selftest
 @cli.command("selftest")
 @click.argument("names", nargs=-1)

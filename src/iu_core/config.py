@@ -153,7 +153,7 @@ def normalise_url(raw: str) -> str:
     except (ArgumentError, ValueError) as exc:
         raise ConfigError(
             f"malformed database URL {redact_url(raw)!r}: expected "
-            "postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME"
+            "postgresql://USER@HOST[:PORT]/DBNAME (password from ~/.pgpass or PGPASSWORD)"
         ) from exc
     if url.get_backend_name() not in ("postgresql", "postgres"):
         raise ConfigError(
