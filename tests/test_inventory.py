@@ -19,6 +19,9 @@ from .conftest import ROOT, connect
 #            table view function trigger config event_type route  total
 COUNTS = {
     "substrate":     (14, 7, 24, 2, 14,  7,  2),
+    "016":           (14, 9, 26, 2, 14,  7,  2),
+    "260":           (14, 9, 26, 2, 14, 15, 10),
+    "017":           (14, 9, 28, 2, 14, 15, 10),
 }
 
 

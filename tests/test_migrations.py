@@ -18,7 +18,7 @@ from sqlalchemy.pool import NullPool
 
 from iu_core import migrate
 from iu_core.config import RunOptions, Target
-from iu_core.errors import RevisionFailed, RevisionRefused
+from iu_core.errors import ChecksumGate, RevisionFailed, RevisionRefused
 from iu_core.fingerprint import diff, fingerprint, snapshot
 from iu_core.session import MigrationSession
 
@@ -154,8 +154,13 @@ def test_preflight_refuses_when_the_parent_is_missing(new_db, revision: str) -> 
     target = at(new_db, parent_of(parent))  # the grandparent's state…
     stamp(target, parent)  # …claiming to be at the parent
     before = snap(target)
-    with pytest.raises(RevisionRefused) as exc:
+    # The checksum gate refuses first (the parent was never applied, so
+    # nothing was recorded): past it, the revision's own preflight must refuse.
+    with pytest.raises(ChecksumGate) as gate:
         migrate.upgrade(target, revision)
+    assert "no checksum recorded at apply" in gate.value.message
+    with pytest.raises(RevisionRefused) as exc:
+        migrate.upgrade(target, revision, allow_checksum_drift="test: parent stamped, not applied")
     assert exc.value.data["section"] == "preflight"
     assert f"{revision} preflight" in exc.value.message
     assert snap(target) == before

@@ -59,6 +59,10 @@ class LockBusy(Refused):
     """Another run holds the migration advisory lock past the wait bound."""
 
 
+class ChecksumGate(Refused):
+    """Upgrade refused: applied revisions' files cannot be verified against their apply."""
+
+
 class RevisionRefused(Refused):
     """A revision's preflight (upgrade) or guard (downgrade) refused."""
 

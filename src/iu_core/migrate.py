@@ -207,15 +207,16 @@ def selftest(target: Target, names: list[str] | None = None, *, project: Path | 
 
 
 def _checksum_gate(target: Target, project: Path, allow: str | None, sink: Sink | None) -> dict[str, Any] | None:
-    from .errors import Refused
+    from .errors import ChecksumGate
 
     report = verify(target, project=project)
     if report.ok:
         return None
     problems = report.lines()
     if not allow:
-        raise Refused(
-            "applied revisions' files changed since they were applied: " + "; ".join(problems)
+        raise ChecksumGate(
+            "checksum gate: the applied revisions' files do not verify against their apply: "
+            + "; ".join(problems)
             + ". Restore the files, or pass --allow-checksum-drift REASON (recorded in the audit)",
             problems=[f.to_json() for f in report.problems],
         )
