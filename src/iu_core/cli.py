@@ -305,6 +305,34 @@ def _hours(value: str) -> float:
     return parse_duration(v, "--backup-max-age") / 1000
 
 
+@db.command("grant")
+@click.option("--readonly", "readonly_roles", multiple=True, help="Role to get the read-only policy.")
+@click.option("--operator", "operator_roles", multiple=True, help="Role to get the operator policy.")
+@click.option("--dry-run", is_flag=True, help="Print the GRANT statements, change nothing.")
+@click.pass_obj
+def grant_cmd(obj: Ctx, readonly_roles: tuple[str, ...], operator_roles: tuple[str, ...], dry_run: bool) -> None:
+    """Apply the privilege policy to existing roles (derived from the live catalog).
+
+    read-only: the observability views. operator: the governed functions and
+    the data they write; never dot_config: gates move only through the gate
+    protocol. Re-run after every upgrade (the catalog grows).
+    """
+    from .db import connect
+    from .errors import BadInput
+    from .roles import apply, plan_operator, plan_readonly
+
+    if not readonly_roles and not operator_roles:
+        raise BadInput("name at least one role: --readonly ROLE and/or --operator ROLE")
+    with connect(obj.target()) as conn:
+        plans = [plan_readonly(conn, r) for r in readonly_roles] + [plan_operator(conn, r) for r in operator_roles]
+        if not dry_run:
+            for p in plans:
+                apply(conn, p)
+    obj.emit([p.__dict__ for p in plans], "\n".join(
+        f"{p.kind} {p.role}: {len(p.statements)} grant(s)" + ("" if not dry_run else "\n  " + ";\n  ".join(p.statements) + ";")
+        for p in plans))
+
+
 @db.command("backup")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Directory for the dump [.iucore/backups].")

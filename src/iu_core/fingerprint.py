@@ -55,7 +55,7 @@ SELECT CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 
                  ', ' ORDER BY a.attnum)
             FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
            WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
-         'acl:' || c.relacl::text,
+         'acl:' || coalesce(c.relacl, acldefault('r', c.relowner))::text,
          'comment:' || obj_description(c.oid, 'pg_class'))
   FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
  WHERE c.relkind IN ('r','p','v','m','S','f') AND c.oid NOT IN (SELECT objid FROM deps)
@@ -67,7 +67,7 @@ SELECT 'constraint', ns.nspname || '.' || t.relname || '.' || co.conname, pg_get
   FROM pg_constraint co JOIN pg_class t ON t.oid = co.conrelid JOIN ns ON ns.oid = t.relnamespace
 UNION ALL
 SELECT 'function', ns.nspname || '.' || p.oid::regprocedure::text,
-       pg_get_functiondef(p.oid) || E'\nacl:' || coalesce(p.proacl::text, '')
+       pg_get_functiondef(p.oid) || E'\nacl:' || coalesce(p.proacl, acldefault('f', p.proowner))::text
          || E'\ncomment:' || coalesce(obj_description(p.oid, 'pg_proc'), '')
   FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
  WHERE p.prokind IN ('f','p','w') AND p.oid NOT IN (SELECT objid FROM deps)
