@@ -65,10 +65,27 @@ def alembic_config(project: Path, session: MigrationSession | None = None) -> Co
     return cfg
 
 
+_SCRIPTS: dict[tuple[str, tuple[tuple[str, int], ...]], ScriptDirectory] = {}
+
+
 def script_directory(project: Path) -> ScriptDirectory:
+    """The project's revisions, loaded once per process while their files are unchanged.
+
+    Alembic imports every revision module each time a ScriptDirectory is
+    built; a process that runs several commands (tests, the demo, the proof)
+    would otherwise pay that for every one.
+    """
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(alembic_config(project))
+    versions = project / "migrations" / "versions"
+    key = (str(project.resolve()),
+           tuple(sorted((f.name, f.stat().st_mtime_ns) for f in versions.glob("*.py"))))
+    script = _SCRIPTS.get(key)
+    if script is None:
+        script = ScriptDirectory.from_config(alembic_config(project))
+        _SCRIPTS.clear() if len(_SCRIPTS) > 32 else None
+        _SCRIPTS[key] = script
+    return script
 
 
 def _check_revision(script: ScriptDirectory, rev: str) -> None:
@@ -101,7 +118,7 @@ def _run(
     allow_checksum_drift: str | None = None,
     backup_dir: Path | None = None,
 ) -> RunResult:
-    from alembic import command
+    from alembic.runtime.environment import EnvironmentContext
     from alembic.util import CommandError
 
     project = project or find_project_root()
@@ -117,11 +134,17 @@ def _run(
 
             b = take_backup(target, backup_dir, sink=sink)
             session.backup = {"path": b.path, "sha256": b.sha256, "bytes": b.size, "toc_entries": b.toc_entries}
-    try:
+    script = script_directory(project)
+
+    # What alembic.command.upgrade/downgrade do, with the cached script directory.
+    def step(rev: Any, context: Any) -> Any:
         if direction == "upgrade":
-            command.upgrade(cfg, revision)
-        else:
-            command.downgrade(cfg, revision)
+            return script._upgrade_revs(revision, rev)
+        return script._downgrade_revs(revision, rev)
+
+    try:
+        with EnvironmentContext(cfg, script, fn=step, destination_rev=revision):
+            script.run_env()
     except CommandError as exc:
         # Alembic's own resolution errors: not a valid target from here.
         raise BadInput(f"{direction} {revision}: {exc}", revision=revision) from None

@@ -19,7 +19,9 @@ from .transcript import Sink, StatementResult
 if TYPE_CHECKING:
     import psycopg
 
-MAX_ROWS_KEPT = 50  # evidence rows per statement kept in transcript and audit
+MAX_ROWS_KEPT = 50
+# SQLSTATE classes that are about the session or the server, never a guard's verdict.
+_NOT_A_DECISION = frozenset({"08", "53", "54", "57", "58", "XX"})  # evidence rows per statement kept in transcript and audit
 
 
 @dataclass
@@ -135,7 +137,10 @@ def _classify(
         "section": stmt.section,
         "sqlstate": sqlstate,
     }
-    if stmt.section in GUARD_SECTIONS:
+    # A guard that never got to decide (connection lost, cancelled, out of
+    # resources, a lock it waited for) has failed, not refused.
+    infrastructure = bool(sqlstate) and (sqlstate[:2] in _NOT_A_DECISION or sqlstate == "55P03")
+    if stmt.section in GUARD_SECTIONS and not infrastructure:
         what = "preflight" if stmt.section == "preflight" else "rollback guard"
         return RevisionRefused(
             f"{run.revision} {run.direction} refused by its {what} ({rel}:{stmt.line}): {primary}",
