@@ -31,6 +31,20 @@ def tests_18(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff over the Python."""
+    """Static gates: ruff, mypy (src), iucore lint (SQL, PL/pgSQL, security rules, no-hardcode), sqlfluff."""
     session.install("-e", ".[test]")
-    session.run("ruff", "check", "src", "tests", "migrations", "noxfile.py")
+    session.run("ruff", "check", "src", "tests", "migrations", "bench", "noxfile.py")
+    session.run("mypy", "src/iu_core")
+    session.run("iucore", "lint")
+    session.run("sqlfluff", "lint", "migrations/sql", "rollbacks", "selftests")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The benchmark suite (not a default session): ratios against same-run baselines, writes bench/RESULTS.md.
+
+    IUCORE_PG_MAJOR picks the server (default 16); extra arguments go to
+    bench/run.py (e.g. `nox -s bench -- --only worker --reps 3`).
+    """
+    session.install("-e", ".")
+    session.run("python", "bench/run.py", *session.posargs)

@@ -97,15 +97,15 @@ def _run_online(context: Any, session: MigrationSession, external: Any = None) -
                 url=session.target.display,
             ) from None
     raw = connection.connection.dbapi_connection
-    session.raw = raw  # type: ignore[assignment]
+    session.raw = raw
     try:
         with _own_txn(connection):
             session.acquire_lock()
         with _own_txn(connection):
-            bootstrap(raw)  # type: ignore[arg-type]
+            bootstrap(raw)
         with _own_txn(connection):
-            session.heads_before = current_heads(raw)  # type: ignore[arg-type]
-            snap_before = snapshot(raw) if session.options.rehearse else None  # type: ignore[arg-type]
+            session.heads_before = current_heads(raw)
+            snap_before = snapshot(raw) if session.options.rehearse else None
         context.configure(
             connection=connection,
             target_metadata=None,
@@ -139,7 +139,7 @@ def _run_online(context: Any, session: MigrationSession, external: Any = None) -
         with _own_txn(connection):
             if session.options.rehearse:
                 session.record_rehearsal()
-                snap_after = snapshot(raw)  # type: ignore[arg-type]
+                snap_after = snapshot(raw)
                 session.fingerprint_before = fingerprint(snap_before or {})
                 session.fingerprint_after = fingerprint(snap_after)
                 if session.fingerprint_before != session.fingerprint_after:
@@ -148,7 +148,7 @@ def _run_online(context: Any, session: MigrationSession, external: Any = None) -
                         "rehearsal changed the database: " + "; ".join(changed[:20]),
                         changed=changed,
                     )
-            session.heads_after = current_heads(raw)  # type: ignore[arg-type]
+            session.heads_after = current_heads(raw)
     finally:
         session.release_lock()
         if engine is not None:
@@ -190,13 +190,15 @@ def _root_cause(exc: BaseException) -> IUCoreError | None:
 
 
 def _after_failure(connection: Any, session: MigrationSession, exc: IUCoreError) -> None:
+    raw = session.raw
     try:
+        assert raw is not None
         if connection.in_transaction():
             connection.rollback()
-        session.raw.rollback()  # type: ignore[union-attr]
+        raw.rollback()
         with _own_txn(connection):
             session.record_failure(exc)
-            session.heads_after = current_heads(session.raw)  # type: ignore[arg-type]
+            session.heads_after = current_heads(raw)
     except Exception:
         _record_on_fresh_connection(session, exc)
     # Each revision is its own transaction: say what did commit before this one.

@@ -140,7 +140,7 @@ class Target:
     def password(self) -> str | None:
         from sqlalchemy.engine import make_url
 
-        return make_url(self.url).password  # type: ignore[return-value]
+        return make_url(self.url).password
 
 
 def normalise_url(raw: str) -> str:

@@ -99,7 +99,7 @@ def _functions(path: Path) -> list[tuple[Any, str, int]]:
     for sql, line in _statements(path):
         node = parse_sql(sql)[0].stmt
         if isinstance(node, ast.CreateFunctionStmt):
-            out.append((node, ".".join(n.sval for n in node.funcname), line))
+            out.append((node, ".".join(n.sval for n in node.funcname or ()), line))
     return out
 
 
@@ -130,7 +130,8 @@ def check_revoke(path: Path, created: set[str]) -> list[Finding]:
     revoked: set[str] = set()
     for sql, _ in _statements(path):
         node = parse_sql(sql)[0].stmt
-        if (isinstance(node, ast.GrantStmt) and not node.is_grant and node.objtype.name == "OBJECT_FUNCTION"
+        if (isinstance(node, ast.GrantStmt) and not node.is_grant and node.objtype is not None
+                and node.objtype.name == "OBJECT_FUNCTION"
                 and any(r.roletype.name == "ROLESPEC_PUBLIC" for r in node.grantees or ())):
             for obj in node.objects or ():
                 revoked.add(obj.objname[-1].sval)
@@ -195,9 +196,9 @@ def lint_project(project: Path) -> list[Finding]:
     findings: list[Finding] = []
     script = script_directory(project)
     created: dict[str, set[str]] = {}
-    for rev in script.walk_revisions():
-        adds, _ = declared_delta(rev.module)
-        created[rev.revision] = {f.split("(")[0].split(".")[-1] for f in adds["function"]}
+    for script_rev in script.walk_revisions():
+        adds, _ = declared_delta(script_rev.module)
+        created[script_rev.revision] = {f.split("(")[0].split(".")[-1] for f in adds["function"]}
     for rev, fns in sorted(created.items()):
         for kind, path in (("migration", project / "migrations" / "sql" / f"{rev}.sql"),
                            ("rollback", project / "rollbacks" / f"{rev}.sql"),

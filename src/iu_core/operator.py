@@ -258,7 +258,7 @@ def assert_governed(plan: DotCommandPlan) -> None:
         call = targets[0].val
         if not isinstance(call, ast.FuncCall):
             raise refuse("not a function call")
-        names = [n.sval for n in call.funcname]
+        names = [n.sval for n in call.funcname or ()]
         if len(names) != 2 or names[0] != "public" or names[1] not in allowed_fns:
             raise refuse(f"calls {'.'.join(names)}; allowed: public.{', public.'.join(sorted(allowed_fns))}")
         if call.agg_star or call.agg_distinct or call.agg_order or call.agg_filter or call.over \
@@ -276,7 +276,9 @@ def _assert_literal(node: Any, refuse: Any) -> None:
     if isinstance(node, ast.A_Const):
         return None
     if isinstance(node, ast.TypeCast):
-        names = [n.sval for n in node.typeName.names]
+        names = [n.sval for n in (node.typeName.names if node.typeName else None) or ()]
+        if not names:
+            raise refuse("cast without a type")
         if not (names[-1] in _ALLOWED_TYPES and (len(names) == 1 or names[:-1] == ["pg_catalog"])):
             raise refuse(f"cast to {'.'.join(names)}")
         return _assert_literal(node.arg, refuse)

@@ -115,7 +115,7 @@ def run_proof(
     opened: list[str] = []
 
     def gate(action: str, key: str) -> None:
-        params = {"gate_key": key, "reason": f"operator-runtime durable proof ({action})"}
+        params: dict[str, Any] = {"gate_key": key, "reason": f"operator-runtime durable proof ({action})"}
         if action == "open":
             params.update(approval_id=approval, ttl_seconds=ttl_seconds)
         ans = rt.apply(f"dot_iu_gate_{action}", params)

@@ -114,7 +114,7 @@ def _classify(
     sink: Sink | None,
 ) -> RevisionRefused | RevisionFailed:
     diag = getattr(exc, "diag", None)
-    sqlstate = getattr(exc, "sqlstate", None)
+    sqlstate: str = getattr(exc, "sqlstate", None) or ""
     primary = (diag.message_primary if diag else None) or str(exc).strip().splitlines()[0]
     rel = _relpath(run.script)
     run.error = {
@@ -139,7 +139,7 @@ def _classify(
     }
     # A guard that never got to decide (connection lost, cancelled, out of
     # resources, a lock it waited for) has failed, not refused.
-    infrastructure = bool(sqlstate) and (sqlstate[:2] in _NOT_A_DECISION or sqlstate == "55P03")
+    infrastructure = sqlstate[:2] in _NOT_A_DECISION or sqlstate == "55P03"
     if stmt.section in GUARD_SECTIONS and not infrastructure:
         what = "preflight" if stmt.section == "preflight" else "rollback guard"
         return RevisionRefused(

@@ -97,7 +97,7 @@ def load(path: Path) -> list[Step]:
 def _txn_kind(node: Any) -> str | None:
     from pglast import ast
 
-    if isinstance(node, ast.TransactionStmt):
+    if isinstance(node, ast.TransactionStmt) and node.kind is not None:
         return node.kind.name
     return None
 

@@ -186,13 +186,14 @@ class EmbeddedServer:
         return os.geteuid() == 0
 
     def _run(self, argv: list[str], timeout: float = 120) -> None:
-        kw: dict[str, object] = {}
+        user = group = None
+        extra_groups: list[int] | None = None
         if self._as_root():
             import pwd
 
             pw = pwd.getpwnam(SYSTEM_USER)
             # uid alone would keep root's groups: drop them all
-            kw.update(user=pw.pw_uid, group=pw.pw_gid, extra_groups=[])
+            user, group, extra_groups = pw.pw_uid, pw.pw_gid, []
         # The postmaster inherits our fds: never give it a pipe we wait on.
         try:
             proc = subprocess.run(
@@ -203,7 +204,9 @@ class EmbeddedServer:
                 timeout=timeout,
                 start_new_session=True,
                 cwd="/",
-                **kw,  # type: ignore[arg-type]
+                user=user,
+                group=group,
+                extra_groups=extra_groups,
             )
         except subprocess.TimeoutExpired as exc:
             raise ServerError(f"{Path(argv[0]).name} timed out after {timeout}s: {self._log_tail()}") from exc

@@ -99,18 +99,18 @@ def parse_script(path: Path, sections: tuple[str, ...]) -> SqlScript:
         except SqlFileError as exc:
             raise SqlFileError(f"{path} (section @{name}): {exc}", file=str(path)) from exc
         for sql, offset in stmts:
-            line = first_line + body.count("\n", 0, offset)
+            stmt_line = first_line + body.count("\n", 0, offset)
             # psql reports the line of the first token; skip leading comments/blank lines
             stripped = _strip_leading_comments(sql)
-            line += sql[: len(sql) - len(stripped)].count("\n")
+            stmt_line += sql[: len(sql) - len(stripped)].count("\n")
             if _TXN_CONTROL.match(stripped):
                 raise SqlFileError(
-                    f"{path}:{line}: transaction control is not allowed; iucore runs "
+                    f"{path}:{stmt_line}: transaction control is not allowed; iucore runs "
                     "the file as one transaction (psql -1 by hand)",
                     file=str(path),
-                    line=line,
+                    line=stmt_line,
                 )
-            script.statements.append(Statement(section=name, sql=stripped, line=line))
+            script.statements.append(Statement(section=name, sql=stripped, line=stmt_line))
     for name in sections:
         if name != "body" and not script.section(name):
             raise SqlFileError(f"{path}: section @{name} is empty", file=str(path))
