@@ -167,18 +167,30 @@ def test_four_emitters_and_two_workers_on_10000_events(conn_at) -> None:
     per = 2500
     dup_subjects = 50
 
+    errors: list[BaseException] = []
+
+    def guarded(fn: Any) -> Any:
+        def run(*a: Any) -> None:
+            try:
+                fn(*a)
+            except BaseException as exc:  # a thread's failure must fail the test
+                errors.append(exc)
+        return run
+
+    @guarded
     def emitter(k: int) -> None:
         with psycopg.connect(dsn, autocommit=True) as c:
             for i in range(0, per, 250):
                 c.execute(
                     "SELECT public.fn_iu_emit_event('iu', 'piece_reordered', 'emitter-' || %s || '-' || n, '{}', 'load')"
-                    " FROM generate_series(%s, %s) AS n", (k, i, i + 249))
+                    " FROM generate_series(%s::int, %s::int) AS n", (k, i, i + 249))
             # every emitter also emits the same immediate-lane events: exactly one of each must land
             c.execute("SELECT public.fn_iu_emit_event('iu', 'structure_op_applied', 'dup-' || n, '{}', 'load')"
-                      " FROM generate_series(1, %s) AS n", (dup_subjects,))
+                      " FROM generate_series(1, %s::int) AS n", (dup_subjects,))
 
     results: list[dict[str, Any]] = []
 
+    @guarded
     def worker() -> None:
         with psycopg.connect(dsn, autocommit=True) as c:
             for _ in range(30):
@@ -191,6 +203,7 @@ def test_four_emitters_and_two_workers_on_10000_events(conn_at) -> None:
         t.start()
     for t in threads:
         t.join()
+    assert errors == []
     while True:  # drain what the racing workers left
         r = conn.execute("SELECT public.fn_iu_route_worker_run('iu_outbound_default', 10000)").fetchone()[0]
         results.append(r)
