@@ -124,6 +124,6 @@ BEGIN
 END
 $assert$;
 
-SELECT '033_rollback' AS check,
+SELECT '033_rollback' AS "check",
        to_regclass('public.iu_auto_instance') IS NULL AS provenance_table_gone,
        (SELECT count(*) FROM public.dot_iu_command_catalog) AS catalog_rows;

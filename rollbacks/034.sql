@@ -90,6 +90,6 @@ BEGIN
 END
 $assert$;
 
-SELECT '034_rollback' AS check,
+SELECT '034_rollback' AS "check",
        (SELECT count(*) FROM public.dot_iu_command_catalog) AS catalog_rows,
        (SELECT count(*) FROM public.dot_iu_command_catalog) = 24 AS expected_24;

@@ -104,6 +104,6 @@ BEGIN
 END
 $assert$;
 
-SELECT '280_rollback' AS check,
+SELECT '280_rollback' AS "check",
        (SELECT count(*) FROM public.dot_iu_command_catalog) AS catalog_rows,
        (SELECT count(*) FROM public.dot_iu_command_catalog) = 0 AS expected_0;

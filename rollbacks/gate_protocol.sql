@@ -107,7 +107,7 @@ BEGIN
 END
 $assert$;
 
-SELECT 'gate_protocol_rollback' AS check,
+SELECT 'gate_protocol_rollback' AS "check",
        (SELECT count(*) FROM public.dot_iu_command_catalog) AS catalog_rows,
        (SELECT count(*) FROM pg_catalog.pg_proc p
          WHERE p.pronamespace = 'public'::regnamespace

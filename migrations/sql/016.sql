@@ -743,7 +743,7 @@ BEGIN
 END
 $postcheck$;
 
-SELECT '016_objects' AS check,
+SELECT '016_objects' AS "check",
        (SELECT count(*) FROM pg_catalog.pg_proc p
          WHERE p.pronamespace = 'public'::regnamespace
            AND p.proname IN ('fn_iu_composer_emit', 'fn_iu_collection_checkpoint')) AS functions_added,

@@ -271,7 +271,7 @@ BEGIN
 END
 $postcheck$;
 
-SELECT '017_disposal_pair' AS check,
+SELECT '017_disposal_pair' AS "check",
        (SELECT count(*) FROM pg_catalog.pg_proc p
          WHERE p.pronamespace = 'public'::regnamespace
            AND p.proname IN ('fn_iu_piece_soft_delete', 'fn_iu_piece_restore')) AS functions_added,

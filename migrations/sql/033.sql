@@ -475,7 +475,7 @@ BEGIN
 END
 $postcheck$;
 
-SELECT '033_objects' AS check,
+SELECT '033_objects' AS "check",
        to_regclass('public.iu_auto_instance') IS NOT NULL AS provenance_table,
        (SELECT count(*) FROM pg_catalog.pg_proc p
          WHERE p.pronamespace = 'public'::regnamespace

@@ -118,19 +118,19 @@ END
 $postcheck$;
 
 -- 034 verification: catalog size + every target_function resolvable
-SELECT '034_catalog' AS check,
+SELECT '034_catalog' AS "check",
        count(*) AS catalog_rows,
        count(*) = 26 AS expected_26
   FROM public.dot_iu_command_catalog;
 
-SELECT '034_targets' AS check,
-       count(DISTINCT t) AS distinct_target_functions,
+SELECT '034_targets' AS "check",
+       count(DISTINCT u.fn) AS distinct_target_functions,
        coalesce(bool_and(EXISTS (SELECT 1 FROM pg_catalog.pg_proc p
-                                  WHERE p.pronamespace = 'public'::regnamespace AND p.proname = t)),
+                                  WHERE p.pronamespace = 'public'::regnamespace AND p.proname = u.fn)),
                 false) AS all_resolvable
-  FROM public.dot_iu_command_catalog c, unnest(c.target_functions) AS t;
+  FROM public.dot_iu_command_catalog c, unnest(c.target_functions) AS u(fn);
 
-SELECT '034_new_rows' AS check,
+SELECT '034_new_rows' AS "check",
        array_agg(c.command_name ORDER BY c.command_name) AS rows_present
   FROM public.dot_iu_command_catalog c
  WHERE c.command_name IN ('dot_iu_auto_instantiate_from_event',

@@ -246,7 +246,7 @@ BEGIN
 END
 $postcheck$;
 
-SELECT '260_composer_family' AS check,
+SELECT '260_composer_family' AS "check",
        (SELECT count(*) FROM public.event_type_registry r
          WHERE r.event_domain = 'iu' AND r.event_stream = 'composer'
            AND r.delivery_lane = 'delayed' AND r.active) AS composer_types_delayed,

@@ -170,14 +170,14 @@ END
 $postcheck$;
 
 -- 280 verification (the shape of seed 004's): catalog size + every target_function resolvable
-SELECT '280_catalog' AS check,
+SELECT '280_catalog' AS "check",
        count(*) AS catalog_rows,
        count(*) = 24 AS expected_24
   FROM public.dot_iu_command_catalog;
 
-SELECT '280_targets' AS check,
-       count(DISTINCT t) AS distinct_target_functions,
+SELECT '280_targets' AS "check",
+       count(DISTINCT u.fn) AS distinct_target_functions,
        coalesce(bool_and(EXISTS (SELECT 1 FROM pg_catalog.pg_proc p
-                                  WHERE p.pronamespace = 'public'::regnamespace AND p.proname = t)),
+                                  WHERE p.pronamespace = 'public'::regnamespace AND p.proname = u.fn)),
                 false) AS all_resolvable
-  FROM public.dot_iu_command_catalog c, unnest(c.target_functions) AS t;
+  FROM public.dot_iu_command_catalog c, unnest(c.target_functions) AS u(fn);

@@ -517,26 +517,26 @@ BEGIN
 END
 $postcheck$;
 
-SELECT 'gate_protocol_catalog' AS check,
+SELECT 'gate_protocol_catalog' AS "check",
        count(*) AS catalog_rows,
        count(*) = 30 AS expected_30
   FROM public.dot_iu_command_catalog;
 
-SELECT 'gate_protocol_new_rows' AS check,
+SELECT 'gate_protocol_new_rows' AS "check",
        string_agg(c.command_name || '|' || c.category || '|mut=' || c.mutating || '|rev=' || c.reversible,
                   ', ' ORDER BY c.command_name) AS rows_present
   FROM public.dot_iu_command_catalog c
  WHERE c.command_name IN ('dot_iu_gate_open', 'dot_iu_gate_close',
                           'dot_iu_gate_watchdog', 'dot_iu_gate_verify_closed');
 
-SELECT 'gate_protocol_functions' AS check,
+SELECT 'gate_protocol_functions' AS "check",
        string_agg(p.proname || '=' || p.provolatile::text, ', ' ORDER BY p.proname) AS volatility
   FROM pg_catalog.pg_proc p
  WHERE p.pronamespace = 'public'::regnamespace
    AND p.proname IN ('fn_iu_gate_open', 'fn_iu_gate_close',
                      'fn_iu_gate_verify_closed', 'fn_iu_gate_watchdog');
 
-SELECT 'gate_protocol_verify' AS check,
+SELECT 'gate_protocol_verify' AS "check",
        (v ->> 'all_safe')::boolean AS all_safe,
        (v ->> 'all_governed_closed')::boolean AS all_governed_closed,
        (v ->> 'never_flip_intact')::boolean AS never_flip_intact,

@@ -1850,8 +1850,8 @@ SELECT c.collection_key,
        iu.title,
        m.label
   FROM public.iu_collection_member m
-  JOIN public.iu_collection c ON c.collection_id = m.collection_id
-  JOIN public.information_unit iu ON iu.iu_id = m.iu_id
+ INNER JOIN public.iu_collection c ON c.collection_id = m.collection_id
+ INNER JOIN public.information_unit iu ON iu.iu_id = m.iu_id
  ORDER BY c.collection_key, m.piece_order;
 
 CREATE VIEW public.v_iu_composer_event_backlog AS
@@ -2102,7 +2102,7 @@ BEGIN
 END
 $postcheck$;
 
-SELECT 'substrate_objects' AS check,
+SELECT 'substrate_objects' AS "check",
        (SELECT count(*) FROM pg_catalog.pg_class c
          WHERE c.relkind = 'r'
            AND (c.relnamespace = 'cutter_governance'::regnamespace
@@ -2132,7 +2132,7 @@ SELECT 'substrate_objects' AS check,
          WHERE NOT t.tgisinternal
            AND t.tgname IN ('trg_dot_config_touch', 'trg_event_outbox_type_validate')) AS triggers;
 
-SELECT 'substrate_config' AS check,
+SELECT 'substrate_config' AS "check",
        (SELECT count(*) FROM public.dot_config) AS config_rows,
        (SELECT count(*) FROM public.dot_config
          WHERE value = 'false'
