@@ -221,7 +221,7 @@ $t7$;
 SELECT i.n, iu.lifecycle_status, iu.deleted_at IS NOT NULL AS deleted, iu.retired_at IS NOT NULL AS retired,
        (SELECT count(*) FROM public.iu_collection_member m WHERE m.iu_id = i.iu_id) AS memberships
   FROM selftest017_ids i
-  JOIN public.information_unit iu ON iu.iu_id = i.iu_id
+ INNER JOIN public.information_unit iu ON iu.iu_id = i.iu_id
  ORDER BY i.n;
 
 -- T8 restoring piece 1 brings it back to 'active' but not into its collection (that is add_piece)
@@ -243,7 +243,7 @@ $t8$;
 SELECT e.event_type, e.event_stream, e.delivery_lane, count(*) AS events, count(DISTINCT e.event_id) AS distinct_ids
   FROM public.event_outbox e
  WHERE e.event_domain = 'iu' AND e.event_type IN ('piece_soft_deleted', 'piece_restored')
-   AND e.event_subject_ref IN (SELECT iu_id::text FROM selftest017_ids)
+   AND e.event_subject_ref IN (SELECT s.iu_id::text FROM selftest017_ids s)
  GROUP BY e.event_type, e.event_stream, e.delivery_lane
  ORDER BY e.event_type;
 

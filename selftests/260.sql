@@ -79,7 +79,7 @@ SELECT public.fn_iu_compose('selftest260.file-001', 'file', 'Self-test 260 file'
 SELECT e.event_type, e.event_stream, e.delivery_lane, count(*) AS events, count(DISTINCT e.event_id) AS distinct_ids
   FROM public.event_outbox e
  WHERE e.event_domain = 'iu'
-   AND e.event_subject_ref = (SELECT answer ->> 'collection_id' FROM selftest260_compose)
+   AND e.event_subject_ref = (SELECT sc.answer ->> 'collection_id' FROM selftest260_compose sc)
  GROUP BY e.event_type, e.event_stream, e.delivery_lane
  ORDER BY e.event_type;
 
@@ -253,9 +253,9 @@ SELECT CASE WHEN a.route_code = 'iu_outbound_default' THEN a.route_code ELSE 'iu
        a.attempt_status, coalesce(a.detail ->> 'reason', a.detail -> 'delivery' ->> 'reason') AS reason,
        count(*) AS attempts
   FROM public.iu_route_attempt a
-  JOIN public.event_outbox e ON e.event_id = a.event_id
- WHERE e.event_subject_ref = (SELECT collection_id::text FROM public.iu_collection
-                               WHERE collection_key = 'selftest260.file-001')
+ INNER JOIN public.event_outbox e ON e.event_id = a.event_id
+ WHERE e.event_subject_ref = (SELECT ic.collection_id::text FROM public.iu_collection ic
+                               WHERE ic.collection_key = 'selftest260.file-001')
  GROUP BY 1, 2, 3
  ORDER BY 1, 2, 3;
 
