@@ -429,3 +429,17 @@ def test_demo_runs_twice(empty_db, run_cli) -> None:
     assert second.exit_code == 0, second.output
     assert "nothing to rehearse" in second.stdout and "exists already" in second.stdout
     assert "order restored: 0/intro 1/body 2/tail" in second.stdout
+
+
+def test_a_parameter_can_add_a_gate_and_apply_refuses_before_sql(conn) -> None:
+    """Seed 004: live auto-instantiation needs composer AND auto_instantiate_enabled."""
+    open_gates(conn, OPERATOR_RUNTIME, COMPOSER)
+    rt = OperatorRuntime(conn, "pytest")
+    params = {"event_id": str(uuid.uuid4()), "event_type": "template.instance_auto_composed",
+              "template_collection_id": str(uuid.uuid4()), "instance_key_suffix": "t1", "note": "n"}
+    live = rt.apply("dot_iu_auto_instantiate_from_event", {**params, "emit_mode": "live"})
+    assert (live.status, live.closed_gates, live.answer) == ("refused", ["iu_core.auto_instantiate_enabled"], None)
+    dry = rt.apply("dot_iu_auto_instantiate_from_event", {**params, "emit_mode": "dry_run"})
+    assert dry.closed_gates == [] and dry.answer is not None  # the function ran (and judged the input)
+    back = rt.apply("dot_iu_auto_instantiate_rollback_by_actor", {"dry_run": False})
+    assert back.closed_gates == ["iu_core.auto_instantiate_enabled"]

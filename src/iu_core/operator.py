@@ -319,6 +319,9 @@ def gates_for(plan: DotCommandPlan) -> list[str]:
         gates.append(OPERATOR_RUNTIME)
     for fn in plan.target_functions:
         gates += sorted(by_fn.get(fn, set()) - set(gates))
+    for param, value, extra in plan.command.gates_when:
+        if plan.params.get(param) == value:
+            gates += [g for g in extra if g not in gates]
     return gates
 
 

@@ -15,6 +15,7 @@ COMPOSER = "iu_core.composer_enabled"
 STRUCTURE_OPS = "iu_core.structure_ops_enabled"
 THREE_AXIS = "iu_core.three_axis_auto_refresh_enabled"
 OPERATOR_RUNTIME = "iu_core.operator_runtime_enabled"
+AUTO_INSTANTIATE = "iu_core.auto_instantiate_enabled"
 
 PARAM_TYPES = ("text", "uuid", "integer", "boolean", "jsonb", "uuid[]", "text[]")
 
@@ -44,6 +45,9 @@ class Command:
     mode: str = "apply"  # the run_mode of a successful run: apply | verify
     doc: str = ""
     governed: bool = field(default=True)
+    # Gates a parameter value adds (seed 004: live auto-instantiation needs
+    # auto_instantiate_enabled as well): ((param, value, gates), …)
+    gates_when: tuple[tuple[str, object, tuple[str, ...]], ...] = ()
 
 
 def _p(name: str, type_: str, **kw: object) -> Param:
@@ -128,11 +132,13 @@ COMMANDS: tuple[Command, ...] = (
             ("fn_iu_auto_instantiate_from_event",), "034",
             (_p("event_id", "uuid"), _p("event_type", "text"), _p("template_collection_id", "uuid"),
              _p("instance_key_suffix", "text"), _p("emit_mode", "text"), ACTOR, _p("note", "text")),
-            gates=(COMPOSER,), doc="instantiate a template collection from an event (dry_run | live)"),
+            gates=(COMPOSER,), gates_when=(("emit_mode", "live", (AUTO_INSTANTIATE,)),),
+            doc="instantiate a template collection from an event (dry_run | live)"),
     Command("dot_iu_auto_instantiate_rollback_by_actor", "lifecycle", True, True,
             ("fn_iu_auto_instantiate_rollback_by_actor",), "034",
             (ACTOR, _p("dry_run", "boolean")),
-            gates=(COMPOSER,), doc="roll back every auto-instantiated collection of an actor"),
+            gates=(COMPOSER,), gates_when=(("dry_run", False, (AUTO_INSTANTIATE,)),),
+            doc="roll back every auto-instantiated collection of an actor"),
     # ------------------------------------------------------------ revision gate_protocol
     Command("dot_iu_gate_open", "health", True, True, ("fn_iu_gate_open",), "gate_protocol",
             (_p("gate_key", "text"), _p("approval_id", "uuid"), _p("reason", "text"), ACTOR,
