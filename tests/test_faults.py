@@ -94,6 +94,7 @@ def _upgrade_processes(target, n: int) -> list[subprocess.CompletedProcess[str]]
     return [subprocess.CompletedProcess(p.args, p.wait(120), *p.communicate()) for p in procs]
 
 
+@pytest.mark.stress
 @pytest.mark.parametrize("start", ["empty", "behind_head"])
 def test_eight_concurrent_upgrades_for_ten_rounds(new_db, start: str) -> None:
     """20 rounds in all (10 from empty, 10 from behind head), 8 processes each."""
@@ -106,7 +107,7 @@ def test_eight_concurrent_upgrades_for_ten_rounds(new_db, start: str) -> None:
             assert r.returncode in (0, 3), r.stderr
             assert "UniqueViolation" not in r.stderr and "DuplicateObject" not in r.stderr
             if r.returncode == 3:
-                assert "another migration run holds the iucore lock" in r.stderr
+                assert "another migration run holds the iucore lock" in r.stderr, r.stderr
         applied = [rev["revision"] for r in results if r.returncode == 0
                    for rev in json.loads(r.stdout)["revisions"]]
         expected = revs[revs.index(before[0]) + 1:] if before else revs
