@@ -41,6 +41,19 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"iucore: embedded PostgreSQL {PG_MAJOR} (IUCORE_TEST_PG_MAJOR)"
 
 
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Report the fault-injection points survived (summed across xdist workers)."""
+    points = runs = 0
+    for rep in terminalreporter.stats.get("passed", []):
+        for key, value in getattr(rep, "user_properties", []):
+            if key == "fault_points_survived":
+                points, runs = points + int(value), runs + 1
+    if runs:
+        terminalreporter.write_line(
+            f"fault injection: {points} statement boundaries killed and survived across {runs} revision runs "
+            f"(PostgreSQL {PG_MAJOR})")
+
+
 class Databases:
     """Creates databases on the session cluster, from templates migrated once."""
 
