@@ -243,3 +243,14 @@ def test_rehearsal_of_each_revision_leaves_nothing(new_db, revision: str, direct
     assert [r["revision"] for r in result.revisions] == [revision]
     assert result.fingerprint_before == result.fingerprint_after
     assert snap(target) == before
+
+
+def test_the_light_revision_graph_equals_alembics() -> None:
+    """`db current` reads revisions without importing them; it must see what Alembic sees."""
+    script = migrate.script_directory(ROOT)
+    assert migrate.revision_graph(ROOT) == {r.revision: tuple(r._all_down_revisions) for r in script.walk_revisions()}
+    from .conftest import PROJECTS
+
+    for project in (PROJECTS / "sample", PROJECTS / "broken_postcheck"):
+        s = migrate.script_directory(project)
+        assert migrate.revision_graph(project) == {r.revision: tuple(r._all_down_revisions) for r in s.walk_revisions()}

@@ -98,14 +98,10 @@ def newest(tool: str, at_least: int = 0) -> str:
 
 def _libpq_env(target: Target) -> tuple[str, dict[str, str]]:
     """The URL without its password (argv is visible in ps) and PGPASSWORD in the env."""
-    from sqlalchemy.engine import make_url
-
-    url = make_url(target.url)
     env = dict(os.environ)
-    if url.password:
-        env["PGPASSWORD"] = str(url.password)
-        url = url.set(password=None)
-    return url.set(drivername="postgresql").render_as_string(hide_password=False), env
+    if target.password:
+        env["PGPASSWORD"] = target.password
+    return target.without_password(), env
 
 
 def backup(target: Target, out_dir: Path, *, sink: Sink | None = None) -> Backup:

@@ -73,14 +73,14 @@ def _report(ctx: click.Context, exc: IUCoreError) -> None:
     obj: Ctx | None = ctx.find_object(Ctx)
     message = redact_url(exc.message)
     if obj is not None and obj.url:
-        from sqlalchemy.engine import make_url
+        from .config import split_password
 
         try:
-            pw = make_url(obj.url).password
-        except Exception:
+            pw = split_password(obj.url)[1]
+        except ValueError:
             pw = None
         if pw:
-            message = message.replace(str(pw), "***")
+            message = message.replace(pw, "***")
     if obj is not None and obj.as_json and not obj.emitted:
         payload = exc.to_json()
         payload["message"] = message

@@ -138,32 +138,60 @@ class Target:
 
     @property
     def password(self) -> str | None:
-        from sqlalchemy.engine import make_url
+        return split_password(self.url)[1]
 
-        return make_url(self.url).password
+    def without_password(self) -> str:
+        """The libpq URL with no password in it (argv is visible in ps)."""
+        return split_password(self.libpq)[0]
+
+
+_SCHEMES = ("postgresql", "postgres")
 
 
 def normalise_url(raw: str) -> str:
-    """Check a user-supplied URL and return its sqlalchemy+psycopg form."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    """Check a user-supplied URL and return its sqlalchemy+psycopg form.
 
+    Standard library only: `iucore db current` must not pay for importing
+    SQLAlchemy to read one row.
+    """
+    from urllib.parse import urlsplit
+
+    text = raw.strip()
     try:
-        url = make_url(raw.strip())
-    except (ArgumentError, ValueError) as exc:
+        parts = urlsplit(text)
+        port = parts.port  # raises ValueError on a non-numeric port
+    except ValueError as exc:
+        raise ConfigError(
+            f"malformed database URL {redact_url(raw)!r} ({exc}): expected "
+            "postgresql://USER@HOST[:PORT]/DBNAME (password from ~/.pgpass or PGPASSWORD)"
+        ) from None
+    scheme = parts.scheme.split("+", 1)[0]
+    if not parts.scheme or "://" not in text:
         raise ConfigError(
             f"malformed database URL {redact_url(raw)!r}: expected "
             "postgresql://USER@HOST[:PORT]/DBNAME (password from ~/.pgpass or PGPASSWORD)"
-        ) from exc
-    if url.get_backend_name() not in ("postgresql", "postgres"):
-        raise ConfigError(
-            f"unsupported database URL scheme {url.drivername!r}: iucore speaks PostgreSQL "
-            "(postgresql://…)"
         )
-    if not url.database:
+    if scheme not in _SCHEMES:
+        raise ConfigError(
+            f"unsupported database URL scheme {parts.scheme!r}: iucore speaks PostgreSQL (postgresql://…)"
+        )
+    if not parts.path.strip("/"):
         raise ConfigError(f"database URL {redact_url(raw)!r} names no database")
-    url = url.set(drivername="postgresql+psycopg")
-    return url.render_as_string(hide_password=False)
+    del port
+    return "postgresql+psycopg://" + text.split("://", 1)[1]
+
+
+def split_password(url: str) -> tuple[str, str | None]:
+    """(url without its password, the password or None)."""
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url, None
+    user = parts.netloc.rsplit("@", 1)[0].split(":", 1)[0]
+    host = parts.netloc.rsplit("@", 1)[1]
+    netloc = f"{user}@{host}"
+    return urlunsplit(parts._replace(netloc=netloc)), unquote(parts.password)
 
 
 _PW_IN_URL = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")

@@ -265,25 +265,50 @@ def downgrade(
     )
 
 
+def revision_graph(project: Path) -> dict[str, tuple[str, ...]]:
+    """{revision: down revisions}, read from the revision files without importing them.
+
+    `db current` is a read: it must not pay for importing Alembic and every
+    revision module (the runs themselves go through Alembic).
+    """
+    import ast
+
+    graph: dict[str, tuple[str, ...]] = {}
+    for path in sorted((project / "migrations" / "versions").glob("*.py")):
+        values: dict[str, Any] = {}
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) \
+                    and node.targets[0].id in ("revision", "down_revision"):
+                values[node.targets[0].id] = ast.literal_eval(node.value)
+        if "revision" in values:
+            down = values.get("down_revision")
+            graph[values["revision"]] = tuple(down) if isinstance(down, list | tuple) else ((down,) if down else ())
+    return graph
+
+
 def current(target: Target, *, project: Path | None = None) -> dict[str, Any]:
     """The applied revision(s), the script head(s) and what is pending."""
     project = project or find_project_root()
-    script = script_directory(project)
+    graph = revision_graph(project)
     with connect(target) as conn:
         heads = current_heads(conn)
-    script_heads = sorted(script.get_heads())
+    referenced = {d for downs in graph.values() for d in downs}
+    script_heads = sorted(r for r in graph if r not in referenced)
+    applied: set[str] = set()
+    todo = list(heads)
+    while todo:  # everything at or below the applied heads
+        r = todo.pop()
+        if r in graph and r not in applied:
+            applied.add(r)
+            todo.extend(graph[r])
     pending: list[str] = []
-    if heads != script_heads:
-        upper = script_heads[0] if len(script_heads) == 1 else "heads"
-        lower = heads[0] if len(heads) == 1 else None
-        try:
-            pending = [
-                r.revision for r in reversed(list(script.iterate_revisions(upper, lower or "base")))
-            ]
-            if lower:
-                pending = [p for p in pending if p != lower]
-        except Exception:
-            pending = []
+    order: list[str] = []  # base → head, for a readable pending list
+    while len(order) < len(graph):
+        ready = sorted(r for r in graph if r not in order and all(d in order for d in graph[r]))
+        if not ready:
+            break
+        order += ready
+    pending = [r for r in order if r not in applied]
     return {
         "target": target.display,
         "current": heads,
