@@ -54,10 +54,13 @@ def _session_for_plain_alembic(config: Any) -> MigrationSession:
     options = options.with_(rehearse=x.get("rehearse", "").lower() in ("1", "true", "yes"))
     if x.get("actor"):
         options = options.with_(actor=x["actor"])
+    cmd = getattr(getattr(config, "cmd_opts", None), "cmd", None)
+    direction = "upgrade" if cmd and getattr(cmd[0], "__name__", "") == "upgrade" else "other"
     url = x.get("url") or config.get_main_option("sqlalchemy.url") or None
     target = Target(url=normalise_url(url), embedded=False) if url else resolve_target(None)
     project = Path(config.get_main_option("script_location")).resolve().parent
-    return MigrationSession(project=project, target=target, options=options, sink=_stdout_sink)
+    return MigrationSession(project=project, target=target, options=options, sink=_stdout_sink,
+                            direction=direction, allow_checksum_drift=x.get("allow_checksum_drift"))
 
 
 def context_x_args() -> dict[str, str]:
@@ -103,6 +106,13 @@ def _run_online(context: Any, session: MigrationSession, external: Any = None) -
             session.acquire_lock()
         with _own_txn(connection):
             bootstrap(raw)
+        if session.direction == "upgrade":
+            try:
+                with _own_txn(connection):
+                    session.checksum_gate()
+            except IUCoreError as exc:
+                exc.data["now_at"] = current_heads(raw)
+                raise
         with _own_txn(connection):
             session.heads_before = current_heads(raw)
             snap_before = snapshot(raw) if session.options.rehearse else None

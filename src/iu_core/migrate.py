@@ -123,17 +123,16 @@ def _run(
 
     project = project or find_project_root()
     session = MigrationSession(
-        project=project, target=target, options=options, sink=sink, before_statement=before_statement
+        project=project, target=target, options=options, sink=sink, before_statement=before_statement,
+        direction=direction, allow_checksum_drift=allow_checksum_drift,
     )
     cfg = alembic_config(project, session)
     _check_revision(script_directory(project), revision)
-    if direction == "upgrade":
-        session.override = _checksum_gate(target, project, allow_checksum_drift, sink)
-        if backup_dir is not None and not options.rehearse:
-            from .backup import backup as take_backup
+    if direction == "upgrade" and backup_dir is not None and not options.rehearse:
+        from .backup import backup as take_backup
 
-            b = take_backup(target, backup_dir, sink=sink)
-            session.backup = {"path": b.path, "sha256": b.sha256, "bytes": b.size, "toc_entries": b.toc_entries}
+        b = take_backup(target, backup_dir, sink=sink)
+        session.backup = {"path": b.path, "sha256": b.sha256, "bytes": b.size, "toc_entries": b.toc_entries}
     script = script_directory(project)
 
     # What alembic.command.upgrade/downgrade do, with the cached script directory.
@@ -227,26 +226,6 @@ def selftest(target: Target, names: list[str] | None = None, *, project: Path | 
     project = project or find_project_root()
     with connect(target) as conn:
         return run(conn, project, names, record=record)
-
-
-def _checksum_gate(target: Target, project: Path, allow: str | None, sink: Sink | None) -> dict[str, Any] | None:
-    from .errors import ChecksumGate
-
-    report = verify(target, project=project)
-    if report.ok:
-        return None
-    problems = report.lines()
-    if not allow:
-        raise ChecksumGate(
-            "checksum gate: the applied revisions' files do not verify against their apply: "
-            + "; ".join(problems)
-            + ". Restore the files, or pass --allow-checksum-drift REASON (recorded in the audit)",
-            problems=[f.to_json() for f in report.problems],
-        )
-    if sink:
-        for line in problems:
-            sink(f"WARNING: checksum drift allowed ({allow}): {line}")
-    return {"allow_checksum_drift": allow, "problems": [f.to_json() for f in report.problems]}
 
 
 def downgrade(

@@ -76,6 +76,9 @@ class MigrationSession:
     # it, and an explicit override of the checksum gate.
     backup: dict[str, Any] | None = None
     override: dict[str, Any] | None = None
+    # Upgrades pass the checksum gate first, under the lock, on this connection.
+    direction: str = "upgrade"
+    allow_checksum_drift: str | None = None
 
     @property
     def mode(self) -> str:
@@ -139,6 +142,29 @@ class MigrationSession:
             ) from None
         conn.execute(f"SET lock_timeout = {int(self.options.lock_timeout_ms)}")
         conn.execute(f"SET statement_timeout = {int(self.options.statement_timeout_ms)}")
+
+    def checksum_gate(self) -> None:
+        """Refuse an upgrade whose applied revisions' files do not verify, unless overridden."""
+        from .checksums import verify
+        from .errors import ChecksumGate
+
+        assert self.raw is not None
+        report = verify(self.raw, self.project)
+        if report.ok:
+            return
+        problems = report.lines()
+        if not self.allow_checksum_drift:
+            raise ChecksumGate(
+                "checksum gate: the applied revisions' files do not verify against their apply: "
+                + "; ".join(problems)
+                + ". Restore the files, or pass --allow-checksum-drift REASON (recorded in the audit)",
+                problems=[f.to_json() for f in report.problems],
+            )
+        if self.sink:
+            for line in problems:
+                self.sink(f"WARNING: checksum drift allowed ({self.allow_checksum_drift}): {line}")
+        self.override = {"allow_checksum_drift": self.allow_checksum_drift,
+                         "problems": [f.to_json() for f in report.problems]}
 
     def release_lock(self) -> None:
         if self.raw is None or self.raw.closed:
