@@ -331,15 +331,19 @@ class OperatorRuntime:
     def __init__(self, conn: psycopg.Connection[Any], actor: str) -> None:
         self.conn = conn  # autocommit; each call manages its own transaction
         self.actor = actor
+        self._catalog: frozenset[str] | None = None
 
     # -- availability ---------------------------------------------------------
     def available(self, cmd: Command) -> bool:
-        row = self.conn.execute(
-            "SELECT to_regclass('public.dot_iu_command_catalog') IS NOT NULL"
-            " AND EXISTS (SELECT 1 FROM public.dot_iu_command_catalog WHERE command_name = %s)",
-            (cmd.name,),
-        ).fetchone()
-        return bool(row and row[0])
+        # The catalog changes only by migration: read it once per runtime,
+        # not on every call (a round trip saved per command).
+        if self._catalog is None or cmd.name not in self._catalog:
+            exists = self.conn.execute(
+                "SELECT to_regclass('public.dot_iu_command_catalog') IS NOT NULL").fetchone() == (True,)
+            self._catalog = frozenset(
+                r[0] for r in self.conn.execute("SELECT command_name FROM public.dot_iu_command_catalog")
+            ) if exists else frozenset()
+        return cmd.name in self._catalog
 
     def _require_available(self, cmd: Command) -> None:
         if not self.available(cmd):
