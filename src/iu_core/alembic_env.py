@@ -8,13 +8,12 @@ the environment and `-x` arguments (`-x rehearse=true -x actor=NAME
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from .audit import SCHEMA, VERSION_TABLE, bootstrap
-from .config import RunOptions, Target, normalise_url, options_from_ini, redact_url, resolve_target
+from .config import Target, normalise_url, options_from_ini, redact_url, resolve_target
 from .errors import ConnectionFailed, Failed, IUCoreError, RehearsalLeak
 from .fingerprint import current_heads, diff, fingerprint, snapshot
 from .session import SESSION_KEY, MigrationSession
@@ -223,9 +222,3 @@ def _after_failure(connection: Any, session: MigrationSession, exc: IUCoreError)
         exc.message += ". Rehearsal: everything was rolled back"
     exc.data["now_at"] = session.heads_after
 
-
-def env_options_banner(options: RunOptions) -> str:
-    return (
-        f"lock_timeout={options.lock_timeout_ms}ms statement_timeout={options.statement_timeout_ms}ms "
-        f"lock_wait={options.lock_wait_ms}ms actor={options.actor} pid={os.getpid()}"
-    )

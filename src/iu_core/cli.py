@@ -282,7 +282,7 @@ def preflight_cmd(obj: Ctx, expect_database: str | None, expect_user: str | None
         obj.target(), project=obj.project_root(), expect_database=expect_database,
         expect_user=expect_user, backup_dir=backup_dir,
         max_xact_age_s=parse_duration(max_xact_age, "--max-xact-age") / 1000,
-        backup_max_age_s=_hours(backup_max_age),
+        backup_max_age_s=parse_duration(backup_max_age, "--backup-max-age") / 1000,
     )
     if obj.as_json:
         obj.emit(rep.to_json())
@@ -293,15 +293,6 @@ def preflight_cmd(obj: Ctx, expect_database: str | None, expect_user: str | None
     if not rep.ok:
         raise Refused("preflight failed: " + "; ".join(f"{c.name}: {c.evidence}" for c in rep.failed),
                       failed=[c.name for c in rep.failed])
-
-
-def _hours(value: str) -> float:
-    from .config import parse_duration
-
-    v = value.strip()
-    if v.endswith("h") and v[:-1].replace(".", "", 1).isdigit():
-        return float(v[:-1]) * 3600
-    return parse_duration(v, "--backup-max-age") / 1000
 
 
 @db.command("grant")

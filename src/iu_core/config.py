@@ -23,19 +23,19 @@ DEFAULT_LOCK_TIMEOUT = "5s"
 DEFAULT_STATEMENT_TIMEOUT = "60s"
 DEFAULT_LOCK_WAIT = "30s"
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min)?\s*$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|h)?\s*$")
 
 
 def parse_duration(value: str, what: str) -> int:
-    """'5s', '250ms', '2min' or plain seconds -> milliseconds (0 = no limit)."""
+    """'5s', '250ms', '2min', '24h' or plain seconds -> milliseconds (0 = no limit)."""
     m = _DURATION.match(str(value))
     if not m:
         raise ConfigError(
-            f"{what}: {value!r} is not a duration; use e.g. 5s, 250ms, 2min or 0 for no limit",
+            f"{what}: {value!r} is not a duration; use e.g. 5s, 250ms, 2min, 24h or 0 for no limit",
             setting=what,
         )
     number, unit = float(m.group(1)), m.group(2) or "s"
-    return int(number * {"ms": 1, "s": 1000, "min": 60000}[unit])
+    return int(number * {"ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000}[unit])
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from .config import RunOptions, Target
 from .db import connect
 from .errors import CheckFailed, Failed
 from .operator import OperatorRuntime, ensure_answer
-from .proof import DEFAULT_COLLECTION, SEED_PIECES, run_proof
+from .proof import DEFAULT_COLLECTION, compose_seed_collection, run_proof
 from .registry import COMPOSER, OPERATOR_RUNTIME
 from .transcript import format_table
 
@@ -119,17 +119,8 @@ class Demo:
                 ensure_answer(rt.apply("dot_iu_gate_open", {"gate_key": key, "approval_id": approval,
                                                             "reason": "demo: runtime/290", "ttl_seconds": 300}))
                 opened.append(key)
-            ids, labels = [], []
-            for label, title in SEED_PIECES:
-                a = ensure_answer(rt.apply("dot_iu_clone_piece", {
-                    "canonical_address": f"iu_core/runtime290/{label}-{uuid.uuid4().hex[:8]}",
-                    "unit_kind": "section", "title": title}))
-                ids.append(a.answer["iu_id"])
-                labels.append(label)
-            c = ensure_answer(rt.apply("dot_iu_create_file_from_pieces", {
-                "collection_key": DEFAULT_COLLECTION, "collection_kind": "file",
-                "title": "runtime/290 durable collection", "piece_ids": ids, "labels": labels})).answer
-            ensure_answer(rt.apply("dot_iu_checkpoint_collection", {"collection_id": c["collection_id"]}))
+            cid = compose_seed_collection(rt, DEFAULT_COLLECTION, "runtime/290 durable collection")
+            ensure_answer(rt.apply("dot_iu_checkpoint_collection", {"collection_id": cid}))
             self.say(f"   composed {DEFAULT_COLLECTION}: 3 pieces (birth gate), 1 collection, checkpointed")
         finally:
             for key in reversed(opened):

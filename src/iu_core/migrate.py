@@ -95,13 +95,13 @@ def _check_revision(script: ScriptDirectory, rev: str) -> None:
         return
     try:
         found = script.get_revisions(rev)
-    except CommandError as exc:
-        raise UnknownRevision(_unknown(script, rev, exc), revision=rev) from None
+    except CommandError:
+        raise UnknownRevision(_unknown(script, rev), revision=rev) from None
     if not found:
-        raise UnknownRevision(_unknown(script, rev, None), revision=rev)
+        raise UnknownRevision(_unknown(script, rev), revision=rev)
 
 
-def _unknown(script: ScriptDirectory, rev: str, exc: Exception | None) -> str:
+def _unknown(script: ScriptDirectory, rev: str) -> str:
     known = [r.revision for r in reversed(list(script.walk_revisions()))]
     return f"unknown revision {rev!r}; known revisions: {', '.join(known) or '(none)'}"
 

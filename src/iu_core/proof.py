@@ -172,26 +172,36 @@ def run_proof(
     return res
 
 
+def compose_seed_collection(rt: OperatorRuntime, collection_key: str, title: str) -> str:
+    """Mint SEED_PIECES through the birth gate and compose them in order; the collection id.
+
+    Needs the operator-runtime and composer gates open.
+    """
+    ids, labels = [], []
+    for label, piece_title in SEED_PIECES:
+        address = f"{collection_key.replace('.', '/')}/{label}-{uuid.uuid4().hex[:8]}"
+        ans = rt.apply("dot_iu_clone_piece", {"canonical_address": address, "unit_kind": "section",
+                                              "title": piece_title})
+        if ans.status != "applied":
+            raise Failed(f"could not mint a piece for {collection_key}: {ans.answer}")
+        ids.append(ans.answer["iu_id"])
+        labels.append(label)
+    ans = rt.apply("dot_iu_create_file_from_pieces", {
+        "collection_key": collection_key, "collection_kind": "file",
+        "title": title, "piece_ids": ids, "labels": labels})
+    if ans.status != "applied":
+        raise Failed(f"could not compose {collection_key}: {ans.answer}")
+    return str(ans.answer["collection_id"])
+
+
 def _find_or_compose(conn: psycopg.Connection[Any], rt: OperatorRuntime, res: ProofResult) -> str:
     row = conn.execute("SELECT collection_id::text FROM public.iu_collection WHERE collection_key = %s",
                        (res.collection_key,)).fetchone()
     if row:
         return str(row[0])
-    ids, labels = [], []
-    for label, title in SEED_PIECES:
-        address = f"{res.collection_key.replace('.', '/')}/{label}-{uuid.uuid4().hex[:8]}"
-        ans = rt.apply("dot_iu_clone_piece", {"canonical_address": address, "unit_kind": "section", "title": title})
-        if ans.status != "applied":
-            raise Failed(f"could not mint a piece for {res.collection_key}: {ans.answer}")
-        ids.append(ans.answer["iu_id"])
-        labels.append(label)
-    ans = rt.apply("dot_iu_create_file_from_pieces", {
-        "collection_key": res.collection_key, "collection_kind": "file",
-        "title": f"{res.collection_key} (operator-runtime proof)", "piece_ids": ids, "labels": labels})
-    if ans.status != "applied":
-        raise Failed(f"could not compose {res.collection_key}: {ans.answer}")
+    cid = compose_seed_collection(rt, res.collection_key, f"{res.collection_key} (operator-runtime proof)")
     res.composed = True
-    return str(ans.answer["collection_id"])
+    return cid
 
 
 def _judge(conn: psycopg.Connection[Any], res: ProofResult, started: Any) -> None:

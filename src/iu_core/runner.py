@@ -35,6 +35,7 @@ class ScriptRun:
     started: float = field(default_factory=time.time)
     duration_ms: float = 0.0
     error: dict[str, Any] | None = None
+    checksums: dict[str, str] = field(default_factory=dict)  # sha256 of the revision's files
 
     def evidence(self) -> dict[str, Any]:
         """Notices and result rows of the guard and check sections."""

@@ -92,8 +92,7 @@ class MigrationSession:
             script = parse_script(files.forward, MIGRATION_SECTIONS)
         else:
             script = parse_script(files.rollback, ROLLBACK_SECTIONS)
-        run = ScriptRun(revision=revision, direction=direction, script=script)
-        run.checksums = files.checksums()  # type: ignore[attr-defined]
+        run = ScriptRun(revision=revision, direction=direction, script=script, checksums=files.checksums())
         self.current = run
         if self.sink:
             tag = " (rehearsal: will ROLLBACK)" if self.options.rehearse else ""
@@ -197,7 +196,7 @@ class MigrationSession:
             direction=run.direction,
             mode=self.mode,
             outcome=outcome,
-            checksums=getattr(run, "checksums", {}),
+            checksums=run.checksums,
             actor=self.options.actor,
             started_at=run.started,
             duration_ms=run.duration_ms or (time.time() - run.started) * 1000,

@@ -18,7 +18,7 @@ def _cell(v: Any) -> str:
         return "t" if v else "f"
     if isinstance(v, dict | list):
         return json.dumps(v, separators=(", ", ": "), sort_keys=True, default=str)
-    if isinstance(v, list | tuple):
+    if isinstance(v, tuple):
         return "{" + ",".join(_cell(x) for x in v) + "}"
     return str(v)
 
