@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 
 from iu_core import migrate
-from iu_core.config import RunOptions, Target, normalise_url
+from iu_core.config import RunOptions, Target
 from iu_core.server import EmbeddedServer, bin_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -199,7 +199,7 @@ class BenchServer:
         return self.server.url(db)
 
     def target(self, db: str) -> Target:
-        return Target(url=normalise_url(self.url(db)), embedded=False)
+        return Target.parse(self.url(db))
 
     def connect(self, db: str) -> psycopg.Connection[Any]:
         return psycopg.connect(self.url(db), autocommit=True)

@@ -21,7 +21,7 @@ from click.testing import CliRunner, Result
 
 from iu_core import migrate
 from iu_core.cli import cli
-from iu_core.config import RunOptions, Target, normalise_url
+from iu_core.config import RunOptions, Target
 from iu_core.server import EmbeddedServer, default_major
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +65,7 @@ class Databases:
         self.templates: dict[tuple[Path, str], str] = {}
 
     def target(self, name: str) -> Target:
-        return Target(url=normalise_url(self.server.url(name)), embedded=False)
+        return Target.parse(self.server.url(name))
 
     def create(self, template: str | None = None) -> str:
         name = f"t{os.getpid()}_{next(self._seq)}"

@@ -12,11 +12,10 @@ from pytest_alembic.tests import (  # noqa: F401  (collected as tests of this mo
     test_up_down_consistency,
     test_upgrade,
 )
-from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
-from sqlalchemy.pool import NullPool
 
 from iu_core import migrate
+from iu_core.alembic_env import engine
 from iu_core.config import RunOptions, Target
 from iu_core.errors import ChecksumGate, RevisionFailed, RevisionRefused
 from iu_core.fingerprint import diff, fingerprint, snapshot
@@ -27,9 +26,9 @@ from .conftest import ROOT, connect
 
 @pytest.fixture
 def alembic_engine(empty_db: Target) -> Iterator[Engine]:
-    engine = create_engine(empty_db.url, poolclass=NullPool)
-    yield engine
-    engine.dispose()
+    eng = engine(empty_db, app="pytest-alembic")
+    yield eng
+    eng.dispose()
 
 
 @pytest.fixture

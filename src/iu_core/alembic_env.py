@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .audit import SCHEMA, VERSION_TABLE, bootstrap
-from .config import Target, normalise_url, options_from_ini, redact_url, resolve_target
-from .errors import ConnectionFailed, Failed, IUCoreError, RehearsalLeak
+from .config import Settings
+from .db import connect
+from .errors import Failed, IUCoreError, RehearsalLeak
 from .fingerprint import current_heads, diff, fingerprint, snapshot
+from .server import resolve_target
 from .session import SESSION_KEY, MigrationSession
+from .target import Target
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 
 def run_env() -> None:
@@ -29,7 +35,7 @@ def run_env() -> None:
         config.attributes[SESSION_KEY] = session
     if context.is_offline_mode():
         context.configure(
-            url=session.target.url,
+            dialect_name="postgresql",  # an offline script needs the dialect, never a URL
             literal_binds=True,
             version_table_schema=SCHEMA,
             version_table=VERSION_TABLE,
@@ -42,24 +48,21 @@ def run_env() -> None:
 
 
 def _session_for_plain_alembic(config: Any) -> MigrationSession:
+    """The settings `iucore` would resolve, with `-x` arguments as the flags."""
     x = context_x_args()
     ini = Path(config.config_file_name) if config.config_file_name else None
-    options = options_from_ini(
-        ini,
-        lock_timeout=x.get("lock_timeout"),
-        statement_timeout=x.get("statement_timeout"),
+    project = Path(config.get_main_option("script_location")).resolve().parent
+    settings = Settings.resolve(
+        project=project, ini=ini, url=x.get("url"), actor=x.get("actor"),
+        lock_timeout=x.get("lock_timeout"), statement_timeout=x.get("statement_timeout"),
         lock_wait=x.get("lock_wait"),
     )
-    options = options.with_(rehearse=x.get("rehearse", "").lower() in ("1", "true", "yes"))
-    if x.get("actor"):
-        options = options.with_(actor=x["actor"])
+    options = settings.run_options(rehearse=x.get("rehearse", "").lower() in ("1", "true", "yes"))
     cmd = getattr(getattr(config, "cmd_opts", None), "cmd", None)
     direction = "upgrade" if cmd and getattr(cmd[0], "__name__", "") == "upgrade" else "other"
-    url = x.get("url") or config.get_main_option("sqlalchemy.url") or None
-    target = Target(url=normalise_url(url), embedded=False) if url else resolve_target(None)
-    project = Path(config.get_main_option("script_location")).resolve().parent
-    return MigrationSession(project=project, target=target, options=options, sink=_stdout_sink,
-                            direction=direction, allow_checksum_drift=x.get("allow_checksum_drift"))
+    return MigrationSession(project=project, target=resolve_target(settings), options=options,
+                            sink=_stdout_sink, direction=direction,
+                            allow_checksum_drift=x.get("allow_checksum_drift"))
 
 
 def context_x_args() -> dict[str, str]:
@@ -72,32 +75,32 @@ def _stdout_sink(line: str) -> None:
     sys.stdout.write(line + "\n")
 
 
-def _run_online(context: Any, session: MigrationSession, external: Any = None) -> None:
-    """Run on `external` (Alembic's shared-connection recipe) or a connection of our own."""
+def engine(target: Target, *, app: str = "iucore") -> Engine:
+    """A SQLAlchemy engine whose every connection comes from `db.connect`.
+
+    The one place the SQLAlchemy dialect is named: the URL carries no host,
+    user or password, the factory does the connecting (settings pinned,
+    errors without secrets).
+    """
     from sqlalchemy import create_engine
-    from sqlalchemy.engine import Engine
-    from sqlalchemy.exc import OperationalError
     from sqlalchemy.pool import NullPool
 
-    engine = None
+    return create_engine("postgresql+psycopg://", poolclass=NullPool,
+                         creator=lambda: connect(target, autocommit=False, app=app))
+
+
+def _run_online(context: Any, session: MigrationSession, external: Any = None) -> None:
+    """Run on `external` (Alembic's shared-connection recipe) or a connection of our own."""
+    from sqlalchemy.engine import Engine
+
+    own = None
     if external is not None and not isinstance(external, Engine):
         connection = external
         if connection.in_transaction():
             connection.commit()  # our transactions must be our own
     else:
-        engine = external or create_engine(
-            session.target.url,
-            poolclass=NullPool,
-            connect_args={"application_name": f"iucore:{session.run_id[:8]}", "connect_timeout": 10},
-        )
-        try:
-            connection = engine.connect()
-        except OperationalError as exc:
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-            raise ConnectionFailed(
-                f"cannot connect to {session.target.display}: {redact_url(reason)}",
-                url=session.target.display,
-            ) from None
+        own = external or engine(session.target, app=f"iucore:{session.run_id[:8]}")
+        connection = own.connect()  # a ConnectionFailed from the factory passes through
     raw = connection.connection.dbapi_connection
     session.raw = raw
     try:
@@ -141,7 +144,7 @@ def _run_online(context: Any, session: MigrationSession, external: Any = None) -
             # error: report the root cause when there is one of ours.
             err = _root_cause(exc) or Failed(
                 f"{session.current.revision if session.current else 'run'} failed: "
-                f"{redact_url(str(exc).strip().splitlines()[0])}; rolled back",
+                f"{str(exc).strip().splitlines()[0]}; rolled back",
             )
             _after_failure(connection, session, err)
             raise err from exc
@@ -160,10 +163,10 @@ def _run_online(context: Any, session: MigrationSession, external: Any = None) -
             session.heads_after = current_heads(raw)
     finally:
         session.release_lock()
-        if engine is not None:
+        if own is not None:
             connection.close()
             if external is None:
-                engine.dispose()
+                own.dispose()
 
 
 def _own_txn(connection: Any) -> Any:
@@ -175,10 +178,8 @@ def _own_txn(connection: Any) -> Any:
 
 def _record_on_fresh_connection(session: MigrationSession, exc: IUCoreError) -> None:
     """The run's connection died (killed backend, network): audit on a new one."""
-    import psycopg
-
     try:
-        with psycopg.connect(session.target.libpq, connect_timeout=10) as conn:
+        with connect(session.target, autocommit=False, app=f"iucore:{session.run_id[:8]}") as conn:
             session.raw = conn
             session.record_failure(exc)
             session.heads_after = current_heads(conn)

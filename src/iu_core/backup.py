@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import Target, redact_url
 from .db import connect
 from .errors import ConfigError, Failed
+from .target import Target
 from .transcript import Sink
 
 MAGIC = b"PGDMP"
@@ -97,9 +97,9 @@ def newest(tool: str, at_least: int = 0) -> str:
 
 
 def _libpq_env(target: Target) -> tuple[str, dict[str, str]]:
-    """The URL without its password (argv is visible in ps) and PGPASSWORD in the env."""
+    """The connection string without the password (argv is visible in ps) and PGPASSWORD in the env."""
     env = dict(os.environ)
-    if target.password:
+    if target.password is not None:
         env["PGPASSWORD"] = target.password
     return target.without_password(), env
 
@@ -126,7 +126,7 @@ def backup(target: Target, out_dir: Path, *, sink: Sink | None = None) -> Backup
     )
     if proc.returncode != 0:
         path.unlink(missing_ok=True)
-        raise Failed(f"pg_dump failed (exit {proc.returncode}): {redact_url(proc.stderr.strip())}")
+        raise Failed(f"pg_dump failed (exit {proc.returncode}): {proc.stderr.strip()}")
     b = verify_backup(path, server_major=major)
     b.pg_dump, b.server_version = pg_dump, version
     if sink:

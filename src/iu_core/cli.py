@@ -21,7 +21,8 @@ import click
 from .errors import IUCoreError
 
 if TYPE_CHECKING:
-    from .config import RunOptions, Target
+    from .config import RunOptions, Settings
+    from .target import Target
 
 
 @dataclass
@@ -31,13 +32,22 @@ class Ctx:
     actor: str | None
     project: str | None
     _target: Target | None = None
+    _settings: Settings | None = None
     emitted: bool = False  # a JSON document went out: an error must not add a second
+
+    def settings(self) -> Settings:
+        """Flags > environment > [iucore] in alembic.ini > defaults, resolved once (config.Settings)."""
+        if self._settings is None:
+            from .config import Settings
+
+            self._settings = Settings.resolve(project=self.project, url=self.url, actor=self.actor)
+        return self._settings
 
     def target(self) -> Target:
         if self._target is None:
-            from .config import resolve_target
+            from .server import resolve_target
 
-            self._target = resolve_target(self.url)
+            self._target = resolve_target(self.settings())
         return self._target
 
     def project_root(self) -> Any:
@@ -68,26 +78,15 @@ class _Group(click.Group):
 
 
 def _report(ctx: click.Context, exc: IUCoreError) -> None:
-    from .config import redact_url
-
+    # No redaction here: a target is shown only as Target.display, which is
+    # built without the password, so no message can carry one.
     obj: Ctx | None = ctx.find_object(Ctx)
-    message = redact_url(exc.message)
-    if obj is not None and obj.url:
-        from .config import split_password
-
-        try:
-            pw = split_password(obj.url)[1]
-        except ValueError:
-            pw = None
-        if pw:
-            message = message.replace(pw, "***")
     if obj is not None and obj.as_json and not obj.emitted:
         payload = exc.to_json()
-        payload["message"] = message
         payload["exit_code"] = exc.exit_code
         click.echo(json.dumps({"ok": False, **payload}, indent=2, default=str, sort_keys=True))
     label = {1: "failed", 2: "error", 3: "refused", 4: "check failed"}.get(exc.exit_code, "error")
-    click.echo(f"iucore: {label}: {message}", err=True)
+    click.echo(f"iucore: {label}: {exc.message}", err=True)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -228,7 +227,7 @@ def history(obj: Ctx, limit: int, revision: str | None) -> None:
         obj.emit(rows)
         return
     cols = ["log_id", "started_at", "revision", "direction", "mode", "outcome", "actor", "duration_ms", "message"]
-    table = [[r[c] if c != "started_at" else r[c].strftime("%Y-%m-%d %H:%M:%S") for c in cols] for r in rows]
+    table = [[r[c] if c != "started_at" else r[c].strftime("%Y-%m-%d %H:%M:%S %Z") for c in cols] for r in rows]
     click.echo("\n".join(format_table(cols, table)))
 
 
@@ -329,11 +328,9 @@ def grant_cmd(obj: Ctx, readonly_roles: tuple[str, ...], operator_roles: tuple[s
 @click.pass_obj
 def backup_cmd(obj: Ctx, out_dir: Path | None) -> None:
     """pg_dump -Fc, then verify: PGDMP header, pg_restore TOC entry count, bytes, sha256."""
-    import os
-
     from . import migrate
 
-    out = out_dir or Path(os.environ.get("IUCORE_HOME") or ".iucore") / "backups"
+    out = out_dir or obj.settings().home / "backups"
     b = migrate.backup(obj.target(), out, sink=None if obj.as_json else click.echo)
     obj.emit(b.to_json(), f"Backup gate PASS — pg_dump -Fc {b.summary()}")
 

@@ -1,7 +1,16 @@
-"""Where things are and how a run is tuned: project root, database URL, timeouts.
+"""Every setting iucore reads, resolved in one place: `Settings.resolve`.
 
-Precedence for every setting: command-line flag > environment > `[iucore]` in
-alembic.ini > the built-in default below.
+Precedence, the same for `iucore` and for plain `alembic`:
+
+    flag (`--url`, `--actor`, `--project`, `--lock-timeout` …; `-x url=…` for alembic)
+    > environment (`IUCORE_DATABASE_URL`, `IUCORE_HOME`, `IUCORE_PG_MAJOR`, `IUCORE_ACTOR`,
+      `IUCORE_PROJECT`, `IUCORE_LOCK_TIMEOUT`, `IUCORE_STATEMENT_TIMEOUT`, `IUCORE_LOCK_WAIT`)
+    > the `[iucore]` section of alembic.ini (`database_url`, `home`, `pg_major`,
+      `lock_timeout`, `statement_timeout`, `lock_wait`)
+    > the built-in default (the embedded server, `./.iucore`, the newest-supported
+      wheel, the OS user, the timeouts below).
+
+No module reads `IUCORE_*` from the environment except this one.
 """
 
 from __future__ import annotations
@@ -10,10 +19,17 @@ import configparser
 import getpass
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .errors import ConfigError
+from .target import Target
+
+__all__ = [
+    "DEFAULT_LOCK_TIMEOUT", "DEFAULT_LOCK_WAIT", "DEFAULT_STATEMENT_TIMEOUT", "RunOptions", "Settings",
+    "Target", "default_actor", "find_project_root", "options_from_ini", "parse_duration",
+]
 
 # Defaults a DBA accepts on a busy production server: a migration never
 # queues behind a long transaction for more than a few seconds (and so never
@@ -53,41 +69,163 @@ class RunOptions:
 
 
 def default_actor() -> str:
-    actor = os.environ.get("IUCORE_ACTOR")
-    if actor:
-        return actor
+    """$IUCORE_ACTOR, else the OS user."""
+    return os.environ.get("IUCORE_ACTOR") or _os_user()
+
+
+def _os_user() -> str:
     try:
         return getpass.getuser()
     except Exception:  # no passwd entry (some containers): still record something honest
         return f"uid:{os.getuid()}"
 
 
-def options_from_ini(ini: Path | None, **overrides: str | None) -> RunOptions:
-    """RunOptions from env and the `[iucore]` section, then explicit overrides."""
-    values: dict[str, str] = {
-        "lock_timeout": DEFAULT_LOCK_TIMEOUT,
-        "statement_timeout": DEFAULT_STATEMENT_TIMEOUT,
-        "lock_wait": DEFAULT_LOCK_WAIT,
-    }
-    if ini is not None and ini.is_file():
-        cp = configparser.ConfigParser()
-        cp.read(ini)
-        if cp.has_section("iucore"):
-            for k in values:
-                if cp.has_option("iucore", k):
-                    values[k] = cp.get("iucore", k)
-    for k in values:
-        env = os.environ.get(f"IUCORE_{k.upper()}")
-        if env:
-            values[k] = env
-    for k, v in overrides.items():
-        if v is not None:
-            values[k] = v
-    return RunOptions(
-        lock_timeout_ms=parse_duration(values["lock_timeout"], "lock_timeout"),
-        statement_timeout_ms=parse_duration(values["statement_timeout"], "statement_timeout"),
-        lock_wait_ms=parse_duration(values["lock_wait"], "lock_wait"),
-    )
+def options_from_ini(ini: Path | None, *, lock_timeout: str | None = None, statement_timeout: str | None = None,
+                     lock_wait: str | None = None) -> RunOptions:
+    """RunOptions from `Settings.resolve` with this alembic.ini and these flags."""
+    return Settings.resolve(ini=ini, use_project=False, lock_timeout=lock_timeout,
+                            statement_timeout=statement_timeout, lock_wait=lock_wait).run_options()
+
+
+_ENV = {
+    "database_url": "IUCORE_DATABASE_URL",
+    "home": "IUCORE_HOME",
+    "pg_major": "IUCORE_PG_MAJOR",
+    "lock_timeout": "IUCORE_LOCK_TIMEOUT",
+    "statement_timeout": "IUCORE_STATEMENT_TIMEOUT",
+    "lock_wait": "IUCORE_LOCK_WAIT",
+}
+_DEFAULTS: dict[str, str | None] = {
+    "database_url": None,
+    "home": None,
+    "pg_major": None,
+    "lock_timeout": DEFAULT_LOCK_TIMEOUT,
+    "statement_timeout": DEFAULT_STATEMENT_TIMEOUT,
+    "lock_wait": DEFAULT_LOCK_WAIT,
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every iucore setting with where it came from (flag, environment, alembic.ini, default)."""
+
+    project: Path | None
+    home: Path
+    pg_major: int | None  # None: the server module picks the default wheel
+    actor: str
+    lock_timeout_ms: int
+    statement_timeout_ms: int
+    lock_wait_ms: int
+    # The raw URL may hold a password: never in a repr; `target` is its parsed form.
+    database_url: str | None = field(default=None, repr=False)
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        project: str | Path | None = None,
+        ini: Path | None = None,
+        url: str | None = None,
+        actor: str | None = None,
+        lock_timeout: str | None = None,
+        statement_timeout: str | None = None,
+        lock_wait: str | None = None,
+        use_project: bool = True,
+        environ: Mapping[str, str] | None = None,
+    ) -> Settings:
+        """Resolve every setting: flag > environment > `[iucore]` in alembic.ini > default.
+
+        `ini` defaults to the project's alembic.ini; with `use_project=False`
+        (plain alembic, which names its own ini) no project is looked for.
+        """
+        env = os.environ if environ is None else environ
+        root = _project(project, env) if use_project else None
+        if ini is None and root is not None:
+            ini = root / "alembic.ini"
+        file = _read_ini(ini)
+        flags = {"database_url": url, "lock_timeout": lock_timeout,
+                 "statement_timeout": statement_timeout, "lock_wait": lock_wait}
+        values: dict[str, str | None] = {}
+        sources: dict[str, str] = {}  # key -> "flag" | the variable | "alembic.ini [iucore] key" | "default"
+        for key, default in _DEFAULTS.items():
+            if flags.get(key):
+                values[key], sources[key] = flags[key], "flag"
+            elif env.get(_ENV[key]):
+                values[key], sources[key] = env[_ENV[key]], _ENV[key]
+            elif key in file and ini is not None:
+                values[key], sources[key] = file[key], f"{ini.name} [iucore] {key}"
+            else:
+                values[key], sources[key] = default, "default"
+
+        def label(key: str) -> str:  # how an error names the setting: where the bad value came from
+            return key if sources[key] in ("flag", "default") else sources[key]
+
+        home = Path(values["home"] or Path.cwd() / ".iucore")
+        if _from_ini("home", sources) and ini is not None and not home.is_absolute():
+            home = ini.parent / home  # relative to the ini that names it
+        major: int | None = None
+        if values["pg_major"] is not None:
+            try:
+                major = int(str(values["pg_major"]))
+            except ValueError:
+                raise ConfigError(f"{label('pg_major')}: {values['pg_major']!r} is not a number",
+                                  setting="pg_major") from None
+        sources["actor"] = "flag" if actor else ("IUCORE_ACTOR" if env.get("IUCORE_ACTOR") else "default")
+        return cls(
+            project=root,
+            home=home.resolve(),
+            pg_major=major,
+            actor=actor or env.get("IUCORE_ACTOR") or _os_user(),
+            lock_timeout_ms=parse_duration(str(values["lock_timeout"]), label("lock_timeout")),
+            statement_timeout_ms=parse_duration(str(values["statement_timeout"]), label("statement_timeout")),
+            lock_wait_ms=parse_duration(str(values["lock_wait"]), label("lock_wait")),
+            database_url=values["database_url"],
+            sources=sources,
+        )
+
+    def run_options(self, *, rehearse: bool = False) -> RunOptions:
+        return RunOptions(lock_timeout_ms=self.lock_timeout_ms, statement_timeout_ms=self.statement_timeout_ms,
+                          lock_wait_ms=self.lock_wait_ms, actor=self.actor, rehearse=rehearse)
+
+    def url_target(self) -> Target | None:
+        """The database the settings name, parsed; None: the embedded server."""
+        return Target.parse(self.database_url) if self.database_url else None
+
+
+def _from_ini(key: str, sources: Mapping[str, str]) -> bool:
+    return "[iucore]" in sources.get(key, "")
+
+
+def _project(explicit: str | Path | None, env: Mapping[str, str]) -> Path | None:
+    """--project or $IUCORE_PROJECT (an error when it is not a project), else the search."""
+    if explicit or env.get("IUCORE_PROJECT"):
+        return find_project_root(explicit or env["IUCORE_PROJECT"])
+    try:
+        return find_project_root()
+    except ConfigError:
+        return None  # commands that need a project say so when they ask for it
+
+
+def _read_ini(ini: Path | None) -> dict[str, str]:
+    """The `[iucore]` section; a URL in `[alembic] sqlalchemy.url` is refused, not silently ignored."""
+    if ini is None or not ini.is_file():
+        return {}
+    cp = configparser.ConfigParser(interpolation=None)
+    try:
+        cp.read(ini, encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{ini}: not a readable ini file ({type(exc).__name__})") from None
+    if cp.has_option("alembic", "sqlalchemy.url") and cp.get("alembic", "sqlalchemy.url").strip():
+        raise ConfigError(
+            f"{ini} sets [alembic] sqlalchemy.url: iucore takes the database from --url, "
+            "IUCORE_DATABASE_URL or [iucore] database_url (never with a password in a file: "
+            "use ~/.pgpass or PGPASSWORD); remove sqlalchemy.url",
+            setting="sqlalchemy.url",
+        )
+    if not cp.has_section("iucore"):
+        return {}
+    return {k: v.strip() for k, v in cp.items("iucore") if k in _DEFAULTS}
 
 
 def find_project_root(explicit: str | Path | None = None) -> Path:
@@ -116,99 +254,3 @@ def find_project_root(explicit: str | Path | None = None) -> Path:
         "no iucore project found: run from the repository (where alembic.ini is) "
         "or pass --project DIR"
     )
-
-
-@dataclass(frozen=True)
-class Target:
-    """A database to talk to, with the password kept out of every printout."""
-
-    url: str  # sqlalchemy form, postgresql+psycopg://…
-    embedded: bool
-
-    @property
-    def display(self) -> str:
-        from urllib.parse import unquote
-
-        return redact_url(unquote(self.libpq))
-
-    @property
-    def libpq(self) -> str:
-        """The URL in the form libpq/psycopg/psql take."""
-        return self.url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-    @property
-    def password(self) -> str | None:
-        return split_password(self.url)[1]
-
-    def without_password(self) -> str:
-        """The libpq URL with no password in it (argv is visible in ps)."""
-        return split_password(self.libpq)[0]
-
-
-_SCHEMES = ("postgresql", "postgres")
-
-
-def normalise_url(raw: str) -> str:
-    """Check a user-supplied URL and return its sqlalchemy+psycopg form.
-
-    Standard library only: `iucore db current` must not pay for importing
-    SQLAlchemy to read one row.
-    """
-    from urllib.parse import urlsplit
-
-    text = raw.strip()
-    try:
-        parts = urlsplit(text)
-        port = parts.port  # raises ValueError on a non-numeric port
-    except ValueError as exc:
-        raise ConfigError(
-            f"malformed database URL {redact_url(raw)!r} ({exc}): expected "
-            "postgresql://USER@HOST[:PORT]/DBNAME (password from ~/.pgpass or PGPASSWORD)"
-        ) from None
-    scheme = parts.scheme.split("+", 1)[0]
-    if not parts.scheme or "://" not in text:
-        raise ConfigError(
-            f"malformed database URL {redact_url(raw)!r}: expected "
-            "postgresql://USER@HOST[:PORT]/DBNAME (password from ~/.pgpass or PGPASSWORD)"
-        )
-    if scheme not in _SCHEMES:
-        raise ConfigError(
-            f"unsupported database URL scheme {parts.scheme!r}: iucore speaks PostgreSQL (postgresql://…)"
-        )
-    if not parts.path.strip("/"):
-        raise ConfigError(f"database URL {redact_url(raw)!r} names no database")
-    del port
-    return "postgresql+psycopg://" + text.split("://", 1)[1]
-
-
-def split_password(url: str) -> tuple[str, str | None]:
-    """(url without its password, the password or None)."""
-    from urllib.parse import unquote, urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url, None
-    user = parts.netloc.rsplit("@", 1)[0].split(":", 1)[0]
-    host = parts.netloc.rsplit("@", 1)[1]
-    netloc = f"{user}@{host}"
-    return urlunsplit(parts._replace(netloc=netloc)), unquote(parts.password)
-
-
-_PW_IN_URL = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
-
-
-def redact_url(text: str) -> str:
-    """Replace any password inside URL-looking text with ***."""
-    text = _PW_IN_URL.sub(r"\1***\3", text)
-    return re.sub(r"(password=)([^&\s]+)", r"\1***", text)
-
-
-def resolve_target(url: str | None) -> Target:
-    """--url, else $IUCORE_DATABASE_URL, else the embedded server (started on demand)."""
-    raw = url or os.environ.get("IUCORE_DATABASE_URL")
-    if raw:
-        return Target(url=normalise_url(raw), embedded=False)
-    from .server import EmbeddedServer
-
-    server = EmbeddedServer.from_env()
-    return Target(url=normalise_url(server.ensure_running()), embedded=True)

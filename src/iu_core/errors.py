@@ -100,3 +100,7 @@ class ChecksumDrift(CheckFailed):
 
 class SqlFileError(BadInput):
     """A SQL file breaks the conventions (docs/sql-conventions.md)."""
+
+
+class UnpinnedSession(Refused):
+    """A connection came up without the session settings iucore pins at startup."""

