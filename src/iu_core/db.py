@@ -101,23 +101,24 @@ def connect(target: Target, *, autocommit: bool = True, app: str = "iucore") -> 
     return conn
 
 
+# One round trip, no parameters to adapt: the names are the constants above.
+_READ_BACK = "SELECT " + ", ".join(
+    f"pg_catalog.current_setting('{name}')" for name in [*(p.name for p in PINNED), "client_encoding"]
+)
+
+
 def check_pinned(conn: psycopg.Connection[Any]) -> None:
     """Refuse a session whose pinned settings are not iucore's (UnpinnedSession, exit 3)."""
-    names = [p.name for p in PINNED] + ["client_encoding"]
-    row = conn.execute(
-        "SELECT pg_catalog.array_agg(pg_catalog.current_setting(n) ORDER BY i)"
-        " FROM pg_catalog.unnest(%s::pg_catalog.text[]) WITH ORDINALITY AS s(n, i)",
-        (names,),
-    ).fetchone()
-    actual = dict(zip(names, row[0] if row else [], strict=True))
-    wrong = {p.name: actual[p.name] for p in PINNED if actual[p.name] != p.shown}
-    if actual["client_encoding"] != CLIENT_ENCODING:
-        wrong["client_encoding"] = actual["client_encoding"]
+    row = conn.execute(_READ_BACK).fetchone()
+    assert row is not None
+    expected = [*(p.shown for p in PINNED), CLIENT_ENCODING]
+    names = [*(p.name for p in PINNED), "client_encoding"]
+    wrong = {n: str(a) for n, a, e in zip(names, row, expected, strict=True) if a != e}
     if wrong:
         raise UnpinnedSession(
             "the session does not have the settings iucore pins at connect ("
             + ", ".join(f"{k} = {v!r}" for k, v in sorted(wrong.items()))
-            + "): a connection pooler that drops startup options? Connect to the server directly; "
-            "nothing was run",
+            + "): a connection pooler that drops startup options, or a login trigger that changes them? "
+            "Connect to the server directly; nothing was run",
             settings=wrong,
         )
