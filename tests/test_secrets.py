@@ -1,4 +1,4 @@
-"""No password is ever printed: 50 distinct URL shapes through every error path, --json and the audit.
+"""No password is ever printed: 57 distinct URL shapes through every error path, --json and the audit.
 
 Each shape is a way a password can sit in a connection string (percent-
 encodings of @ : / ? # % and spaces, `?password=`, key=value strings with
