@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import configparser
 import itertools
+import json
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -28,7 +29,7 @@ from iu_core.db import CLIENT_ENCODING, PINNED, connect, session_options
 from iu_core.errors import ConfigError, UnpinnedSession
 from iu_core.target import Target
 
-from .conftest import PROJECTS, ROOT
+from .conftest import PG_MAJOR, PROJECTS, ROOT
 
 SAMPLE = PROJECTS / "sample"
 _seq = itertools.count()
@@ -318,3 +319,14 @@ def test_plain_alembic_and_iucore_pick_the_same_database(tmp_path: Path, new_db,
     assert run_cli(None, "db", "upgrade", "a2", project=proj).exit_code == 0
     assert migrate.current(env_db, project=proj)["current"] == ["a2"]
     assert migrate.current(ini_db, project=proj)["current"] == ["a2"]  # untouched by the second pair
+
+
+def test_the_embedded_server_comes_from_the_same_settings(tmp_path: Path, run_cli, monkeypatch) -> None:
+    proj = make_project(tmp_path, {"home": "relhome", "pg_major": str(PG_MAJOR)})
+    monkeypatch.delenv("IUCORE_HOME", raising=False)
+    monkeypatch.delenv("IUCORE_PG_MAJOR", raising=False)
+    status = json.loads(run_cli(None, "--json", "server", "status", project=proj).stdout)
+    assert (status["home"], status["major"]) == (str((proj / "relhome").resolve()), PG_MAJOR)
+    monkeypatch.setenv("IUCORE_HOME", str(tmp_path / "envhome"))
+    status = json.loads(run_cli(None, "--json", "server", "status", project=proj).stdout)
+    assert status["home"] == str((tmp_path / "envhome").resolve()) and not status["running"]

@@ -707,17 +707,17 @@ def server() -> None:
     """The embedded PostgreSQL (data under .iucore/ or $IUCORE_HOME)."""
 
 
-def _server() -> Any:
+def _server(obj: Ctx) -> Any:
     from .server import EmbeddedServer
 
-    return EmbeddedServer.from_env()
+    return EmbeddedServer.from_settings(obj.settings())
 
 
 @server.command("start")
 @click.pass_obj
 def server_start(obj: Ctx) -> None:
     """Start the embedded server (no-op if it runs) and print its URL."""
-    s = _server()
+    s = _server(obj)
     url = s.ensure_running()
     obj.emit(s.status(), url)
 
@@ -726,7 +726,7 @@ def server_start(obj: Ctx) -> None:
 @click.pass_obj
 def server_stop(obj: Ctx) -> None:
     """Stop the embedded server."""
-    stopped = _server().stop()
+    stopped = _server(obj).stop()
     obj.emit({"stopped": stopped}, "stopped" if stopped else "not running")
 
 
@@ -734,7 +734,7 @@ def server_stop(obj: Ctx) -> None:
 @click.pass_obj
 def server_status(obj: Ctx) -> None:
     """Whether the embedded server runs, with its pid, major, data dir and URL."""
-    st = _server().status()
+    st = _server(obj).status()
     text = (
         f"running: PostgreSQL {st['major']} pid {st['pid']}\nurl: {st['url']}\ndata: {st['datadir']}"
         if st["running"]
@@ -748,7 +748,7 @@ def server_status(obj: Ctx) -> None:
 @click.pass_obj
 def server_url(obj: Ctx) -> None:
     """Print the embedded server's URL (starting it if needed): psql "$(iucore server url)"."""
-    url = _server().ensure_running()
+    url = _server(obj).ensure_running()
     obj.emit({"url": url}, url)
 
 

@@ -10,7 +10,9 @@ Precedence, the same for `iucore` and for plain `alembic`:
     > the built-in default (the embedded server, `./.iucore`, the newest-supported
       wheel, the OS user, the timeouts below).
 
-No module reads `IUCORE_*` from the environment except this one.
+Every other module asks `Settings` (the CLI through `Ctx.settings()`, plain
+alembic through `alembic_env`); none reads `IUCORE_*` itself. (click's `--url`
+names IUCORE_DATABASE_URL for `--help`; the precedence is the same.)
 """
 
 from __future__ import annotations
