@@ -305,8 +305,9 @@ def test_a_valid_shape_parses_to_its_password_and_displays_without_it(shape: Sha
         assert t.password == expected and t.libpq_kwargs().get("password") == expected
         for shown in (t.display, str(t), repr(t), t.without_password(), json.dumps(t.params)):
             assert_no_leak(shown, shape, pw)
-        # The display is a URI libpq reads back to the same keywords.
+        # The display is a URI libpq reads back to the same keywords; `libpq` the same with the secrets.
         assert Target.parse(t.display).params == t.params
+        assert conninfo_to_dict(t.libpq) == t.libpq_kwargs() and Target.parse(t.libpq) == t
         argv_dsn, env = _libpq_env(t)
         assert_no_leak(argv_dsn, shape, pw)
         if expected is not None:

@@ -132,10 +132,8 @@ class Target:
 
     @property
     def libpq(self) -> str:
-        """The whole connection string, secrets included: for libpq only, never to print."""
-        from psycopg.conninfo import make_conninfo
-
-        return make_conninfo("", **self.libpq_kwargs())
+        """The display URI with the secrets in it: for libpq only (psql, a test's own connection), never to print."""
+        return _display(dict(self._params), dict(self._secrets))
 
 
 def _parse(text: str) -> dict[str, str]:
@@ -214,12 +212,17 @@ def _validate(params: Mapping[str, str]) -> None:
             raise ConfigError("malformed database URL: the port is not a number from 1 to 65535")
 
 
-def _display(params: dict[str, str]) -> str:
+def _display(params: dict[str, str], secrets: Mapping[str, str] | None = None) -> str:
+    """A postgresql:// URI of `params`; the secrets go in only when given (Target.libpq)."""
+    secrets = dict(secrets or {})
     user = params.pop("user", None)
     host = params.pop("host", None)
     port = params.pop("port", None)
     dbname = params.pop("dbname", None)
-    netloc = quote(user, safe="") + "@" if user else ""
+    netloc = quote(user, safe="") if user else ""
+    if user and "password" in secrets:
+        netloc += ":" + quote(secrets.pop("password"), safe="")
+    netloc += "@" if user else ""
     query: list[tuple[str, str]] = []
     if host is not None and _PLAIN_HOST.fullmatch(host) and (port is None or port.isdigit()):
         netloc += host
@@ -233,7 +236,7 @@ def _display(params: dict[str, str]) -> str:
         port = None
     if port is not None:
         netloc += f":{port}"
-    query.extend(sorted(params.items()))
+    query.extend(sorted({**params, **secrets}.items()))
     out = f"postgresql://{netloc}/" + (quote(dbname, safe="") if dbname else "")
     if query:
         out += "?" + "&".join(f"{k}={quote(v, safe='/:,')}" for k, v in query)
