@@ -330,3 +330,12 @@ def test_the_embedded_server_comes_from_the_same_settings(tmp_path: Path, run_cl
     monkeypatch.setenv("IUCORE_HOME", str(tmp_path / "envhome"))
     status = json.loads(run_cli(None, "--json", "server", "status", project=proj).stdout)
     assert status["home"] == str((tmp_path / "envhome").resolve()) and not status["running"]
+
+
+@pytest.mark.parametrize("home", ["/tmp/with space", "/tmp/a&b=c#d", "/tmp/100%/x?y", "/tmp/ünï@côde"])
+def test_the_embedded_url_reads_back_whatever_the_home_path(home: str) -> None:
+    from iu_core.server import EmbeddedServer
+
+    server = EmbeddedServer(home=Path(home), major=PG_MAJOR)
+    target = Target.parse(server.url("iucore"))
+    assert target.params == {"host": str(server.socket_dir), "user": "postgres", "dbname": "iucore"}

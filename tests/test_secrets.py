@@ -44,7 +44,7 @@ from iu_core.backup import _libpq_env
 from iu_core.errors import ConfigError
 from iu_core.target import Target
 
-from .conftest import PROJECTS
+from .conftest import PROJECTS, ROOT
 
 SAMPLE = PROJECTS / "sample"
 BROKEN = PROJECTS / "broken_postcheck"
@@ -400,3 +400,24 @@ def test_the_real_processes_print_no_traceback_and_no_password(pw_server, databa
             assert f not in out, (argv, out)
         if argv[0] == iucore:
             assert proc.returncode == 2 and "Traceback" not in out, out
+
+
+def test_every_command_that_connects_fails_the_same_way_without_the_password(run_cli, tmp_path) -> None:
+    shape = next(s for s in VALID if s.name == "very-long")
+    commands = [
+        ("db", "upgrade"), ("db", "downgrade", "base"), ("db", "current"), ("db", "history"), ("db", "verify"),
+        ("db", "preflight"), ("db", "grant", "--readonly", "someone"), ("db", "backup", "--out", str(tmp_path)),
+        ("inventory", "--check"), ("selftest",), ("dot", "list"), ("dot", "verify", "dot_iu_gate_verify_closed"),
+        ("dot", "render", "some.key"), ("gate", "status"), ("gate", "watchdog"),
+        ("gate", "close", "iu_core.composer_enabled"), ("worker", "run"), ("proof", "operator-runtime"),
+    ]
+    for ep in (tcp_closed(), no_socket()):
+        for args in commands:
+            for prefix in ((), ("--json",)):
+                outs = []
+                for pw in (shape.pw, twin(shape.pw)):
+                    res = run_cli(None, "--url", shape.make(pw, ep), *prefix, *args, project=ROOT)
+                    assert res.exit_code == 2 and "cannot connect to postgresql://" in res.stderr, (args, res.output)
+                    assert_no_leak(res.stdout + res.stderr, shape, pw)
+                    outs.append((res.stdout, res.stderr))
+                assert outs[0] == outs[1], args
