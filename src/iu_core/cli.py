@@ -324,18 +324,28 @@ def grant_cmd(obj: Ctx, readonly_roles: tuple[str, ...], operator_roles: tuple[s
 
 
 @db.command("backup")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--out", "out_dir", type=click.Path(path_type=Path),
               help="Directory for the dump [.iucore/backups].")
+@click.option("--jobs", type=int, help="Directory format, dumped by this many parallel jobs (pg_dump -Fd -j N).")
+@click.option("--pg-dump", "pg_dump", help="The pg_dump to use [the oldest found of the server's major or newer].")
 @click.pass_obj
-def backup_cmd(obj: Ctx, out_dir: Path | None) -> None:
-    """pg_dump -Fc, then verify: PGDMP header, pg_restore TOC entry count, bytes, sha256."""
+def backup_cmd(obj: Ctx, out_dir: Path | None, jobs: int | None, pg_dump: str | None) -> None:
+    """pg_dump -Fc (or -Fd -j N with --jobs), then verify it and record a sidecar.
+
+    The dump is created exclusively, mode 0600 (a directory: 0700), from a
+    snapshot of iucore's own connection. Verified: PGDMP header, TOC and a full
+    read by the server's own pg_restore major, database name, bytes, sha256;
+    the sidecar <name>.json records the database, its oid and the cluster's
+    system identifier, which preflight --backup-dir checks. Nothing is left
+    behind on failure.
+    """
     import os
 
     from . import migrate
 
     out = out_dir or Path(os.environ.get("IUCORE_HOME") or ".iucore") / "backups"
-    b = migrate.backup(obj.target(), out, sink=None if obj.as_json else click.echo)
-    obj.emit(b.to_json(), f"Backup gate PASS — pg_dump -Fc {b.summary()}")
+    b = migrate.backup(obj.target(), out, jobs=jobs, pg_dump=pg_dump, sink=None if obj.as_json else click.echo)
+    obj.emit(b.to_json(), f"Backup gate PASS — {b.summary()}")
 
 
 @cli.command("lint")
