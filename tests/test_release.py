@@ -17,7 +17,7 @@ from iu_core.errors import SqlFileError
 from iu_core.fingerprint import fingerprint, snapshot
 from iu_core.selftest import available, load
 
-from .conftest import ROOT, connect
+from .conftest import PG_MAJOR, ROOT, connect
 
 
 @pytest.fixture
@@ -179,7 +179,7 @@ def test_a_corrupt_or_truncated_backup_is_detected(new_db, tmp_path: Path, damag
         data[-40] ^= 0xFF
     p.write_bytes(bytes(data))
     with pytest.raises(BackupInvalid):
-        verify_backup(p, server_major=0)
+        verify_backup(p, server_major=PG_MAJOR)
 
 
 def test_upgrade_with_backup_dir_records_the_backup_in_the_audit(new_db, run_cli, tmp_path: Path) -> None:
@@ -192,7 +192,7 @@ def test_upgrade_with_backup_dir_records_the_backup_in_the_audit(new_db, run_cli
         row = c.execute("SELECT backup FROM iucore.migration_log WHERE revision = %s AND outcome = 'applied'",
                         (chain[1],)).fetchone()
     dump = next(tmp_path.glob("*.dump"))
-    assert row[0]["path"] == str(dump) and row[0]["sha256"] == verify_backup(dump, server_major=0).sha256
+    assert row[0]["path"] == str(dump) and row[0]["sha256"] == verify_backup(dump, server_major=PG_MAJOR).sha256
 
 
 # ---------------------------------------------------------------- preflight

@@ -323,16 +323,26 @@ def grant_cmd(obj: Ctx, readonly_roles: tuple[str, ...], operator_roles: tuple[s
 
 
 @db.command("backup")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--out", "out_dir", type=click.Path(path_type=Path),
               help="Directory for the dump [.iucore/backups].")
+@click.option("--jobs", type=int, help="Directory format, dumped by this many parallel jobs (pg_dump -Fd -j N).")
+@click.option("--pg-dump", "pg_dump", help="The pg_dump to use [the oldest found of the server's major or newer].")
 @click.pass_obj
-def backup_cmd(obj: Ctx, out_dir: Path | None) -> None:
-    """pg_dump -Fc, then verify: PGDMP header, pg_restore TOC entry count, bytes, sha256."""
+def backup_cmd(obj: Ctx, out_dir: Path | None, jobs: int | None, pg_dump: str | None) -> None:
+    """pg_dump -Fc (or -Fd -j N with --jobs), then verify it and record a sidecar.
+
+    The dump is created exclusively, mode 0600 (a directory: 0700), from a
+    snapshot of iucore's own connection. Verified: PGDMP header, TOC and a full
+    read by the server's own pg_restore major, database name, bytes, sha256;
+    the sidecar <name>.json records the database, its oid and the cluster's
+    system identifier, which preflight --backup-dir checks. Nothing is left
+    behind on failure.
+    """
     from . import migrate
 
     out = out_dir or obj.settings().home / "backups"
-    b = migrate.backup(obj.target(), out, sink=None if obj.as_json else click.echo)
-    obj.emit(b.to_json(), f"Backup gate PASS — pg_dump -Fc {b.summary()}")
+    b = migrate.backup(obj.target(), out, jobs=jobs, pg_dump=pg_dump, sink=None if obj.as_json else click.echo)
+    obj.emit(b.to_json(), f"Backup gate PASS — {b.summary()}")
 
 
 @cli.command("lint")
@@ -507,40 +517,44 @@ for _mode in ("plan", "apply", "verify"):
 
 @dot.command("render")
 @click.argument("collection_key")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("."),
               show_default=True, help="Root under which iu-tree/_collections/<kind>/<key>.md is written.")
 @click.option("--stdout", "to_stdout", is_flag=True, help="Print the manifest instead of writing it.")
 @click.pass_obj
 def dot_render(obj: Ctx, collection_key: str, out_dir: Path, to_stdout: bool) -> None:
-    """Export a collection as a text manifest (text as code)."""
+    """Export a collection as a text manifest (text as code).
+
+    Nothing is ever written outside --out: a key that is not a relative path
+    of plain segments, or a symlink below --out that leads outside it, is
+    refused (exit 2). An existing manifest is replaced atomically.
+    """
     from .db import connect
-    from .textcode import export
+    from .textcode import export, write_manifest
 
     with connect(obj.target()) as conn:
         m = export(conn, collection_key)
     if to_stdout:
         click.echo(m.text(), nl=False)
         return
-    path = out_dir / m.path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(m.text(), encoding="utf-8")
+    path = write_manifest(m, out_dir)
     obj.emit({"path": str(path), "pieces": len(m.pieces)}, f"wrote {path} ({len(m.pieces)} pieces)")
 
 
 @dot.command("import")
-@click.argument("manifest", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.argument("manifest", type=click.Path(path_type=Path))
 @click.pass_obj
 def dot_import(obj: Ctx, manifest: Path) -> None:
     """Re-create a collection from its manifest through the governed functions.
 
     Needs the operator-runtime and composer gates open. A malformed manifest
-    (the line at fault is named) or one that conflicts with the database is
-    refused and changes nothing; an identical collection is left as it is.
+    (the line at fault is named), a file that is not regular UTF-8 text of at
+    most 8 MiB, or one that conflicts with the database is refused and changes
+    nothing; an identical collection is left as it is.
     """
     from .db import connect
-    from .textcode import import_manifest, parse
+    from .textcode import import_manifest, read_manifest
 
-    m = parse(manifest.read_text(encoding="utf-8"), str(manifest))
+    m = read_manifest(manifest)
     with connect(obj.target()) as conn:
         res = import_manifest(conn, m, _actor(obj))
     obj.emit(res, f"{res['status']}: {res['collection_key']} ({res['created_pieces']} piece(s) created)")

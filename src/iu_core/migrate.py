@@ -211,11 +211,12 @@ def preflight(target: Target, *, project: Path | None = None, **kw: Any) -> Any:
         return run(conn, project, **kw)
 
 
-def backup(target: Target, out_dir: Path, *, sink: Sink | None = None) -> Any:
-    """pg_dump -Fc, verified (PGDMP header, TOC entries, size, sha256)."""
+def backup(target: Target, out_dir: Path, *, jobs: int | None = None, pg_dump: str | None = None,
+           sink: Sink | None = None) -> Any:
+    """pg_dump -Fc (or -Fd -j JOBS), verified and tied to this database (see iu_core.backup)."""
     from .backup import backup as _backup
 
-    return _backup(target, out_dir, sink=sink)
+    return _backup(target, out_dir, jobs=jobs, pg_dump=pg_dump, sink=sink)
 
 
 def selftest(target: Target, names: list[str] | None = None, *, project: Path | None = None,

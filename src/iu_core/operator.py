@@ -69,6 +69,61 @@ def command(name: str) -> Command:
 
 
 # ---------------------------------------------------------------- parameters
+# Deeper JSON is not a parameter anyone means; it would also exhaust Python's
+# and PostgreSQL's recursion limits on the way (json, psycopg, jsonb input).
+MAX_JSON_DEPTH = 64
+
+
+def _not_text(s: str) -> str | None:
+    """What keeps S from being sent as text (a NUL byte, a lone surrogate), or None."""
+    for i, c in enumerate(s):
+        if c == "\x00":
+            return f"a NUL byte at position {i + 1}"
+        if 0xD800 <= ord(c) < 0xE000:
+            return f"a lone surrogate U+{ord(c):04X} at position {i + 1}"
+    return None
+
+
+def _json_problem(value: Any) -> str | None:
+    """Why VALUE cannot be a jsonb parameter, or None; iterative, so depth cannot blow the stack.
+
+    Nesting beyond MAX_JSON_DEPTH, and strings (keys included) holding a NUL
+    or a lone surrogate, which JSON's \\u escapes can spell but jsonb cannot store.
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, str):
+            why = _not_text(v)
+            if why is not None:
+                return f"the string {v[:40]!r} holds {why}"
+        elif isinstance(v, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                return f"nested deeper than {MAX_JSON_DEPTH} levels"
+            if isinstance(v, dict):
+                stack.extend((k, depth) for k in v)
+                stack.extend((c, depth + 1) for c in v.values())
+            else:
+                stack.extend((c, depth + 1) for c in v)
+    return None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _json_loads(s: str) -> Any:
+    """json.loads refusing NaN/Infinity, deep nesting and untextable strings (ValueError)."""
+    try:
+        value = json.loads(s, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
+    why = _json_problem(value)
+    if why is not None:
+        raise ValueError(why)
+    return value
+
+
 def parse_params(cmd: Command, pairs: list[str] | dict[str, Any]) -> dict[str, Any]:
     """key=value pairs → typed values, checked against the command's parameters."""
     raw: dict[str, Any] = {}
@@ -77,16 +132,21 @@ def parse_params(cmd: Command, pairs: list[str] | dict[str, Any]) -> dict[str, A
     else:
         for pair in pairs:
             key, sep, value = pair.partition("=")
+            why = _not_text(key)
+            if why is not None:
+                raise ParamError(f"{cmd.name}: parameter name {key[:60]!r} is not valid UTF-8 text ({why})",
+                                 command=cmd.name)
             if not sep or not key:
                 raise ParamError(f"{cmd.name}: parameter {pair!r} is not key=value", command=cmd.name)
             if key in raw:
                 raise ParamError(f"{cmd.name}: parameter {key!r} given twice", command=cmd.name)
             raw[key] = value
     known = {p.name: p for p in cmd.params if p.fixed is None}
-    unknown = sorted(set(raw) - set(known))
+    unknown = sorted(set(raw) - set(known), key=repr)
     if unknown:
+        names = [k if isinstance(k, str) and _not_text(k) is None else repr(k) for k in unknown]
         raise ParamError(
-            f"{cmd.name}: unknown parameter(s) {', '.join(unknown)}; it takes "
+            f"{cmd.name}: unknown parameter(s) {', '.join(names)}; it takes "
             f"{', '.join(p.name for p in known.values()) or 'no parameters'}", command=cmd.name)
     out: dict[str, Any] = {}
     for p in known.values():
@@ -99,12 +159,21 @@ def parse_params(cmd: Command, pairs: list[str] | dict[str, Any]) -> dict[str, A
 
 def convert(cmd: Command, p: Param, value: Any) -> Any:
     def bad(why: str) -> ParamError:
-        return ParamError(f"{cmd.name}: {p.name}={value!r} is not {why}", command=cmd.name, param=p.name)
+        shown = repr(value)
+        shown = shown if len(shown) <= 120 else f"{shown[:100]}… ({len(shown):,} characters)"
+        return ParamError(f"{cmd.name}: {p.name}={shown} is not {why}", command=cmd.name, param=p.name)
 
     if not isinstance(value, str):
-        value = json.dumps(value) if p.type in ("jsonb",) else str(value)
-    if "\x00" in value:
-        raise bad("valid text (NUL byte)")
+        why = _json_problem(value) if p.type == "jsonb" else None
+        if why is not None:
+            raise bad(f"valid JSON ({why})")
+        try:
+            value = json.dumps(value, allow_nan=False) if p.type == "jsonb" else str(value)
+        except (ValueError, TypeError) as exc:
+            raise bad(f"valid JSON ({exc})") from None
+    why = _not_text(value)
+    if why is not None:
+        raise bad(f"valid UTF-8 text ({why})")
     t = p.type
     if t == "text":
         return value
@@ -130,17 +199,17 @@ def convert(cmd: Command, p: Param, value: Any) -> Any:
         raise bad("a boolean (true/false)")
     if t == "jsonb":
         try:
-            return json.loads(value)
-        except ValueError:
-            raise bad("valid JSON") from None
+            return _json_loads(value)
+        except ValueError as exc:
+            raise bad(f"valid JSON ({exc})") from None
     if t in ("uuid[]", "text[]"):
         items: list[Any]
         s = value.strip()
         if s.startswith("["):
             try:
-                items = json.loads(s)
-            except ValueError:
-                raise bad("a JSON array or comma-separated list") from None
+                items = _json_loads(s)
+            except ValueError as exc:
+                raise bad(f"a JSON array or comma-separated list ({exc})") from None
             if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
                 raise bad("a list of strings")
         else:

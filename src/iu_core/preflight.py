@@ -7,8 +7,8 @@ FAIL with its evidence; the run passes only if every check does.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -179,21 +179,47 @@ def check_long_transactions(conn: psycopg.Connection[Any], max_age_s: float) -> 
                  "; ".join(f"pid {r[0]} ({r[1]}, {r[2]}) open {r[3]}s: {r[4]!r}" for r in rows))
 
 
-def check_backup(backup_dir: Path, max_age_s: float, server_major: int) -> Check:
-    from .backup import latest, verify_backup
+def check_backup(conn: psycopg.Connection[Any], backup_dir: Path, max_age_s: float) -> Check:
+    """The newest backup OF THIS DATABASE in BACKUP_DIR is recent and verifies.
+
+    "Of this database" is the sidecar's database name, oid and cluster system
+    identifier against the live ones (a dump of another database, or one
+    without its sidecar, does not count); then verify_backup re-checks the
+    archive with the server's own pg_restore and against the sidecar.
+    """
+    from .backup import backups_in, identify, verify_backup
     from .errors import IUCoreError
 
-    newest = latest(backup_dir) if backup_dir.is_dir() else None
-    if newest is None:
-        return Check("recent verified backup", False, f"no *.dump in {backup_dir} (iucore db backup --out …)")
-    age = time.time() - newest.stat().st_mtime
-    if age > max_age_s:
-        return Check("recent verified backup", False, f"{newest} is {age / 3600:.1f} h old (max {max_age_s / 3600:g} h)")
+    name = "recent verified backup"
+    ident = identify(conn)
+    if ident.system_identifier is None:
+        return Check(name, False, "cannot read this cluster's system identifier, so no backup can be tied to "
+                     "it: GRANT EXECUTE ON FUNCTION pg_catalog.pg_control_system() TO the role iucore uses")
+    recorded, bare = backups_in(backup_dir) if backup_dir.is_dir() else ([], [])
+    mine = [b for b in recorded if (b.database, b.database_oid, b.system_identifier)
+            == (ident.database, ident.oid, ident.system_identifier)]
+    if not mine:
+        others = sorted({f"{b.database} (oid {b.database_oid}, system {b.system_identifier})"
+                         for b in recorded})
+        why = f"no backup of database {ident.database!r} (oid {ident.oid}, system {ident.system_identifier}) in {backup_dir}"
+        if others:
+            why += f"; it holds backups of other databases only: {', '.join(others)}"
+        if bare:
+            why += f"; {len(bare)} dump(s) without an iucore sidecar cannot be tied to this database"
+        return Check(name, False, why + " (iucore db backup --out …)")
+    newest = mine[0]
     try:
-        b = verify_backup(newest, server_major=server_major)
+        made = datetime.fromisoformat(str(newest.created_at).replace("Z", "+00:00"))
+    except ValueError:
+        return Check(name, False, f"{newest.sidecar}: created_at {newest.created_at!r} is not a time")
+    age = (datetime.now(UTC) - made).total_seconds()
+    if age > max_age_s:
+        return Check(name, False, f"{newest.path} is {age / 3600:.1f} h old (max {max_age_s / 3600:g} h)")
+    try:
+        b = verify_backup(Path(newest.path), server_major=ident.major, expect=ident)
     except IUCoreError as exc:
-        return Check("recent verified backup", False, exc.message)
-    return Check("recent verified backup", True, b.summary(), b.to_json())
+        return Check(name, False, exc.message)
+    return Check(name, True, b.summary(), b.to_json())
 
 
 def run(conn: psycopg.Connection[Any], project: Path, *, expect_database: str | None = None,
@@ -208,6 +234,5 @@ def run(conn: psycopg.Connection[Any], project: Path, *, expect_database: str | 
     rep.checks.append(check_lock(conn))
     rep.checks.append(check_long_transactions(conn, max_xact_age_s))
     if backup_dir is not None:
-        major = conn.execute("SELECT current_setting('server_version_num')::int / 10000").fetchone()
-        rep.checks.append(check_backup(backup_dir, backup_max_age_s, int(major[0]) if major else 0))
+        rep.checks.append(check_backup(conn, backup_dir, backup_max_age_s))
     return rep
