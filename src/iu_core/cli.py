@@ -235,11 +235,18 @@ def history(obj: Ctx, limit: int, revision: str | None) -> None:
 @db.command("verify")
 @click.pass_obj
 def verify_cmd(obj: Ctx) -> None:
-    """Checksums recorded at apply against the files now; exit 4 naming each edited file."""
+    """Checksums recorded at apply against the files now, and the SSOT check.
+
+    SSOT (seed 004): the registry's governed commands against the live catalog,
+    row for row, and the catalog seed INSERTs of 280 and 034 re-run inside a
+    rolled-back transaction, each proving INSERT 0 0. Exit 4 naming each edited
+    file and each differing catalog row.
+    """
     from . import migrate
-    from .errors import ChecksumDrift
+    from .errors import CheckFailed, ChecksumDrift
 
     rep = migrate.verify(obj.target(), project=obj.project_root())
+    ssot = rep.ssot
     if obj.as_json:
         obj.emit(rep.to_json())
     else:
@@ -250,9 +257,17 @@ def verify_cmd(obj: Ctx) -> None:
             click.echo(f"  added since apply (not part of what ran): {f.file}")
         for line in rep.lines():
             click.echo(f"  DRIFT {line}")
-    if not rep.ok:
+        if ssot is not None and ssot.applied:
+            click.echo(f"SSOT {'PASS' if ssot.ok else 'FAIL'}:")
+            for line in ssot.summary():
+                click.echo(f"  {line}")
+    ssot_lines = ssot.lines() if ssot is not None else []
+    if rep.problems:
         raise ChecksumDrift(f"{len(rep.problems)} file(s) differ from what was applied: "
-                            + "; ".join(rep.lines()), problems=[f.to_json() for f in rep.problems])
+                            + "; ".join(rep.lines() + ssot_lines), problems=[f.to_json() for f in rep.problems])
+    if ssot_lines:
+        raise CheckFailed("SSOT check failed: " + "; ".join(ssot_lines),
+                          ssot=ssot.to_json() if ssot is not None else None)
 
 
 @db.command("preflight")
