@@ -51,7 +51,7 @@ def lint(session: nox.Session) -> None:
                 "noxfile.py")
     session.run("mypy", "src/iu_core")
     session.run("iucore", "lint")
-    session.run("sqlfluff", "lint", "migrations/sql", "rollbacks", "selftests")
+    session.run("sqlfluff", "lint", "migrations/sql", "rollbacks", "selftests", "runtime")
 
 
 @nox.session

@@ -119,7 +119,7 @@ DELETE FROM public.event_type_registry
 
 -- @assert
 
--- Exactly the substrate's 7 event types and 2 routes, as the substrate made them.
+-- Exactly the substrate's 8 event types and 2 routes, as the substrate made them.
 DO $assert$
 DECLARE
     v_types  text[];
@@ -132,11 +132,12 @@ BEGIN
            'iu.iu_created:lifecycle:immediate',
            'iu.iu_metadata_axes_refreshed:lifecycle:immediate',
            'iu.iu_retired:lifecycle:immediate',
+           'iu.structure_child_added:structure:immediate',
            'iu.structure_op_applied:structure:immediate',
            'iu.structure_piece_split:structure:immediate',
            'iu.structure_pieces_merged:structure:immediate',
            'system.route_worker_run:system:immediate'] THEN
-        RAISE EXCEPTION '260 rollback assert: event_type_registry is not the substrate''s 7 types: %', v_types;
+        RAISE EXCEPTION '260 rollback assert: event_type_registry is not the substrate''s 8 types: %', v_types;
     END IF;
 
     SELECT array_agg(r.route_code ORDER BY r.route_code) INTO v_routes FROM public.iu_outbound_route r;

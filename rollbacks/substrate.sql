@@ -72,7 +72,8 @@ BEGIN
      WHERE (r.event_domain, r.event_type) NOT IN (
                ('iu', 'iu_created'), ('iu', 'iu_retired'), ('iu', 'iu_metadata_axes_refreshed'),
                ('iu', 'structure_piece_split'), ('iu', 'structure_pieces_merged'),
-               ('iu', 'structure_op_applied'), ('system', 'route_worker_run'));
+               ('iu', 'structure_op_applied'), ('iu', 'structure_child_added'),
+               ('system', 'route_worker_run'));
     IF v_types IS NOT NULL THEN
         RAISE EXCEPTION 'substrate rollback refused: public.event_type_registry has type(s) the substrate did not register (%) — a later revision (e.g. 260) is still applied; roll it back first',
             array_to_string(v_types, ', ');
@@ -164,6 +165,8 @@ DROP FUNCTION public.fn_iu_create(text, text, text, text, text);
 DROP FUNCTION public.fn_iu_route_worker_run(text, integer);
 DROP FUNCTION public.fn_iu_route_deliver(text, uuid);
 DROP FUNCTION public.fn_iu_structure_consumer(uuid);
+-- The piece path of the emit gating (a correction, docs/seeds.md).
+DROP FUNCTION public.fn_iu_piece_emit_event(text, uuid, jsonb, text);
 DROP FUNCTION public.fn_iu_emit_event(text, text, text, jsonb, text);
 DROP FUNCTION public.fn_event_outbox_type_validate();
 DROP FUNCTION public.fn_dot_iu_command_log(text, text, text, text, boolean, text, jsonb, jsonb, text);
@@ -236,6 +239,16 @@ BEGIN
     IF cardinality(v_left) > 0 THEN
         RAISE EXCEPTION 'substrate rollback assert: object(s) still present after rollback: %',
             array_to_string(v_left, ', ');
+    END IF;
+END
+$assert$;
+
+-- The piece path of the emit gating (a correction, docs/seeds.md) is gone too.
+DO $assert$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_proc p
+                WHERE p.pronamespace = 'public'::regnamespace AND p.proname = 'fn_iu_piece_emit_event') THEN
+        RAISE EXCEPTION 'substrate rollback assert: object(s) still present after rollback: function public.fn_iu_piece_emit_event';
     END IF;
 END
 $assert$;

@@ -149,4 +149,36 @@ EXCEPTION WHEN foreign_key_violation THEN
 END
 $t9$;
 
+-- T10 the piece path of the emit gating (fn_iu_piece_emit_event, seed 002 A3;
+-- a correction, docs/seeds.md): an unknown piece-domain type answers NULL, a
+-- registered one lands with the registry's stream and lane and the piece as its
+-- subject, and the runtime key stops it
+DO $t10$
+DECLARE
+    p uuid := (SELECT iu_id FROM selftest_ids WHERE n = 1);
+    unknown uuid := public.fn_iu_piece_emit_event('selftest_unknown_type', p, '{}', 'selftest');
+    e uuid;
+    r record;
+BEGIN
+    IF unknown IS NOT NULL THEN
+        RAISE EXCEPTION 'T10: an unknown piece event type was emitted (%)', unknown;
+    END IF;
+    INSERT INTO public.event_type_registry (event_domain, event_type, event_stream, delivery_lane, description)
+    VALUES ('piece', 'selftest_piece_event', 'piece', 'delayed', 'self-test only: rolled back');
+    e := public.fn_iu_piece_emit_event('selftest_piece_event', p, '{"k": 1}', 'selftest');
+    SELECT o.event_domain, o.event_stream, o.delivery_lane, o.event_subject_ref, o.payload
+      INTO r FROM public.event_outbox o WHERE o.event_id = e;
+    IF e IS NULL OR r.event_domain <> 'piece' OR r.event_stream <> 'piece' OR r.delivery_lane <> 'delayed'
+       OR r.event_subject_ref <> p::text OR r.payload ->> 'iu_id' <> p::text OR r.payload ->> 'k' <> '1' THEN
+        RAISE EXCEPTION 'T10: the piece event landed wrong: % %', e, r;
+    END IF;
+    UPDATE public.dot_config SET value = 'false' WHERE key = 'piece_event_runtime.emit_enabled';
+    IF public.fn_iu_piece_emit_event('selftest_piece_event', p, '{}', 'selftest') IS NOT NULL THEN
+        RAISE EXCEPTION 'T10: emitted with piece_event_runtime.emit_enabled shut';
+    END IF;
+    UPDATE public.dot_config SET value = 'true' WHERE key = 'piece_event_runtime.emit_enabled';
+    RAISE NOTICE 'T10 piece path: unknown type NULL, registered type on its stream/lane with the piece as subject, runtime key shut NULL';
+END
+$t10$;
+
 ROLLBACK;

@@ -422,9 +422,12 @@ def test_demo_runs_twice(empty_db, run_cli) -> None:
     assert first.exit_code == 0, first.output
     n = len(list(migrate.script_directory(ROOT).walk_revisions()))
     assert f"rehearsed {n} revision(s); fingerprint unchanged" in first.stdout
-    for needle in ("composed iu_core.runtime290.file-001", "order restored: 0/intro 1/body 2/tail",
+    for needle in ("runtime/290 applied", "order restored: 0/intro 1/body 2/tail",
                    "drift 0", "gates: all_safe = true", "demo complete"):
         assert needle in first.stdout, needle
+    with connect(empty_db) as c:  # the demo ran the data script itself: audited like any run
+        assert c.execute("SELECT direction, outcome FROM iucore.migration_log WHERE revision = 'runtime/290'"
+                         ).fetchall() == [("apply", "applied")]
     second = run_cli(empty_db, "demo")
     assert second.exit_code == 0, second.output
     assert "nothing to rehearse" in second.stdout and "exists already" in second.stdout

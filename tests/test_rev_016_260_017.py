@@ -793,7 +793,7 @@ def test_260_rollback_refuses_while_composer_events_exist(new_db):
     migrate.downgrade(target, "016")
     with connect(target) as c:
         assert (
-            count(c, "public.event_type_registry") == 7
+            count(c, "public.event_type_registry") == 8
             and count(c, "public.iu_outbound_route") == 2
         )
 

@@ -11,7 +11,8 @@
 --     memberships with the composer functions (all shut behind
 --     iu_core.composer_enabled);
 --   * event_type_registry + event_outbox (type-validate trigger, partial unique
---     idempotency index on the 'immediate' lane), fn_iu_emit_event;
+--     idempotency index on the 'immediate' lane), fn_iu_emit_event and its
+--     piece path fn_iu_piece_emit_event (a correction, see docs/seeds.md);
 --   * outbound routes, route attempts, dead letters, fn_iu_route_deliver and the
 --     set-based route worker — delivery is dry-run unless the delivery gate AND
 --     the per-route allowlist allow it, and no code path does network I/O;
@@ -73,6 +74,17 @@ BEGIN
             array_to_string(v_present[1:6], ', ')
             || CASE WHEN cardinality(v_present) > 6
                     THEN format(', … and %s more', cardinality(v_present) - 6) ELSE '' END;
+    END IF;
+END
+$preflight$;
+
+-- Correction (docs/seeds.md): the piece path of the emit gating, which seed 002
+-- A3 names beside fn_iu_emit_event, must be absent too.
+DO $preflight$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_proc p
+                WHERE p.pronamespace = 'public'::regnamespace AND p.proname = 'fn_iu_piece_emit_event') THEN
+        RAISE EXCEPTION 'substrate preflight: function public.fn_iu_piece_emit_event already present — already applied? Check "iucore db current"; to rebuild, roll back first with rollbacks/substrate.sql';
     END IF;
 END
 $preflight$;
@@ -442,6 +454,46 @@ BEGIN
     RETURN v_event_id;
 END
 $fn$;
+
+-- -----------------------------------------------------------------------------
+-- 4b. Corrections (docs/seeds.md, "Corrections to the substrate"): two objects
+-- seed 002 A3 names that the reconstruction lacked.
+-- -----------------------------------------------------------------------------
+-- A3: the iu domain "already includes ... structure_child_added". A structure
+-- event like its siblings: stream 'structure', the deduplicating 'immediate' lane.
+INSERT INTO public.event_type_registry (event_domain, event_type, event_stream, delivery_lane, description) VALUES
+    ('iu', 'structure_child_added', 'structure', 'immediate', 'A child piece was added under a piece in the structure tree.');
+
+-- A3: "Emit gating (fn_iu_emit_event / fn_iu_piece_emit_event): master
+-- fn_iu_core_routes_enabled() -> runtime piece_event_runtime.emit_enabled ->
+-- registry lookup (unknown/inactive -> NULL) -> event_outbox trigger". The piece
+-- path emits in the 'piece' domain with the piece as the subject; the gating is
+-- fn_iu_emit_event's own (one mechanism), so both paths answer alike.
+CREATE FUNCTION public.fn_iu_piece_emit_event(
+    p_event_type text,
+    p_iu_id      uuid,
+    p_payload    jsonb,
+    p_actor      text)
+RETURNS uuid
+LANGUAGE plpgsql
+SET search_path = public, pg_temp
+AS $fn$
+BEGIN
+    IF p_event_type IS NULL OR p_iu_id IS NULL OR p_actor IS NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'fn_iu_piece_emit_event: p_event_type, p_iu_id and p_actor are required';
+    END IF;
+
+    -- Subject = the piece; the payload always carries it. NULL means "nothing
+    -- emitted": a gate is shut, or ('piece', type) is unknown or inactive.
+    RETURN public.fn_iu_emit_event('piece', p_event_type, p_iu_id::text,
+                                   coalesce(p_payload, '{}') || jsonb_build_object('iu_id', p_iu_id),
+                                   p_actor);
+END
+$fn$;
+
+REVOKE EXECUTE ON FUNCTION public.fn_iu_piece_emit_event(text, uuid, jsonb, text) FROM PUBLIC;
 
 -- -----------------------------------------------------------------------------
 -- 5. Outbound routes, attempts, dead letters, delivery, worker
@@ -2091,13 +2143,34 @@ BEGIN
     END IF;
 
     SELECT count(*) INTO v_n FROM public.event_type_registry WHERE delivery_lane = 'immediate';
-    IF v_n <> 7 OR EXISTS (SELECT 1 FROM public.event_type_registry WHERE delivery_lane <> 'immediate') THEN
-        RAISE EXCEPTION 'substrate post-check: event_type_registry must hold exactly the 7 substrate types on the immediate lane';
+    IF v_n <> 8 OR EXISTS (SELECT 1 FROM public.event_type_registry WHERE delivery_lane <> 'immediate') THEN
+        RAISE EXCEPTION 'substrate post-check: event_type_registry must hold exactly the 8 substrate types on the immediate lane';
     END IF;
 
     SELECT count(*) INTO v_n FROM public.iu_outbound_route WHERE dry_run;
     IF v_n <> 2 OR (SELECT count(*) FROM public.iu_outbound_route) <> 2 THEN
         RAISE EXCEPTION 'substrate post-check: iu_outbound_route must hold the 2 substrate routes, both dry_run';
+    END IF;
+END
+$postcheck$;
+
+-- The two corrections (docs/seeds.md): present, gated like fn_iu_emit_event, not for PUBLIC.
+DO $postcheck$
+DECLARE
+    v_fn regprocedure := to_regprocedure('public.fn_iu_piece_emit_event(text,uuid,jsonb,text)');
+BEGIN
+    IF v_fn IS NULL THEN
+        RAISE EXCEPTION 'substrate post-check: function public.fn_iu_piece_emit_event(text,uuid,jsonb,text) not resolvable';
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_proc p,
+                      aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) AS a
+                WHERE p.oid = v_fn AND a.grantee = 0 AND a.privilege_type = 'EXECUTE') THEN
+        RAISE EXCEPTION 'substrate post-check: PUBLIC can still EXECUTE public.fn_iu_piece_emit_event';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM public.event_type_registry r
+                    WHERE r.event_domain = 'iu' AND r.event_type = 'structure_child_added'
+                      AND r.event_stream = 'structure' AND r.delivery_lane = 'immediate' AND r.active) THEN
+        RAISE EXCEPTION 'substrate post-check: event type iu/structure_child_added missing (structure stream, immediate lane, active)';
     END IF;
 END
 $postcheck$;
@@ -2127,7 +2200,7 @@ SELECT 'substrate_objects' AS "check",
                              'fn_iu_collection_reorder_piece', 'fn_iu_collection_validate',
                              'fn_iu_collection_render', 'fn_iu_workflow_from_steps', 'fn_iu_retire',
                              'fn_iu_refresh_metadata_axes', 'fn_iu_healthcheck', 'fn_iu_piece_split',
-                             'fn_iu_piece_merge', 'fn_iu_observe')) AS functions,
+                             'fn_iu_piece_merge', 'fn_iu_observe', 'fn_iu_piece_emit_event')) AS functions,
        (SELECT count(*) FROM pg_catalog.pg_trigger t
          WHERE NOT t.tgisinternal
            AND t.tgname IN ('trg_dot_config_touch', 'trg_event_outbox_type_validate')) AS triggers;

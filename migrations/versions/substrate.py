@@ -3,7 +3,8 @@
 dot_config + gates, the DOT command catalog and run ledger, information units
 with the fn_iu_create birth gate, collections and the composer functions, the
 event registry and outbox, routes and the dry-run route worker, governed
-piece split/merge, the observability views.
+piece split/merge, the observability views. fn_iu_piece_emit_event and the
+event type iu.structure_child_added are corrections (docs/seeds.md).
 
 SQL: migrations/sql/substrate.sql, rollbacks/substrate.sql, selftests/substrate.sql
 """
@@ -65,6 +66,7 @@ inventory = {
             "public.fn_iu_gate_is_open(text)",
             "public.fn_iu_healthcheck()",
             "public.fn_iu_observe(text, integer)",
+            "public.fn_iu_piece_emit_event(text, uuid, jsonb, text)",  # a correction: docs/seeds.md
             "public.fn_iu_piece_merge(uuid[], text, uuid, text, boolean)",
             "public.fn_iu_piece_split(uuid, jsonb, uuid, text, boolean)",
             "public.fn_iu_refresh_metadata_axes(uuid, text)",
@@ -98,6 +100,7 @@ inventory = {
             "iu.iu_created",
             "iu.iu_metadata_axes_refreshed",
             "iu.iu_retired",
+            "iu.structure_child_added",  # a correction: docs/seeds.md
             "iu.structure_op_applied",
             "iu.structure_piece_split",
             "iu.structure_pieces_merged",

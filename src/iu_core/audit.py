@@ -41,6 +41,20 @@ BOOTSTRAP = [
     "ALTER TABLE iucore.migration_log ADD COLUMN IF NOT EXISTS override jsonb",
     "CREATE INDEX IF NOT EXISTS migration_log_revision_idx ON iucore.migration_log (revision, log_id DESC)",
     "COMMENT ON TABLE iucore.migration_log IS 'iucore: one row per revision run (real or rehearsal), whatever its outcome'",
+    # The runtime data scripts (iu_core.datascripts) are audited here too: revision
+    # 'runtime/<N>', direction 'apply' or 'rollback'. Widens an older log's CHECK once.
+    """DO $iucore$
+    BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint
+                        WHERE conrelid = 'iucore.migration_log'::regclass
+                          AND conname = 'migration_log_direction_check'
+                          AND pg_get_constraintdef(oid) LIKE '%''rollback''%') THEN
+            ALTER TABLE iucore.migration_log DROP CONSTRAINT IF EXISTS migration_log_direction_check;
+            ALTER TABLE iucore.migration_log ADD CONSTRAINT migration_log_direction_check
+                CHECK (direction IN ('upgrade', 'downgrade', 'apply', 'rollback'));
+        END IF;
+    END
+    $iucore$""",
 ]
 
 

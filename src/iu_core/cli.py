@@ -234,11 +234,18 @@ def history(obj: Ctx, limit: int, revision: str | None) -> None:
 @db.command("verify")
 @click.pass_obj
 def verify_cmd(obj: Ctx) -> None:
-    """Checksums recorded at apply against the files now; exit 4 naming each edited file."""
+    """Checksums recorded at apply against the files now, and the SSOT check.
+
+    SSOT (seed 004): the registry's governed commands against the live catalog,
+    row for row, and the catalog seed INSERTs of 280 and 034 re-run inside a
+    rolled-back transaction, each proving INSERT 0 0. Exit 4 naming each edited
+    file and each differing catalog row.
+    """
     from . import migrate
-    from .errors import ChecksumDrift
+    from .errors import CheckFailed, ChecksumDrift
 
     rep = migrate.verify(obj.target(), project=obj.project_root())
+    ssot = rep.ssot
     if obj.as_json:
         obj.emit(rep.to_json())
     else:
@@ -249,9 +256,17 @@ def verify_cmd(obj: Ctx) -> None:
             click.echo(f"  added since apply (not part of what ran): {f.file}")
         for line in rep.lines():
             click.echo(f"  DRIFT {line}")
-    if not rep.ok:
+        if ssot is not None and ssot.applied:
+            click.echo(f"SSOT {'PASS' if ssot.ok else 'FAIL'}:")
+            for line in ssot.summary():
+                click.echo(f"  {line}")
+    ssot_lines = ssot.lines() if ssot is not None else []
+    if rep.problems:
         raise ChecksumDrift(f"{len(rep.problems)} file(s) differ from what was applied: "
-                            + "; ".join(rep.lines()), problems=[f.to_json() for f in rep.problems])
+                            + "; ".join(rep.lines() + ssot_lines), problems=[f.to_json() for f in rep.problems])
+    if ssot_lines:
+        raise CheckFailed("SSOT check failed: " + "; ".join(ssot_lines),
+                          ssot=ssot.to_json() if ssot is not None else None)
 
 
 @db.command("preflight")
@@ -628,6 +643,84 @@ def _gate_call(obj: Ctx, name: str, params: dict[str, str]) -> None:
     with connect(obj.target()) as conn:
         ans = run_command(conn, "apply", name, params, _actor(obj))
     _print_answer(obj, ans)
+
+
+# ---------------------------------------------------------------- runtime
+@cli.group(cls=_Group)
+def runtime() -> None:
+    """The runtime data scripts (runtime/270, runtime/290) and their paired rollbacks.
+
+    Run like a revision: guard → body → assert in one transaction, under the
+    migration lock and timeouts, audited, rehearsable; the data goes only
+    through the governed functions, gates opened through the protocol.
+    """
+
+
+@runtime.command("list")
+@click.pass_obj
+def runtime_list(obj: Ctx) -> None:
+    """Each script: applied or not (read from the data it creates), its last real run, its sha256."""
+    from . import datascripts
+    from .transcript import format_table
+
+    states = datascripts.status(obj.target(), project=obj.project_root())
+    if obj.as_json:
+        obj.emit([s.to_json() for s in states])
+        return
+    rows = []
+    for s in states:
+        last = s.last_run
+        rows.append([
+            f"runtime/{s.name}",
+            {True: "applied", False: "not applied", None: "unknown"}[s.applied],
+            f"{last['direction']} by {last['actor']} {last['started_at']:%Y-%m-%d %H:%M:%S}" if last else "never",
+            {True: "as run", False: "CHANGED since run", None: "-"}[s.files_as_run],
+            "  ".join(f"{f} {sha[:12]}" for f, sha in sorted(s.checksums.items())),
+        ])
+    click.echo("\n".join(format_table(["script", "state", "last real run", "files", "sha256"], rows)))
+    for s in states:
+        click.echo(f"  runtime/{s.name}: {s.evidence}")
+
+
+def _runtime_verb(direction: str) -> Any:
+    @click.argument("name")
+    @click.option("--approval-id", metavar="UUID",
+                  help="The approval the gate openings rest on; the script's guard refuses without one.")
+    @click.option("--rehearse", is_flag=True, help="Run everything for real, then ROLLBACK instead of COMMIT.")
+    @_timeout_options
+    @click.pass_obj
+    def verb(obj: Ctx, name: str, approval_id: str | None, rehearse: bool, lock_timeout: str | None,
+             statement_timeout: str | None, lock_wait: str | None) -> None:
+        from . import datascripts
+
+        opts = _options(obj, rehearse, lock_timeout, statement_timeout, lock_wait)
+        run = datascripts.apply if direction == "apply" else datascripts.rollback
+        res = run(obj.target(), name, approval_id=approval_id, project=obj.project_root(), options=opts,
+                  sink=obj.sink())
+        if obj.as_json:
+            obj.emit(res.to_json())
+        elif res.mode == "rehearsal":
+            click.echo(f"iucore: runtime/{res.name} {direction} rehearsed (rolled back) in {res.duration_ms:.0f} ms; "
+                       f"nothing persisted: catalog fingerprint and the row counts of {res.tables_counted} "
+                       f"IU Core tables unchanged ({res.fingerprint_after})")
+        else:
+            click.echo(f"iucore: runtime/{res.name} {direction} applied in {res.duration_ms:.0f} ms "
+                       f"(run {res.run_id}); files: "
+                       + ", ".join(f"{f} sha256 {sha[:16]}…" for f, sha in sorted(res.checksums.items())))
+
+    verb.__doc__ = {
+        "apply": "Apply runtime/NAME: guard → body → assert, one transaction, locked, audited.\n\n"
+                 "The guard refuses (exit 3, nothing changed) without an approval id, when the data is "
+                 "already there, or while a protocol gate is open.",
+        "rollback": "Roll back runtime/NAME with runtime/rollback/NAME: fail-closed guard → body → assert.\n\n"
+                    "Refused (exit 3, nothing changed) when the data is not exactly what the script left, "
+                    "or something else references it.",
+    }[direction]
+    return verb
+
+
+for _direction in ("apply", "rollback"):
+    runtime.command(_direction)(_runtime_verb(_direction))
 
 
 # ---------------------------------------------------------------- proof

@@ -20,8 +20,7 @@ from .config import RunOptions, Target
 from .db import connect
 from .errors import CheckFailed, Failed
 from .operator import OperatorRuntime, ensure_answer
-from .proof import DEFAULT_COLLECTION, compose_seed_collection, run_proof
-from .registry import COMPOSER, OPERATOR_RUNTIME
+from .proof import DEFAULT_COLLECTION, run_proof
 from .transcript import format_table
 
 Say = Callable[[str], None]
@@ -69,8 +68,8 @@ class Demo:
             if bad:
                 raise CheckFailed("self-tests failed: " + ", ".join(f"{x.name} ({x.status})" for x in bad))
         with connect(self.target) as conn:
-            with self.step("4. compose runtime/290: three pieces, one collection, a checkpoint"):
-                self._compose_290(conn)
+            with self.step("4. runtime/290: three pieces, one collection, a checkpoint"):
+                self._compose_290()
             with self.step("5. seed 000's seven-step durable operator-runtime proof"):
                 proof = run_proof(conn, actor="runtime_500x_op_proof")
                 for line in proof.table():
@@ -105,26 +104,18 @@ class Demo:
         self.say(f"\ndemo complete in {total / 1000:.1f} s")
         return self.timings
 
-    def _compose_290(self, conn: Any) -> None:
-        found = conn.execute("SELECT collection_id FROM public.iu_collection WHERE collection_key = %s",
-                             (DEFAULT_COLLECTION,)).fetchone()
-        if found:
-            self.say(f"   {DEFAULT_COLLECTION} exists already (composed by an earlier run)")
+    def _compose_290(self) -> None:
+        """runtime/290 itself (the data script), unless an earlier run applied it."""
+        from . import datascripts
+
+        state = next(s for s in datascripts.status(self.target, project=self.project) if s.name == "290")
+        if state.applied:
+            self.say(f"   {DEFAULT_COLLECTION} exists already (runtime/290 applied by an earlier run)")
             return
-        rt = OperatorRuntime(conn, "runtime_290")
-        approval = str(uuid.uuid4())
-        opened = []
-        try:
-            for key in (OPERATOR_RUNTIME, COMPOSER):
-                ensure_answer(rt.apply("dot_iu_gate_open", {"gate_key": key, "approval_id": approval,
-                                                            "reason": "demo: runtime/290", "ttl_seconds": 300}))
-                opened.append(key)
-            cid = compose_seed_collection(rt, DEFAULT_COLLECTION, "runtime/290 durable collection")
-            ensure_answer(rt.apply("dot_iu_checkpoint_collection", {"collection_id": cid}))
-            self.say(f"   composed {DEFAULT_COLLECTION}: 3 pieces (birth gate), 1 collection, checkpointed")
-        finally:
-            for key in reversed(opened):
-                rt.apply("dot_iu_gate_close", {"gate_key": key, "reason": "demo: runtime/290 done"})
+        res = datascripts.apply(self.target, "290", approval_id=str(uuid.uuid4()), project=self.project,
+                                options=RunOptions(actor=self.actor))
+        self.say(f"   runtime/290 applied ({res.statements} statements, audited): {DEFAULT_COLLECTION} — "
+                 "3 pieces through the birth gate, 3 memberships, 5 composer events, gates closed again")
 
     def _table(self, cols: list[str], rows: list[dict[str, Any]]) -> None:
         if not rows:

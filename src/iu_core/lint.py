@@ -214,6 +214,16 @@ def lint_project(project: Path) -> list[Finding]:
             findings += check_plpgsql(path) + check_secdef(path) + check_timeouts(path)
             if kind == "migration":
                 findings += check_revoke(path, fns)
+    # The runtime data scripts and their rollbacks: @guard, @body, @assert.
+    from .datascripts import scripts as runtime_scripts
+
+    for ds in runtime_scripts(project):
+        for path in (ds.forward, ds.rollback):
+            if not path.is_file():
+                findings.append(Finding("parse", str(path), 1, "missing file (a runtime script has its rollback)"))
+                continue
+            found = check_parse(path, "rollback")
+            findings += found or (check_plpgsql(path) + check_secdef(path) + check_timeouts(path))
     for path in shipped_files(project):
         findings += check_hardcode(path)
     return [Finding(f.rule, _rel(f.file, project), f.line, f.message) for f in findings]
@@ -221,7 +231,7 @@ def lint_project(project: Path) -> list[Finding]:
 
 def shipped_files(project: Path) -> list[Path]:
     """What we ship and document, not the test fixtures (which hold bad inputs on purpose)."""
-    roots = ["src", "migrations", "rollbacks", "selftests", "docs", "bench"]
+    roots = ["src", "migrations", "rollbacks", "selftests", "runtime", "docs", "bench"]
     files = [p for r in roots for p in (project / r).rglob("*") if p.is_file() and p.suffix in SCAN_SUFFIXES]
     files += [project / f for f in ("README.md", "alembic.ini", "noxfile.py", "pyproject.toml")
               if (project / f).is_file()]

@@ -194,12 +194,17 @@ def upgrade(
 
 
 def verify(target: Target, *, project: Path | None = None) -> Any:
-    """Checksums recorded at apply against the files on disk (Flyway's validate)."""
+    """Checksums recorded at apply against the files on disk (Flyway's validate), and
+    the SSOT check: registry ↔ catalog row for row, 280's and 034's seed INSERTs
+    re-run inside a rolled-back transaction (INSERT 0 0)."""
+    from .checksums import ssot
     from .checksums import verify as _verify
 
     project = project or find_project_root()
     with connect(target) as conn:
-        return _verify(conn, project)
+        report = _verify(conn, project)
+        report.ssot = ssot(conn, project, report.applied)
+        return report
 
 
 def preflight(target: Target, *, project: Path | None = None, **kw: Any) -> Any:

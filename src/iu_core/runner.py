@@ -142,7 +142,8 @@ def _classify(
     # resources, a lock it waited for) has failed, not refused.
     infrastructure = sqlstate[:2] in _NOT_A_DECISION or sqlstate == "55P03"
     if stmt.section in GUARD_SECTIONS and not infrastructure:
-        what = "preflight" if stmt.section == "preflight" else "rollback guard"
+        what = {"preflight": "preflight", "guard": "rollback guard" if run.direction == "downgrade"
+                else "guard"}[stmt.section]
         return RevisionRefused(
             f"{run.revision} {run.direction} refused by its {what} ({rel}:{stmt.line}): {primary}",
             **data,
@@ -160,5 +161,9 @@ def _classify(
 
 
 def _relpath(script: SqlScript) -> str:
+    """The file as the project names it (migrations/sql/…, rollbacks/…, runtime/rollback/…)."""
     p = script.path
-    return f"{p.parent.name}/{p.name}" if p.parent.name != "sql" else f"migrations/sql/{p.name}"
+    for root in p.parents:
+        if (root / "alembic.ini").is_file():
+            return str(p.relative_to(root))
+    return f"{p.parent.name}/{p.name}"
