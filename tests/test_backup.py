@@ -29,9 +29,9 @@ from iu_core.backup import (
     restorer,
     verify_backup,
 )
-from iu_core.target import Target
 from iu_core.errors import Failed
 from iu_core.fingerprint import fingerprint, snapshot
+from iu_core.target import Target
 
 from .conftest import PG_MAJOR, ROOT, connect
 

@@ -106,14 +106,14 @@ def test_a_missing_row_fails_both_halves_and_the_rerun_persists_nothing(new_db, 
 
 def test_a_role_that_cannot_insert_cannot_prove_insert_0_0(new_db, run_cli):
     target = new_db("gate_protocol")
-    role = f"ro_{target.libpq.rsplit('/', 1)[-1].split('?')[0]}"
+    role = f"ro_{target.dbname}"
     with connect(target) as c:
         c.execute(f'CREATE ROLE "{role}" LOGIN')
         c.execute(f'GRANT USAGE ON SCHEMA iucore TO "{role}"')
         c.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA iucore TO "{role}"')
         c.execute(f'GRANT SELECT ON public.dot_iu_command_catalog TO "{role}"')
     try:
-        ro = type(target)(url=target.url.replace("postgres@", f"{role}@", 1), embedded=False)
+        ro = type(target).of(**{**target.params, "user": role})
         res = run_cli(ro, "db", "verify")
         assert res.exit_code == 4, res.output
         assert "could not prove INSERT 0 0: permission denied" in res.stderr
