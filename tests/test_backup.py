@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -223,7 +222,7 @@ def test_a_hostile_database_name_cannot_place_the_backup_elsewhere(databases, tm
     databases.admin.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
     try:
         out = tmp_path / "a" / "b" / "out"
-        target = Target.parse(databases.server.url(quote(name, safe="")))
+        target = databases.server.target(name)
         b = migrate.backup(target, out)
         assert Path(b.path).parent == out and b.database == name
         assert len(files_under(out)) == 2
