@@ -218,7 +218,7 @@ def adopt(target: Target, revision: str, *, project: Path, options: RunOptions,
                 "acknowledged": acked, "checksums": checksums,
             }
             for c in checks:
-                say(f"{'PASS' if c.ok else 'FAIL'} {c.name}: {c.detail or '; '.join(c.differences)}")
+                say(f"PASS {c.name}: {c.detail}" if c.ok else f"FAIL {c.name}: {'; '.join(c.differences)}")
                 for a in (rep.acknowledged_extras if c.name.startswith("no IU-Core-named") else []):
                     say(f"  acknowledged extra {a.cls} {a.name}: {a.reason} (by {a.by})")
             differences = [d for c in checks for d in c.differences]

@@ -479,6 +479,9 @@ def inventory_cmd(obj: Ctx, check: bool) -> None:
             click.echo(f"  acknowledged extra {a.cls} {a.name}: {a.reason} (by {a.by})")
         for a in rep.stale_acknowledgements:
             click.echo(f"  note: acknowledged {a.cls} {a.name} is not present (acknowledged.toml)")
+        if rep.revision is None and pres:
+            click.echo("  hint: no revision is recorded here, yet IU Core objects are present: if the chain "
+                       "was applied by hand, take the database over with `iucore db adopt REV`")
     if check and not rep.ok:
         raise InventoryDrift(
             f"inventory drift at {rep.revision}: {len(rep.drift)} object(s): " + "; ".join(rep.drift[:10])
