@@ -253,3 +253,19 @@ def test_plain_alembic_stamp_writes_the_same_audit_row(by_hand) -> None:
     last = audit_rows(target)[-1]
     assert (last["revision"], last["direction"], last["outcome"]) == ("033", "downgrade", "stamped")
     assert last["evidence"]["from"] == ["034"]
+
+
+def test_adopt_by_a_role_that_may_not_create_its_bookkeeping_fails_cleanly(by_hand, run_cli, databases) -> None:
+    target = by_hand("034")
+    role = f"no_create_{os.getpid()}"
+    databases.admin.execute(f"CREATE ROLE {role} LOGIN")
+    try:
+        as_role = Target(url=target.url.replace("postgres@", f"{role}@", 1), embedded=False)
+        before = state(target)
+        res = run_cli(as_role, "db", "adopt", "034")
+        assert res.exit_code == 1, res.output
+        assert "adopt 034 failed: permission denied for database" in res.stderr
+        assert "Traceback" not in res.output
+        assert state(target) == before
+    finally:
+        databases.admin.execute(f"DROP ROLE {role}")

@@ -34,16 +34,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import psycopg
+
 from . import audit
 from .config import RunOptions, Target
 from .db import connect
-from .errors import AdoptRefused, BadInput, RehearsalLeak
+from .errors import AdoptRefused, BadInput, Failed, RehearsalLeak
 from .session import MigrationSession, RevisionFiles
 from .transcript import Sink
 
 if TYPE_CHECKING:
-    import psycopg
-
     from .inventory import Report
 
 # Alembic's own version table (what `alembic upgrade` creates), in iucore's schema.
@@ -105,11 +105,11 @@ def _resolve(project: Path, revision: str) -> tuple[str, list[str], list[str]]:
     return rev.revision, chain, later
 
 
-def check_objects(rep: Report, later: list[str]) -> list[Check]:
+def check_objects(rep: Report, rev: str, later: list[str]) -> list[Check]:
     """Declared objects present; nothing of a later revision; no unacknowledged IU-Core-named extra."""
     from .inventory import CLASSES
 
-    present = Check("objects declared at {rev} present (functions by full signature)")
+    present = Check(f"objects declared at {rev} present (functions by full signature)")
     later_objs = Check("nothing of a later revision present")
     extras = Check("no IU-Core-named object outside the chain unless acknowledged")
     for cls in CLASSES:
@@ -128,7 +128,7 @@ def check_objects(rep: Report, later: list[str]) -> list[Check]:
                 extras.differences.append(f"extra {cls} {name} (IU-Core-named, not in the chain, "
                                           "not acknowledged in acknowledged.toml)")
     n = sum(len(rep.expected[c]) for c in CLASSES)
-    present.detail = f"{n - len(present.differences)}/{n} declared objects present"
+    present.detail = f"{n - sum(len(rep.missing(c)) for c in CLASSES)}/{n} declared objects present"
     later_objs.detail = "no object of a later revision" if later_objs.ok else ""
     acked = rep.acknowledged_extras
     extras.detail = (f"{len(acked)} acknowledged: " + ", ".join(f"{a.cls} {a.name}" for a in acked)
@@ -136,12 +136,12 @@ def check_objects(rep: Report, later: list[str]) -> list[Check]:
     return [present, later_objs, extras]
 
 
-def check_catalog(conn: psycopg.Connection[Any], chain: list[str], later: list[str],
+def check_catalog(conn: psycopg.Connection[Any], rev: str, chain: list[str], later: list[str],
                   later_check: Check) -> Check:
     """dot_iu_command_catalog equals the registry's governed commands at REV, row for row."""
     from .registry import COMMANDS, catalog_row
 
-    check = Check("command catalog equals the registry at {rev}")
+    check = Check(f"command catalog equals the registry at {rev}")
     want = {c.name: catalog_row(c) for c in COMMANDS if c.governed and c.revision in chain}
     if conn.execute("SELECT to_regclass('public.dot_iu_command_catalog')").fetchone() == (None,):
         check.differences.append("table public.dot_iu_command_catalog is missing")
@@ -204,11 +204,9 @@ def adopt(target: Target, revision: str, *, project: Path, options: RunOptions,
 
             snap_before = snapshot(conn, project=project)
             rep = compare(conn, project, rev)
-            checks = check_objects(rep, later)
-            checks.append(check_catalog(conn, chain, later, checks[1]))
+            checks = check_objects(rep, rev, later)
+            checks.append(check_catalog(conn, rev, chain, later, checks[1]))
             checks.append(check_gates(conn))
-            for c in checks:
-                c.name = c.name.replace("{rev}", rev)
             acked = [a.to_json() for a in rep.acknowledged_extras]
             checksums = {r: RevisionFiles(project, r).checksums() for r in chain}
             evidence = {
@@ -248,6 +246,11 @@ def adopt(target: Target, revision: str, *, project: Path, options: RunOptions,
                 raise RehearsalLeak("adopt rehearsal changed the database: " + "; ".join(changed[:20]),
                                     changed=changed)
             return result
+        except psycopg.Error as exc:
+            # e.g. a role that may not read a catalog table: say what, never a traceback
+            conn.rollback()
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise Failed(f"adopt {rev} failed: {reason}; nothing was changed", revision=rev) from None
         finally:
             session.release_lock()
 

@@ -20,11 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import BadInput, NotEmbedded, Refused
+import psycopg
+
+from .errors import BadInput, Failed, NotEmbedded, Refused
 
 if TYPE_CHECKING:
-    import psycopg
-
     from .config import Target
 
 # The actors the proof and the demo write as.
@@ -132,6 +132,10 @@ def remove(conn: psycopg.Connection[Any], target: Target, actors: list[str], *, 
             cur = conn.execute(sql, params)
             out.counts[table] = cur.rowcount
             out.statements.append(sql.replace("%(actors)s", shown) + ";")
+    except psycopg.Error as exc:
+        conn.rollback()
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise Failed(f"proof remove failed: {reason}; nothing was removed") from None
     except BaseException:
         conn.rollback()
         raise

@@ -136,6 +136,7 @@ def check_gates(conn: psycopg.Connection[Any]) -> Check:
 
 
 def check_inventory(conn: psycopg.Connection[Any], project: Path) -> Check:
+    """No drift in IU Core's objects (never Directus's): every extra is named, acknowledged or not."""
     from .inventory import report
 
     rep = report(conn, project)
