@@ -60,14 +60,14 @@ def test_proof_data_written_on_purpose_is_removed_by_actor(new_db, run_cli) -> N
             "public.event_outbox", "public.dot_iu_command_run", "public.iu_gate_transition"} <= grew
 
     # without the confirmation the removal is refused too
-    assert run_cli(target, "proof", "remove", "--actor", "runtime_500x_op_proof").exit_code == 3
-    dry = run_cli(target, "proof", "remove", "--actor", "runtime_500x_op_proof", "--dry-run",
+    assert run_cli(target, "proof", "remove", "--written-by", "runtime_500x_op_proof").exit_code == 3
+    dry = run_cli(target, "proof", "remove", "--written-by", "runtime_500x_op_proof", "--dry-run",
                   "--yes-on-this-database", name)
     assert dry.exit_code == 0, dry.output
     assert "DELETE FROM public.dot_iu_command_run WHERE actor = ANY(ARRAY['runtime_500x_op_proof']);" in dry.stdout
     assert "would delete" in dry.stdout
     assert counts(target) == written
-    done = run_cli(target, "--json", "proof", "remove", "--actor", "runtime_500x_op_proof",
+    done = run_cli(target, "--json", "proof", "remove", "--written-by", "runtime_500x_op_proof",
                    "--yes-on-this-database", name)
     assert done.exit_code == 0, done.output
     out = json.loads(done.stdout)
@@ -87,7 +87,7 @@ def test_removal_refuses_when_another_actor_depends_on_the_rows(new_db, run_cli)
                        FROM public.iu_collection c, public.information_unit u
                       WHERE c.created_by = 'runtime_500x_op_proof' AND u.created_by = 'someone_else'""")
     before = counts(target)
-    res = run_cli(target, "proof", "remove", "--actor", "runtime_500x_op_proof", "--yes-on-this-database", name)
+    res = run_cli(target, "proof", "remove", "--written-by", "runtime_500x_op_proof", "--yes-on-this-database", name)
     assert res.exit_code == 3, res.output
     assert "1 row(s) of other actors in public.iu_collection_member depend on" in res.stderr
     assert counts(target) == before

@@ -699,7 +699,7 @@ def proof() -> None:
 
 
 @proof.command("remove")
-@click.option("--actor", "actors", multiple=True, required=True,
+@click.option("--written-by", "actors", multiple=True, required=True, metavar="ACTOR",
               help="Remove what this actor wrote (repeatable), e.g. runtime_500x_op_proof.")
 @click.option("--dry-run", is_flag=True, help="Count and print the SQL, then ROLLBACK.")
 @_yes_on_this_database

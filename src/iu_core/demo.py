@@ -113,7 +113,7 @@ class Demo:
             from .demodata import DEMO_ACTORS
 
             self.say("to remove what the demo wrote here: iucore proof remove "
-                     + " ".join(f"--actor {a}" for a in sorted({self.actor, *DEMO_ACTORS}))
+                     + " ".join(f"--written-by {a}" for a in sorted({self.actor, *DEMO_ACTORS}))
                      + f" --yes-on-this-database {self.confirm_database}")
         return self.timings
 

@@ -7,7 +7,7 @@ refuse (exit 3, nothing written) unless told explicitly, with
 `--yes-on-this-database NAME` naming the connected database.
 
 What they wrote is removable by actor (seed 000 §8: "reversible by DELETE …
-WHERE actor=…"): `iucore proof remove --actor NAME…` deletes, in one
+WHERE actor=…"): `iucore proof remove --written-by ACTOR…` deletes, in one
 transaction, every row those actors wrote, and the route attempts and dead
 letters that hang on their events; it refuses (and deletes nothing) when
 another actor's rows depend on them. The route worker's own run record (a
@@ -70,7 +70,7 @@ def guard_writes(conn: psycopg.Connection[Any], target: Target, confirm: str | N
             f"{what} writes demo data, and {target.display} is not the embedded server: refused, "
             f"nothing was written. To write into database {database!r} on purpose, pass "
             f"--yes-on-this-database {database}; remove it afterwards with "
-            f"`iucore proof remove --actor NAME` (see `iucore proof remove --help`)",
+            f"`iucore proof remove --written-by ACTOR` (see `iucore proof remove --help`)",
             database=database)
     if confirm != database:
         raise NotEmbedded(
@@ -108,7 +108,7 @@ def remove(conn: psycopg.Connection[Any], target: Target, actors: list[str], *, 
     """
     actors = sorted({a.strip() for a in actors if a and a.strip()})
     if not actors:
-        raise BadInput("name the actor(s) whose rows to remove: --actor NAME (e.g. --actor "
+        raise BadInput("name the actor(s) whose rows to remove: --written-by ACTOR (e.g. --written-by "
                        f"{PROOF_ACTOR})")
     guard_writes(conn, target, confirm, "`proof remove`")
     row = conn.execute("SELECT current_database(), format('ARRAY[%%s]', string_agg(quote_literal(a), ', '))"
