@@ -42,7 +42,7 @@ def log_rows(target: Target) -> list[tuple]:
 
 def fp(target: Target) -> str:
     with connect(target) as c:
-        return fingerprint(snapshot(c))
+        return fingerprint(snapshot(c, project=SAMPLE))
 
 
 def test_upgrade_applies_each_revision_with_an_audit_row(empty_db: Target, run_cli) -> None:

@@ -73,12 +73,12 @@ def test_registry_revisions_are_in_the_chain() -> None:
 def test_check_names_each_drifting_object_and_exits_4(new_db, run_cli) -> None:
     target: Target = new_db("substrate")
     with connect(target) as c:
-        c.execute("CREATE FUNCTION public.fn_rogue(integer) RETURNS integer LANGUAGE sql AS 'SELECT 1'")
+        c.execute("CREATE FUNCTION public.fn_iu_rogue(integer) RETURNS integer LANGUAGE sql AS 'SELECT 1'")
         c.execute("DROP VIEW public.v_iu_route_dead_letter_open")
         c.execute("INSERT INTO public.dot_config (key, value) VALUES ('iu_core.surprise', 'true')")
     res = run_cli(target, "inventory", "--check")
     assert res.exit_code == 4, res.output
-    assert "extra function public.fn_rogue(integer)" in res.stdout
+    assert "extra function public.fn_iu_rogue(integer)" in res.stdout
     assert "missing view public.v_iu_route_dead_letter_open" in res.stdout
     assert "extra config iu_core.surprise" in res.stdout
     assert "inventory drift at substrate: 3 object(s)" in res.stderr

@@ -27,6 +27,7 @@ from iu_core.registry import COMMANDS, COMPOSER, OPERATOR_RUNTIME, Command
 from iu_core.textcode import ManifestError, export, import_manifest, parse
 
 from .conftest import ROOT, connect
+from .directus import dbname
 
 
 def head() -> str:
@@ -331,7 +332,7 @@ def test_worker_run_prints_the_dry_run_counts(new_db, run_cli) -> None:
 # ---------------------------------------------------------------- the proof
 def test_the_seven_step_proof_end_to_end(new_db, run_cli) -> None:
     target = new_db(head())
-    res = run_cli(target, "--json", "proof", "operator-runtime")
+    res = run_cli(target, "--json", "proof", "operator-runtime", "--yes-on-this-database", dbname(target))
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert [(s["step"], s["status"], s["ledger_rows"]) for s in out["steps"]] == [
@@ -341,7 +342,8 @@ def test_the_seven_step_proof_end_to_end(new_db, run_cli) -> None:
     assert out["order_before"] == out["order_after"] == ["0/intro", "1/body", "2/tail"]
     assert out["events"] == {"piece_reordered@delayed": 2, "collection_rendered@delayed": 1}
     assert out["final_gates"]["all_safe"] is True
-    again = json.loads(run_cli(target, "--json", "proof", "operator-runtime").stdout)
+    again = json.loads(run_cli(target, "--json", "proof", "operator-runtime",
+                               "--yes-on-this-database", dbname(target)).stdout)
     assert again["ok"] and again["composed"] is False  # discovered, not recomposed
 
 
@@ -361,7 +363,7 @@ def test_the_proof_closes_its_gates_when_a_step_fails_midway(conn) -> None:
 # ---------------------------------------------------------------- text as code
 def test_export_import_export_is_byte_identical(new_db, tmp_path: Path, run_cli) -> None:
     src = new_db(head())
-    assert run_cli(src, "proof", "operator-runtime").exit_code == 0
+    assert run_cli(src, "proof", "operator-runtime", "--yes-on-this-database", dbname(src)).exit_code == 0
     res = run_cli(src, "dot", "render", "iu_core.runtime290.file-001", "--out", str(tmp_path))
     assert res.exit_code == 0, res.output
     path = tmp_path / "iu-tree/_collections/file/iu_core.runtime290.file-001.md"
@@ -418,7 +420,7 @@ def test_a_conflicting_manifest_changes_nothing(conn) -> None:
 
 # ---------------------------------------------------------------- the demo
 def test_demo_runs_twice(empty_db, run_cli) -> None:
-    first = run_cli(empty_db, "demo")
+    first = run_cli(empty_db, "demo", "--yes-on-this-database", dbname(empty_db))
     assert first.exit_code == 0, first.output
     n = len(list(migrate.script_directory(ROOT).walk_revisions()))
     assert f"rehearsed {n} revision(s); fingerprint unchanged" in first.stdout
@@ -428,7 +430,7 @@ def test_demo_runs_twice(empty_db, run_cli) -> None:
     with connect(empty_db) as c:  # the demo ran the data script itself: audited like any run
         assert c.execute("SELECT direction, outcome FROM iucore.migration_log WHERE revision = 'runtime/290'"
                          ).fetchall() == [("apply", "applied")]
-    second = run_cli(empty_db, "demo")
+    second = run_cli(empty_db, "demo", "--yes-on-this-database", dbname(empty_db))
     assert second.exit_code == 0, second.output
     assert "nothing to rehearse" in second.stdout and "exists already" in second.stdout
     assert "order restored: 0/intro 1/body 2/tail" in second.stdout

@@ -117,13 +117,14 @@ def _run_online(context: Any, session: MigrationSession, external: Any = None) -
                 raise
         with _own_txn(connection):
             session.heads_before = current_heads(raw)
-            snap_before = snapshot(raw) if session.options.rehearse else None
+            snap_before = snapshot(raw, project=session.project) if session.options.rehearse else None
         context.configure(
             connection=connection,
             target_metadata=None,
             version_table_schema=SCHEMA,
             version_table=VERSION_TABLE,
             transaction_per_migration=not session.options.rehearse,
+            on_version_apply=_audit_stamp(session),
         )
         try:
             if session.options.rehearse:
@@ -151,7 +152,7 @@ def _run_online(context: Any, session: MigrationSession, external: Any = None) -
         with _own_txn(connection):
             if session.options.rehearse:
                 session.record_rehearsal()
-                snap_after = snapshot(raw)
+                snap_after = snapshot(raw, project=session.project)
                 session.fingerprint_before = fingerprint(snap_before or {})
                 session.fingerprint_after = fingerprint(snap_after)
                 if session.fingerprint_before != session.fingerprint_after:
@@ -223,3 +224,15 @@ def _after_failure(connection: Any, session: MigrationSession, exc: IUCoreError)
         exc.message += ". Rehearsal: everything was rolled back"
     exc.data["now_at"] = session.heads_after
 
+
+
+def _audit_stamp(session: MigrationSession) -> Any:
+    """Alembic's on_version_apply hook: a stamp (`alembic stamp`, `iucore db stamp`)
+    leaves an audit row, in the same transaction as Alembic's own version write."""
+    from .stamp import record_stamp
+
+    def hook(*, ctx: Any, step: Any, heads: set[str], run_args: Any) -> None:
+        if step.is_stamp:
+            record_stamp(session, step, sorted(heads))
+
+    return hook

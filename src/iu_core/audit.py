@@ -57,6 +57,30 @@ BOOTSTRAP = [
     $iucore$""",
 ]
 
+# Outcomes beyond the four the table was created with. A log created by an
+# older iucore gets its CHECK widened once (the DO block below only rebuilds
+# it when a value is missing, so a run does not take the table's ACCESS
+# EXCLUSIVE lock every time). Add a value here, on its own line.
+OUTCOMES = (
+    "applied", "refused", "failed", "rehearsed",
+    "adopted", "stamped",  # db adopt / db stamp (and plain `alembic stamp`)
+)
+assert all(o.isidentifier() and o.islower() for o in OUTCOMES)  # fixed words: safe to inline below
+_OUTCOME_LIST = ", ".join(f"'{o}'" for o in OUTCOMES)
+BOOTSTRAP.append(f"""DO $outcomes$
+BEGIN
+    IF EXISTS (SELECT 1 FROM unnest(ARRAY[{_OUTCOME_LIST}]) AS o
+                WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c
+                                   WHERE c.conrelid = 'iucore.migration_log'::regclass
+                                     AND c.conname = 'migration_log_outcome_check'
+                                     AND strpos(pg_get_constraintdef(c.oid), quote_literal(o)) > 0)) THEN
+        ALTER TABLE iucore.migration_log DROP CONSTRAINT IF EXISTS migration_log_outcome_check;
+        ALTER TABLE iucore.migration_log ADD CONSTRAINT migration_log_outcome_check
+            CHECK (outcome IN ({_OUTCOME_LIST}));
+    END IF;
+END
+$outcomes$""")
+
 
 def bootstrap(conn: psycopg.Connection[Any]) -> None:
     for stmt in BOOTSTRAP:

@@ -89,7 +89,8 @@ def applied_chain(project: Path, heads: list[str]) -> list[str]:
 
 
 def verify(conn: psycopg.Connection[Any], project: Path) -> VerifyReport:
-    """Each applied revision's files against the checksums of its latest real apply."""
+    """Each applied revision's files against the checksums of its latest real apply
+    (or of the `db adopt` that vouched for it; a `db stamp` vouches for nothing)."""
     from .fingerprint import current_heads
 
     applied = applied_chain(project, current_heads(conn))
@@ -97,7 +98,7 @@ def verify(conn: psycopg.Connection[Any], project: Path) -> VerifyReport:
     if applied and conn.execute("SELECT to_regclass('iucore.migration_log') IS NOT NULL").fetchone() == (True,):
         for rev, sums in conn.execute(
             """SELECT DISTINCT ON (revision) revision, checksums FROM iucore.migration_log
-                WHERE direction = 'upgrade' AND mode = 'real' AND outcome = 'applied'
+                WHERE direction = 'upgrade' AND mode = 'real' AND outcome IN ('applied', 'adopted')
                   AND revision = ANY(%s)
                 ORDER BY revision, log_id DESC""",
             (applied,),

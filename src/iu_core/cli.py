@@ -199,6 +199,63 @@ def downgrade(obj: Ctx, revision: str, rehearse: bool, lock_timeout: str | None,
     _print_run(obj, result)
 
 
+@db.command("adopt")
+@click.argument("revision")
+@click.option("--rehearse", is_flag=True, help="Run every check and the recording, then ROLLBACK.")
+@_timeout_options
+@click.pass_obj
+def adopt_cmd(obj: Ctx, revision: str, rehearse: bool, lock_timeout: str | None,
+              statement_timeout: str | None, lock_wait: str | None) -> None:
+    """Take over a database migrated by hand up to REVISION: prove it, then record it.
+
+    Checks object by object what the chain declares at REVISION (functions by
+    full signature), the command catalog against the registry, the gates, and
+    that nothing of a later revision and no unacknowledged IU-Core-named extra
+    (acknowledged.toml) is present. Any difference: exit 3, each one named,
+    nothing changed. Otherwise REVISION goes into alembic_version with an
+    `adopted` audit row per revision, holding the evidence and the files'
+    sha256. A database iucore already manages is refused.
+    """
+    from . import migrate
+
+    opts = _options(obj, rehearse, lock_timeout, statement_timeout, lock_wait)
+    res = migrate.adopt(obj.target(), revision, project=obj.project_root(), options=opts, sink=obj.sink())
+    if obj.as_json:
+        obj.emit(res.to_json())
+    elif rehearse:
+        click.echo(f"iucore: adopt {res.revision} rehearsed (rolled back); catalog fingerprint unchanged: "
+                   f"{res.fingerprint_after}")
+    else:
+        click.echo(f"iucore: adopted {res.revision}: now at {res.revision} "
+                   f"(vouched for {' → '.join(res.chain)})")
+
+
+@db.command("stamp")
+@click.argument("revision")
+@_timeout_options
+@click.pass_obj
+def stamp_cmd(obj: Ctx, revision: str, lock_timeout: str | None, statement_timeout: str | None,
+              lock_wait: str | None) -> None:
+    """Record REVISION as applied WITHOUT checking anything (Alembic's stamp), audited.
+
+    The audit row (outcome `stamped`) names what was stamped, from where and
+    by whom, and warns that nothing was verified. To take over a database
+    migrated by hand, use `db adopt REVISION`: it proves every object first.
+    """
+    from . import migrate
+    from .stamp import WARNING
+
+    opts = _options(obj, False, lock_timeout, statement_timeout, lock_wait)
+    res = migrate.stamp(obj.target(), revision, project=obj.project_root(), options=opts, sink=obj.sink())
+    if obj.as_json:
+        obj.emit(res.to_json())
+    elif res.nothing_to_do:
+        click.echo(f"iucore: nothing to stamp: already at {', '.join(res.to_heads) or 'base'}")
+    else:
+        click.echo(f"iucore: stamped {', '.join(res.to_heads) or 'base'} "
+                   f"(from {', '.join(res.from_heads) or 'base'}); WARNING: {WARNING}")
+
+
 @db.command()
 @click.pass_obj
 def current(obj: Ctx) -> None:
@@ -419,7 +476,9 @@ def inventory_cmd(obj: Ctx, check: bool) -> None:
     """The DOT inventory: 7 classes, expected/present per class, and the drift list.
 
     Expected objects are what the applied revisions declare they add and
-    remove; --check names every missing or extra object and exits 4.
+    remove. Only IU Core's objects count: Directus's and other schemas' never
+    do. --check names every missing object, and every IU-Core-named extra not
+    acknowledged in acknowledged.toml, and exits 4.
     """
     from . import migrate
     from .errors import InventoryDrift
@@ -438,6 +497,13 @@ def inventory_cmd(obj: Ctx, check: bool) -> None:
         click.echo("\n".join(format_table(["class", "expected", "present", "missing", "extra", "status"], rows)))
         for line in rep.drift:
             click.echo(f"  {line}")
+        for a in rep.acknowledged_extras:
+            click.echo(f"  acknowledged extra {a.cls} {a.name}: {a.reason} (by {a.by})")
+        for a in rep.stale_acknowledgements:
+            click.echo(f"  note: acknowledged {a.cls} {a.name} is not present (acknowledged.toml)")
+        if rep.revision is None and pres:
+            click.echo("  hint: no revision is recorded here, yet IU Core objects are present: if the chain "
+                       "was applied by hand, take the database over with `iucore db adopt REV`")
     if check and not rep.ok:
         raise InventoryDrift(
             f"inventory drift at {rep.revision}: {len(rep.drift)} object(s): " + "; ".join(rep.drift[:10])
@@ -724,9 +790,46 @@ for _direction in ("apply", "rollback"):
 
 
 # ---------------------------------------------------------------- proof
+def _yes_on_this_database(f: Any) -> Any:
+    return click.option(
+        "--yes-on-this-database", metavar="NAME",
+        help="Write demo/proof data into a database that is not the embedded server; "
+             "NAME must be the connected database's name.")(f)
+
+
 @cli.group(cls=_Group)
 def proof() -> None:
     """Reproducible proofs from the operator reports."""
+
+
+@proof.command("remove")
+@click.option("--written-by", "actors", multiple=True, required=True, metavar="ACTOR",
+              help="Remove what this actor wrote (repeatable), e.g. runtime_500x_op_proof.")
+@click.option("--dry-run", is_flag=True, help="Count and print the SQL, then ROLLBACK.")
+@_yes_on_this_database
+@click.pass_obj
+def proof_remove(obj: Ctx, actors: tuple[str, ...], dry_run: bool, yes_on_this_database: str | None) -> None:
+    """Delete every row the named actors wrote (seed 000 §8: DELETE … WHERE actor=…), in one transaction.
+
+    Ledger rows, gate transitions, composer events (and the route attempts and
+    dead letters on them), memberships, collections and pieces. Refuses, and
+    deletes nothing, when other actors' rows depend on them. The demo writes as
+    iucore_demo, runtime_290 and runtime_500x_op_proof; the proof as
+    runtime_500x_op_proof (or its --actor).
+    """
+    from .db import connect
+    from .demodata import remove
+
+    with connect(obj.target(), autocommit=False) as conn:
+        res = remove(conn, obj.target(), list(actors), confirm=yes_on_this_database, dry_run=dry_run)
+    if obj.as_json:
+        obj.emit(res.to_json())
+        return
+    for stmt in res.statements:
+        click.echo(stmt)
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(f"iucore: {verb} {res.total} row(s) of {', '.join(res.actors)} in {res.database}: "
+               + ", ".join(f"{t} {n}" for t, n in res.counts.items() if n))
 
 
 @proof.command("operator-runtime")
@@ -734,19 +837,24 @@ def proof() -> None:
               help="The collection to prove on (composed first if absent).")
 @click.option("--approval-id", help="Approval (uuid) for opening the gates [a fresh one, printed].")
 @click.option("--ttl", default=600, show_default=True, help="TTL of the gate openings, seconds.")
+@_yes_on_this_database
 @click.pass_obj
-def proof_operator_runtime(obj: Ctx, collection_key: str, approval_id: str | None, ttl: int) -> None:
+def proof_operator_runtime(obj: Ctx, collection_key: str, approval_id: str | None, ttl: int,
+                           yes_on_this_database: str | None) -> None:
     """Seed 000's seven-step durable proof: plan → apply → verify → checkpoint → compensate → verify → refused.
 
     Gates open for the mutating window only and close in `finally`. Exit 0
     only if every step matched, the order is restored, the composer events are
     2 piece_reordered + 1 collection_rendered (delayed lane, distinct ids) and
-    the gates end all_safe.
+    the gates end all_safe. Refused on any database but the embedded server
+    unless --yes-on-this-database names it; `proof remove` takes it out again.
     """
     from .db import connect
+    from .demodata import guard_writes
     from .proof import DEFAULT_ACTOR, run_proof
 
     with connect(obj.target()) as conn:
+        guard_writes(conn, obj.target(), yes_on_this_database, "the operator-runtime proof")
         res = run_proof(conn, actor=obj.actor or DEFAULT_ACTOR, collection_key=collection_key,
                         approval_id=approval_id, ttl_seconds=ttl, say=None if obj.as_json else click.echo)
     if obj.as_json:
@@ -768,16 +876,19 @@ def proof_operator_runtime(obj: Ctx, collection_key: str, approval_id: str | Non
 
 # ---------------------------------------------------------------- demo
 @cli.command("demo")
+@_yes_on_this_database
 @click.pass_obj
-def demo_cmd(obj: Ctx) -> None:
+def demo_cmd(obj: Ctx, yes_on_this_database: str | None) -> None:
     """The whole story on the embedded server: rehearse + apply head, self-tests,
     compose runtime/290, the seven-step proof, a worker dry-run, the inventory
-    and the health views, with timings. Running it twice works."""
+    and the health views, with timings. Running it twice works. Any other
+    database is refused unless --yes-on-this-database names it."""
     from .demo import Demo
 
     target = obj.target()
     click.echo(f"iucore demo on {target.display}" + (" (embedded PostgreSQL)" if target.embedded else ""))
-    Demo(target, obj.project_root(), click.echo, actor=obj.actor or "iucore_demo").run()
+    Demo(target, obj.project_root(), click.echo, actor=obj.actor or "iucore_demo",
+         confirm_database=yes_on_this_database).run()
 
 
 # ---------------------------------------------------------------- worker

@@ -35,8 +35,10 @@ HEALTH_VIEWS = {
 
 
 class Demo:
-    def __init__(self, target: Target, project: Path, say: Say, actor: str = "iucore_demo") -> None:
+    def __init__(self, target: Target, project: Path, say: Say, actor: str = "iucore_demo",
+                 confirm_database: str | None = None) -> None:
         self.target, self.project, self.say, self.actor = target, project, say, actor
+        self.confirm_database = confirm_database  # --yes-on-this-database (iu_core.demodata)
         self.timings: list[tuple[str, float]] = []
 
     @contextmanager
@@ -49,6 +51,10 @@ class Demo:
         self.say(f"   ({ms:.0f} ms)")
 
     def run(self) -> list[tuple[str, float]]:
+        from .demodata import guard_writes
+
+        with connect(self.target) as conn:  # before anything is written
+            guard_writes(conn, self.target, self.confirm_database, "the demo")
         opts = RunOptions(actor=self.actor)
         with self.step("1. rehearse the upgrade to head (COMMIT → ROLLBACK)"):
             r = migrate.upgrade(self.target, "head", project=self.project, options=opts.with_(rehearse=True))
@@ -102,6 +108,12 @@ class Demo:
                 self.say(f"   gates: all_safe = {str(g['all_safe']).lower()}")
         total = sum(ms for _, ms in self.timings)
         self.say(f"\ndemo complete in {total / 1000:.1f} s")
+        if not self.target.embedded:
+            from .demodata import DEMO_ACTORS
+
+            self.say("to remove what the demo wrote here: iucore proof remove "
+                     + " ".join(f"--written-by {a}" for a in sorted({self.actor, *DEMO_ACTORS}))
+                     + f" --yes-on-this-database {self.confirm_database}")
         return self.timings
 
     def _compose_290(self) -> None:

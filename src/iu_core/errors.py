@@ -67,6 +67,14 @@ class RevisionRefused(Refused):
     """A revision's preflight (upgrade) or guard (downgrade) refused."""
 
 
+class AdoptRefused(Refused):
+    """`db adopt`: the database is not exactly the chain at the revision (or is managed already)."""
+
+
+class NotEmbedded(Refused):
+    """Demo or proof data would land on a database that is not the embedded server."""
+
+
 # exit 1: failed ---------------------------------------------------------------
 class Failed(IUCoreError):
     exit_code = 1

@@ -1,6 +1,8 @@
-"""A catalog snapshot of the IU Core schemas and its fingerprint.
+"""A catalog snapshot of IU Core's objects and its fingerprint.
 
-The snapshot lists every object in the IU Core schemas with its definition
+The snapshot lists every IU Core object (iu_core.scope: what the chain
+declares, the cutter_governance schema, and anything IU-Core-named; never
+Directus's objects or other schemas) with its definition
 (tables with columns, constraints, indexes, views, functions, triggers,
 sequences, types, grants, comments), the reference rows that configure the
 database (dot_config, the command catalog, the event registry, the routes)
@@ -12,12 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .scope import OURS_CTE, Scope, scope_of
 
 if TYPE_CHECKING:
     import psycopg
-
-IU_SCHEMAS = ("public", "cutter_governance")
 
 # Reference tables whose rows are configuration, not data. Timestamps are
 # left out: a touch trigger moving updated_at is not a change of state.
@@ -35,12 +38,7 @@ REFERENCE_TABLES: dict[str, tuple[str, ...]] = {
     ),
 }
 
-_CATALOG_SQL = """
-WITH ns AS (
-  SELECT oid, nspname FROM pg_namespace WHERE nspname = ANY(%(schemas)s)
-), deps AS (  -- objects owned by an extension are the extension's, not ours
-  SELECT objid FROM pg_depend WHERE deptype = 'e'
-)
+_CATALOG_SQL = "WITH " + OURS_CTE + """
 SELECT 'schema', nspname, nspname FROM ns
 UNION ALL
 SELECT CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 'view'
@@ -58,38 +56,47 @@ SELECT CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 
          'acl:' || coalesce(c.relacl, acldefault('r', c.relowner))::text,
          'comment:' || obj_description(c.oid, 'pg_class'))
   FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
- WHERE c.relkind IN ('r','p','v','m','S','f') AND c.oid NOT IN (SELECT objid FROM deps)
+ WHERE c.oid IN (SELECT oid FROM our_rel)
 UNION ALL
 SELECT 'index', ns.nspname || '.' || i.relname, pg_get_indexdef(i.oid)
   FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN ns ON ns.oid = i.relnamespace
+ WHERE x.indrelid IN (SELECT oid FROM our_tab)
 UNION ALL
 SELECT 'constraint', ns.nspname || '.' || t.relname || '.' || co.conname, pg_get_constraintdef(co.oid)
   FROM pg_constraint co JOIN pg_class t ON t.oid = co.conrelid JOIN ns ON ns.oid = t.relnamespace
+ WHERE co.conrelid IN (SELECT oid FROM our_tab)
 UNION ALL
 SELECT 'function', ns.nspname || '.' || p.oid::regprocedure::text,
        pg_get_functiondef(p.oid) || E'\nacl:' || coalesce(p.proacl, acldefault('f', p.proowner))::text
          || E'\ncomment:' || coalesce(obj_description(p.oid, 'pg_proc'), '')
   FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
- WHERE p.prokind IN ('f','p','w') AND p.oid NOT IN (SELECT objid FROM deps)
+ WHERE p.prokind IN ('f','p','w') AND p.oid IN (SELECT oid FROM our_fn)
 UNION ALL
 SELECT 'trigger', ns.nspname || '.' || c.relname || '.' || tg.tgname,
        pg_get_triggerdef(tg.oid) || ' enabled=' || tg.tgenabled::text
   FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid JOIN ns ON ns.oid = c.relnamespace
- WHERE NOT tg.tgisinternal
+ WHERE tg.oid IN (SELECT oid FROM our_trg)
 UNION ALL
 SELECT 'type', ns.nspname || '.' || t.typname, t.typtype::text || coalesce(':' ||
          (SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid), '')
   FROM pg_type t JOIN ns ON ns.oid = t.typnamespace
  WHERE t.typtype IN ('e','d','c','r','m')
    AND NOT (t.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.typrelid AND c.relkind <> 'c'))
-   AND t.oid NOT IN (SELECT objid FROM deps)
+   AND t.oid NOT IN (SELECT objid FROM ext)
+   AND (ns.whole OR t.typname ~ %(scope_pattern)s)
 """
 
 
-def snapshot(conn: psycopg.Connection[Any], *, with_counts: bool = False) -> dict[str, dict[str, str]]:
-    """{kind: {name: definition}} for the IU Core schemas, plus config rows and alembic_version."""
+def snapshot(conn: psycopg.Connection[Any], *, with_counts: bool = False, project: Path | None = None,
+             scope: Scope | None = None) -> dict[str, dict[str, str]]:
+    """{kind: {name: definition}} of IU Core's objects, plus config rows and alembic_version.
+
+    The scope is `project`'s chain (default: the project found from the
+    working directory), or `scope` when given.
+    """
     snap: dict[str, dict[str, str]] = {}
-    for kind, name, definition in conn.execute(_CATALOG_SQL, {"schemas": list(IU_SCHEMAS)}):
+    scope = scope or scope_of(project)
+    for kind, name, definition in conn.execute(_CATALOG_SQL, scope.params()):
         snap.setdefault(kind, {})[name] = definition or ""
     present = {name for name in snap.get("table", {})}
     for table, cols in REFERENCE_TABLES.items():

@@ -139,6 +139,8 @@ def _run(
     def step(rev: Any, context: Any) -> Any:
         if direction == "upgrade":
             return script._upgrade_revs(revision, rev)
+        if direction == "stamp":
+            return script._stamp_revs((revision,), rev)
         return script._downgrade_revs(revision, rev)
 
     try:
@@ -248,6 +250,49 @@ def downgrade(
         "downgrade", target, revision, project=project, options=options or RunOptions(),
         sink=sink, before_statement=before_statement,
     )
+
+
+def stamp(
+    target: Target,
+    revision: str,
+    *,
+    project: Path | None = None,
+    options: RunOptions | None = None,
+    sink: Sink | None = None,
+) -> Any:
+    """Record REVISION as applied WITHOUT checking anything (Alembic's stamp), audited.
+
+    The audit row (outcome `stamped`) says what was stamped, from where, who,
+    and that nothing was verified. To take over a database migrated by hand,
+    use adopt: it proves every object first.
+    """
+    from .stamp import StampResult
+
+    result = _run("stamp", target, revision, project=project, options=options or RunOptions(),
+                  sink=sink, before_statement=None)
+    with connect(target) as conn:
+        cur = conn.execute(
+            """SELECT revision, direction, message, evidence FROM iucore.migration_log
+                WHERE run_id = %s AND outcome = 'stamped' ORDER BY log_id""", (result.run_id,))
+        cols = [d.name for d in cur.description or []]
+        rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+    return StampResult(run_id=result.run_id, target=target.display, revision=revision,
+                       from_heads=result.from_heads, to_heads=result.to_heads, rows=rows)
+
+
+def adopt(
+    target: Target,
+    revision: str,
+    *,
+    project: Path | None = None,
+    options: RunOptions | None = None,
+    sink: Sink | None = None,
+) -> Any:
+    """Take over a database migrated by hand up to REVISION: prove it object by object, then record it."""
+    from .adopt import adopt as _adopt
+
+    return _adopt(target, revision, project=project or find_project_root(),
+                  options=options or RunOptions(), sink=sink)
 
 
 def revision_graph(project: Path) -> dict[str, tuple[str, ...]]:

@@ -136,13 +136,18 @@ def check_gates(conn: psycopg.Connection[Any]) -> Check:
 
 
 def check_inventory(conn: psycopg.Connection[Any], project: Path) -> Check:
+    """No drift in IU Core's objects (never Directus's): every extra is named, acknowledged or not."""
     from .inventory import report
 
     rep = report(conn, project)
-    total = rep.to_json()["present_total"]
-    return Check("inventory: no drift", rep.ok,
-                 f"{total}/{rep.to_json()['expected_total']} at {rep.revision or 'base'}" if rep.ok
-                 else "; ".join(rep.drift[:10]), {"drift": rep.drift})
+    j = rep.to_json()
+    acked = [f"acknowledged extra {a.cls} {a.name} ({a.reason}; by {a.by})" for a in rep.acknowledged_extras]
+    if rep.ok:
+        evidence = "; ".join([f"{j['present_total']}/{j['expected_total']} at {rep.revision or 'base'}", *acked])
+    else:
+        evidence = "; ".join(rep.drift[:10]) + (f" … and {len(rep.drift) - 10} more" if len(rep.drift) > 10 else "")
+    return Check("inventory: no drift", rep.ok, evidence,
+                 {"drift": rep.drift, "extras": j["extras"]})
 
 
 def check_checksums(conn: psycopg.Connection[Any], project: Path) -> Check:

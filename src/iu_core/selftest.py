@@ -185,9 +185,9 @@ def run(conn: psycopg.Connection[Any], project: Path, names: list[str] | None = 
                 name, "skipped", f"revision {name} is not applied (database at {', '.join(heads) or 'base'})"))
             continue
         steps = load(path)
-        before = snapshot(conn, with_counts=True)
+        before = snapshot(conn, with_counts=True, project=project)
         lines, error = replay(conn, steps)
-        after = snapshot(conn, with_counts=True)
+        after = snapshot(conn, with_counts=True, project=project)
         changed = diff(before, after)
         if changed:
             lines.append(f"-- iucore: PERSISTED after ROLLBACK: {'; '.join(changed)}")

@@ -10,3 +10,6 @@ branch_labels = None
 depends_on = None
 
 upgrade, downgrade = sql_revision(revision)
+
+# What it adds (iu_core.inventory; iu_core.scope watches declared objects).
+inventory = {"adds": {"table": ["public.b2_table"]}}

@@ -1,0 +1,219 @@
+"""The real target (DESIGN §7a): IU Core as sidecar objects in Directus's database.
+
+Directus's tables, sequences, triggers, views, functions and types, and other
+schemas, are never drift, never in the fingerprint and never counted; an
+IU-Core-named object outside the chain is drift until a DBA acknowledges it.
+Everything here is built for real on the session's PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from iu_core import migrate
+from iu_core.fingerprint import fingerprint, snapshot
+from iu_core.inventory import CLASSES, expected
+from iu_core.scope import Scope, iu_named
+
+from . import directus
+from .conftest import ROOT, connect
+from .directus import GATEWAY_ACK, GATEWAY_GUARD, foreign, ours, project_copy
+
+
+def head() -> str:
+    return migrate.script_directory(ROOT).get_current_head() or "base"
+
+
+def directus_at_head(new_db, run_cli):
+    """Directus first (as in production), then the chain applied by iucore."""
+    target = new_db()
+    directus.build(target)
+    res = run_cli(target, "db", "upgrade", "head")
+    assert res.exit_code == 0, res.output
+    return target
+
+
+def preflight_inventory(run_cli, target, project: Path = ROOT) -> dict:
+    res = run_cli(target, "--json", "db", "preflight", project=project)
+    checks = {c["check"]: c for c in json.loads(res.stdout)["checks"]}
+    return checks["inventory: no drift"]
+
+
+# ---------------------------------------------------------------- the rule
+def test_the_scope_misses_nothing_the_chain_creates(new_db) -> None:
+    """On a database holding only the chain, IU Core's scope is every object of its schemas."""
+    with connect(new_db(head())) as c:
+        scoped = snapshot(c, scope=Scope.of(ROOT))
+        everything = snapshot(c, scope=Scope.everything(Scope.of(ROOT).schemas))
+    assert scoped == everything
+    assert sum(len(v) for k, v in scoped.items() if k not in ("schema", "rows")) > 100
+
+
+def test_the_naming_rule_covers_the_chains_names_but_four() -> None:
+    """In the schema shared with Directus, the chain's own names follow the rule; the
+    four that do not are IU Core's by declaration (a new one belongs in this list, on purpose)."""
+    scope = Scope.of(ROOT)
+    shared = {n.split(".", 1)[1].split("(")[0] for (c, n) in scope.declared_by
+              if c in ("table", "view", "function") and n.startswith("public.")}
+    assert sorted(n for n in shared if not iu_named(n)) == [
+        "event_outbox", "event_type_registry", "fn_event_outbox_type_validate", "information_unit"]
+    for foreign_name in ("directus_users", "directus_touch_last_access", "articles", "event_log"):
+        assert not iu_named(foreign_name)
+    for ours_name in ("fn_iu_gateway_write_guard", "v_dot_iu_x", "iu_gate_transition", "trg_iu_x", "dot_config"):
+        assert iu_named(ours_name)
+
+
+# ---------------------------------------------------------------- Directus is not drift
+def test_directus_objects_are_neither_drift_nor_counted(new_db, run_cli) -> None:
+    target = directus_at_head(new_db, run_cli)
+    res = run_cli(target, "--json", "inventory", "--check")
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["drift"] == [] and data["extras"] == []
+    # the same counts as a database holding nothing but the chain
+    want = {c: len(v) for c, v in expected(ROOT, head()).items()}
+    assert {c["class"]: c["present"] for c in data["classes"]} == want
+    assert data["present_total"] == data["expected_total"] == sum(want.values())
+    check = preflight_inventory(run_cli, target)
+    assert check["status"] == "PASS", check
+    assert check["data"]["drift"] == []
+
+
+def test_directus_objects_are_not_in_the_fingerprint(new_db, run_cli) -> None:
+    target = directus_at_head(new_db, run_cli)
+    clean = new_db(head())
+    with connect(target) as c:
+        beside_directus = fingerprint(snapshot(c))
+    with connect(clean) as c:
+        alone = fingerprint(snapshot(c))
+    assert beside_directus == alone
+    with connect(target) as c:  # Directus keeps working: nothing of it moves the fingerprint
+        c.execute("ALTER TABLE public.directus_users ADD COLUMN theme varchar(30)")
+        c.execute("CREATE OR REPLACE FUNCTION public.directus_user_count() RETURNS bigint LANGUAGE sql"
+                  " STABLE AS 'SELECT count(*) + 0 FROM public.directus_users'")
+        c.execute("DROP TRIGGER directus_users_touch ON public.directus_users")
+        c.execute("CREATE TABLE analytics.sessions (id int)")
+        assert fingerprint(snapshot(c)) == alone
+        c.execute("CREATE INDEX iu_collection_title_idx ON public.iu_collection (title)")  # ours: it moves
+        assert fingerprint(snapshot(c)) != alone
+
+
+def test_upgrade_then_downgrade_beside_directus_leaves_directus_untouched(new_db, run_cli) -> None:
+    target = new_db()
+    directus.build(target)
+    neighbour, base = foreign(target), ours(target)
+    assert {"table", "view", "function", "trigger", "sequence", "index", "type"} <= set(neighbour)
+    rehearsal = run_cli(target, "db", "upgrade", "head", "--rehearse")
+    assert rehearsal.exit_code == 0, rehearsal.output
+    assert f"catalog fingerprint unchanged: {fingerprint(base)}" in rehearsal.stdout
+    assert run_cli(target, "db", "upgrade", "head").exit_code == 0
+    assert foreign(target) == neighbour
+    down = run_cli(target, "db", "downgrade", "base")
+    assert down.exit_code == 0, down.output
+    assert foreign(target) == neighbour
+    assert ours(target) == base
+
+
+# ---------------------------------------------------------------- IU-named extras
+def test_an_iu_named_extra_beside_directus_is_drift(new_db, run_cli) -> None:
+    target = directus_at_head(new_db, run_cli)
+    with connect(target) as c:
+        c.execute(GATEWAY_GUARD)
+        # a trigger on an IU Core table is IU Core's, whatever its name
+        c.execute("CREATE TRIGGER audit_everything BEFORE UPDATE ON public.dot_config"
+                  " FOR EACH ROW EXECUTE FUNCTION public.fn_iu_gateway_write_guard()")
+    res = run_cli(target, "inventory", "--check")
+    assert res.exit_code == 4, res.output
+    assert ("extra function public.fn_iu_gateway_write_guard() (IU-Core-named, not in the chain, "
+            "not acknowledged)") in res.stdout
+    assert "extra trigger public.dot_config.audit_everything" in res.stdout
+    assert "directus" not in res.stdout and "lookalike" not in res.stdout
+    data = json.loads(run_cli(target, "--json", "inventory").stdout)
+    assert [(e["class"], e["name"], e["acknowledged"]) for e in data["extras"]] == [
+        ("function", "public.fn_iu_gateway_write_guard()", False),
+        ("trigger", "public.dot_config.audit_everything", False)]
+    check = preflight_inventory(run_cli, target)
+    assert check["status"] == "FAIL"
+    assert "extra function public.fn_iu_gateway_write_guard()" in check["evidence"]
+
+
+def test_an_acknowledged_extra_is_clean_and_named(new_db, run_cli, tmp_path: Path) -> None:
+    target = directus_at_head(new_db, run_cli)
+    with connect(target) as c:
+        c.execute(GATEWAY_GUARD)
+    project = project_copy(tmp_path, GATEWAY_ACK)
+    res = run_cli(target, "inventory", "--check", project=project)
+    assert res.exit_code == 0, res.output
+    assert ("acknowledged extra function public.fn_iu_gateway_write_guard(): pre-existing gateway write "
+            "guard from an earlier macro (seed 002 A4) (by dba on call)") in res.stdout
+    data = json.loads(run_cli(target, "--json", "inventory", "--check", project=project).stdout)
+    assert data["ok"] is True and data["drift"] == []
+    assert data["acknowledged"] == [{
+        "class": "function", "name": "public.fn_iu_gateway_write_guard()",
+        "reason": "pre-existing gateway write guard from an earlier macro (seed 002 A4)", "by": "dba on call"}]
+    check = preflight_inventory(run_cli, target, project)
+    assert check["status"] == "PASS"
+    assert "acknowledged extra function public.fn_iu_gateway_write_guard()" in check["evidence"]
+    # the same file without the object: a note, not drift
+    other = new_db(head())
+    quiet = run_cli(other, "--json", "inventory", "--check", project=project)
+    assert quiet.exit_code == 0
+    assert [a["name"] for a in json.loads(quiet.stdout)["stale_acknowledgements"]] == [
+        "public.fn_iu_gateway_write_guard()"]
+
+
+def test_an_acknowledgement_for_another_database_does_not_apply(new_db, run_cli, tmp_path: Path) -> None:
+    target = directus_at_head(new_db, run_cli)
+    with connect(target) as c:
+        c.execute(GATEWAY_GUARD)
+    project = project_copy(tmp_path, GATEWAY_ACK + 'database = "directus"\n')
+    res = run_cli(target, "inventory", "--check", project=project)
+    assert res.exit_code == 4
+    assert "extra function public.fn_iu_gateway_write_guard()" in res.stdout
+    here = project_copy(tmp_path / "here", GATEWAY_ACK + f'database = "{directus.dbname(target)}"\n')
+    assert run_cli(target, "inventory", "--check", project=here).exit_code == 0
+
+
+@pytest.mark.parametrize(("entry", "needle"), [
+    # a pattern is not an acknowledgement
+    ('class = "function"\nname = "public.fn_iu_gateway_*()"\nreason = "r"\nby = "b"',
+     "patterns are not accepted"),
+    # what the chain declares is not an extra
+    ('class = "function"\nname = "public.fn_iu_healthcheck()"\nreason = "r"\nby = "b"',
+     "is declared by revision substrate"),
+    # a Directus object is never reported, so never acknowledged
+    ('class = "table"\nname = "public.directus_users"\nreason = "r"\nby = "b"',
+     "is not IU-Core-named"),
+    # a reason and a name of who acknowledged are required
+    ('class = "function"\nname = "public.fn_iu_gateway_write_guard()"\nby = "b"',
+     "`reason` is required"),
+    ('class = "function"\nname = "public.fn_iu_gateway_write_guard"\nreason = "r"\nby = "b"',
+     "must be schema.name(argument types)"),
+    ('class = "sequence"\nname = "public.iu_seq"\nreason = "r"\nby = "b"',
+     "is not an inventory class"),
+    ('class = "function"\nname = "public.fn_iu_x()"\nreason = "r"\nby = "b"\nall = true',
+     "unknown key(s) ['all']"),
+])
+def test_a_bad_acknowledgement_file_is_refused_as_bad_input(
+        new_db, run_cli, tmp_path: Path, entry: str, needle: str) -> None:
+    project = project_copy(tmp_path, "[[extra]]\n" + entry + "\n")
+    res = run_cli(new_db(head()), "inventory", "--check", project=project)
+    assert res.exit_code == 2, res.output
+    assert needle in res.stderr and "acknowledged.toml [[extra]] #1" in res.stderr
+
+
+def test_inventory_reads_only_the_iu_schemas_it_is_told(new_db) -> None:
+    """Objects in a schema outside the scope are invisible even when IU-named."""
+    target = new_db(head())
+    with connect(target) as c:
+        c.execute("CREATE SCHEMA elsewhere")
+        c.execute("CREATE FUNCTION elsewhere.fn_iu_create(text) RETURNS int LANGUAGE sql AS 'SELECT 1'")
+    with psycopg.connect(target.libpq, autocommit=True) as c:
+        from iu_core.inventory import live
+
+        inv = live(c, Scope.of(ROOT))
+    assert all(not n.startswith("elsewhere.") for cls in CLASSES for n in inv[cls])
