@@ -145,7 +145,10 @@ def test_a_security_definer_path_is_a_literal_trusted_list_ending_in_pg_temp(
         tmp_path: Path, setting: str, rules: list[str]) -> None:
     p = sql_file(tmp_path, f"CREATE FUNCTION public.fn_x(p uuid) RETURNS int LANGUAGE sql SECURITY DEFINER {setting}"
                            " AS $$ SELECT 1 $$;\n")
-    assert got(check_secdef(p)) == [(r, 4) for r in rules]
+    found = check_secdef(p)
+    assert got(found) == [(r, 4) for r in rules]
+    if "$user" in setting:
+        assert "named after the role" in found[0].message
 
 
 def test_an_invoker_function_needs_no_pinned_path(tmp_path: Path) -> None:
@@ -293,8 +296,9 @@ def test_revoke_public_is_order_aware(tmp_path: Path, body: str, line: int | Non
 )
 def test_revoke_public_matches_signatures_not_names(
         tmp_path: Path, created: str, declared: str, revoked: str, ok: bool) -> None:
-    p = sql_file(tmp_path, f"CREATE FUNCTION public.{created} RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;\n"
-                           f"REVOKE EXECUTE ON FUNCTION {revoked} FROM PUBLIC;\n")
+    create = f"CREATE FUNCTION public.{created} RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;\n"
+    assert got(check_revoke(sql_file(tmp_path, create, "bare.sql"), {declared})) == [("revoke-public", 4)]
+    p = sql_file(tmp_path, create + f"REVOKE EXECUTE ON FUNCTION {revoked} FROM PUBLIC;\n")
     found = check_revoke(p, {declared})
     assert got(found) == ([] if ok else [("revoke-public", 4)])
     if not ok:

@@ -824,8 +824,8 @@ def _mutating(node: Any) -> bool:
 
 
 def check_revoke(path: Path, created: Iterable[str]) -> list[Finding]:
-    """revoke-public. `created`: the functions the revision declares it adds, as signatures
-    ('public.fn_x(uuid, text)') or bare names (every overload of that name this file creates).
+    """revoke-public. `created`: the functions the revision declares it adds ('public.fn_x(uuid, text)'
+    or a bare name); every mutating fn_* overload of those names the file creates is held to the rule.
 
     Order-aware, per signature: a new function lets PUBLIC execute it; a REVOKE (not of the GRANT
     OPTION only) after the CREATE takes that away; a later GRANT … TO PUBLIC or DROP + CREATE gives it back."""
@@ -869,8 +869,10 @@ def check_revoke(path: Path, created: Iterable[str]) -> list[Finding]:
         node, line = where[sig]
         if not can or not sig[1].startswith("fn_") or not _mutating(node):
             continue
-        if not any(_matches(w, sig) for w in wanted):
-            continue  # replaced, not created here: its ACL is the earlier revision's
+        # by name: a replaced function keeps the earlier revision's ACL, but an overload of a name this
+        # revision adds is held to the rule even when the declaration's argument types disagree (fail closed)
+        if not any(w[:2] == sig[:2] for w in wanted):
+            continue
         why = "; ".join(notes.get(sig[1], []))
         out += f.finding("revoke-public", line, f"{_show(sig)} is created here and may write, and PUBLIC can still "
                                                 "EXECUTE it at the end of the file: REVOKE EXECUTE ON FUNCTION "
