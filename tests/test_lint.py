@@ -496,3 +496,16 @@ def test_lint_project_reads_the_files_in_chain_order(tmp_path: Path) -> None:
         down = rev
     assert [(f.file, f.rule, f.line) for f in lint_project(project)] == [
         ("migrations/sql/r2.sql", "secdef-path", 4)]
+
+
+@pytest.mark.parametrize(
+    ("allow", "fires"),
+    [pytest.param("", True, id="no-comment"),
+     pytest.param("    -- lint: allow hidden-ddl (grants to the role the caller names; %I quotes it)\n", False,
+                  id="a-reason")],
+)
+def test_a_function_that_grants_at_run_time_must_say_why(tmp_path: Path, allow: str, fires: bool) -> None:
+    """Run time, not migration time: a reviewer may accept it, with a reason."""
+    p = sql_file(tmp_path, "CREATE FUNCTION public.fn_g(p_role text) RETURNS void LANGUAGE plpgsql AS $$\nBEGIN\n"
+                           + allow + "    EXECUTE format('GRANT SELECT ON public.t TO %I', p_role);\nEND $$;\n")
+    assert got(check_hidden_ddl(p)) == ([("hidden-ddl", 6)] if fires else [])

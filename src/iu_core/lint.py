@@ -16,15 +16,17 @@ Rules, each with a name a finding carries (docs/sql-conventions.md says why):
                      USING, also text that carries no parameter's value (taint followed through every
                      assignment, INTO and loop); otherwise `-- lint: allow dynamic-sql (reason)`
   hidden-ddl         no function, privilege, owner or role change inside a PL/pgSQL body, plain or built
-                     as text for EXECUTE (the other rules read only top-level statements); a DO block
-                     EXECUTEs only text built from constants, or says why: `-- lint: allow hidden-ddl (…)`
-  revoke-public      a mutating fn_* function a revision creates has EXECUTE revoked from PUBLIC in that
+                     as text for EXECUTE (the other rules read only top-level statements): refused in a DO
+                     block, allowed with a reason in a function body; a DO block EXECUTEs only text built
+                     from constants, or says why: `-- lint: allow hidden-ddl (…)`
+  revoke-public      a mutating fn_* function a revision adds has EXECUTE revoked from PUBLIC in that
                      file: that signature (types normalised, OUT arguments and defaults ignored), after
-                     the CREATE, and not granted back later in the file
+                     the CREATE (REVOKE GRANT OPTION FOR does not count), not granted back later
   grant-public       nothing is granted to PUBLIC (GRANT … TO PUBLIC, ALTER DEFAULT PRIVILEGES … TO
                      PUBLIC); a rollback restoring such a grant says why: `-- lint: allow grant-public (…)`
   framework-timeouts no file sets lock_timeout / statement_timeout: the framework sets them for every run
   no-hardcode        no password, DSN with credentials, IP address or default-port literal in SQL, Python or docs
+The files are read in chain order, each judged with what the earlier ones made of every function.
 An allow comment sits on the statement's line or the comment lines right above it and needs a reason.
 sqlfluff runs separately (nox -s lint) with the committed .sqlfluff.
 """
@@ -883,8 +885,11 @@ def check_revoke(path: Path, created: Iterable[str]) -> list[Finding]:
 
 # ---------------------------------------------------------------- hidden DDL
 def check_hidden_ddl(path: Path) -> list[Finding]:
-    """hidden-ddl: what the top-level rules cannot read, inside DO blocks and function bodies."""
+    """hidden-ddl: what the top-level rules cannot read, inside DO blocks and function bodies.
 
+    In a DO block (migration time) function, privilege, owner and role changes are refused outright:
+    they can always be written as top-level statements. In a function body (run time) a reviewer may
+    accept one with `-- lint: allow hidden-ddl (reason)`."""
     f, out = _read(path), []
     for st in f.stmts:
         if not _is_plpgsql(st.node):
@@ -893,20 +898,22 @@ def check_hidden_ddl(path: Path) -> list[Finding]:
         if tree is None:
             continue
         is_do = _is(st.node, "DoStmt")
-        params = [] if is_do else _input_params(st.node)
-        b, base = _Body(tree, params), _body_line(st) - 1
-        where = "a DO block" if is_do else f"the body of {_show(_create_sig(st.node))}"
+        b, base = _Body(tree, [] if is_do else _input_params(st.node)), _body_line(st) - 1
+        if is_do:
+            where, fix = "a DO block", "write it as a top-level statement of the file, where the security rules read it"
+        else:
+            where = f"the body of {_show(_create_sig(st.node))}"
+            fix = ("the security rules cannot read it; if it must run there, say why with "
+                   "'-- lint: allow hidden-ddl (reason)' on the line above")
         for lineno, node in b.statements():
             what = _hidden_node(node)
             if what:
-                out += f.finding("hidden-ddl", base + lineno, f"{where} {what}: write it as a top-level statement "
-                                                              "of the file, where the security rules can read it")
+                out += f.finding("hidden-ddl", base + lineno, f"{where} {what}: {fix}", suppressible=not is_do)
         for lineno, node, _ in b.dynamic():
-            text = " ".join(b.literals(node))
-            if _HIDDEN_TEXT.search(text):
-                out += f.finding("hidden-ddl", base + lineno,
-                                 f"{where} builds text for EXECUTE that changes functions, privileges, owners or "
-                                 "roles: write it as a top-level statement, where the security rules can read it")
+            if _HIDDEN_TEXT.search(" ".join(b.literals(node))):
+                out += f.finding("hidden-ddl", base + lineno, f"{where} builds text for EXECUTE that changes "
+                                                              f"functions, privileges, owners or roles: {fix}",
+                                 suppressible=not is_do)
             elif is_do and not b.constant(node):
                 out += f.finding("hidden-ddl", base + lineno,
                                  "a DO block EXECUTEs text built from data (a query, a catalog read), which no rule "
