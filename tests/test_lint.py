@@ -509,3 +509,10 @@ def test_a_function_that_grants_at_run_time_must_say_why(tmp_path: Path, allow: 
     p = sql_file(tmp_path, "CREATE FUNCTION public.fn_g(p_role text) RETURNS void LANGUAGE plpgsql AS $$\nBEGIN\n"
                            + allow + "    EXECUTE format('GRANT SELECT ON public.t TO %I', p_role);\nEND $$;\n")
     assert got(check_hidden_ddl(p)) == ([("hidden-ddl", 6)] if fires else [])
+
+
+def test_a_revoke_inside_a_do_block_is_not_refused_but_does_not_count(tmp_path: Path) -> None:
+    """It only takes privileges away; revoke-public still wants the top-level REVOKE it can read."""
+    p = sql_file(tmp_path, W + "DO $$ BEGIN REVOKE EXECUTE ON FUNCTION public.fn_w(uuid) FROM PUBLIC; END $$;\n")
+    assert check_hidden_ddl(p) == []
+    assert got(check_revoke(p, {"public.fn_w(uuid)"})) == [("revoke-public", 4)]

@@ -15,7 +15,7 @@ Rules, each with a name a finding carries (docs/sql-conventions.md says why):
                      quote_ident/quote_literal/quote_nullable and variables built only from those; with
                      USING, also text that carries no parameter's value (taint followed through every
                      assignment, INTO and loop); otherwise `-- lint: allow dynamic-sql (reason)`
-  hidden-ddl         no function, privilege, owner or role change inside a PL/pgSQL body, plain or built
+  hidden-ddl         no function change, grant, owner or role change inside a PL/pgSQL body, plain or built
                      as text for EXECUTE (the other rules read only top-level statements): refused in a DO
                      block, allowed with a reason in a function body; a DO block EXECUTEs only text built
                      from constants, or says why: `-- lint: allow hidden-ddl (…)`
@@ -102,7 +102,7 @@ _ALLOW = re.compile(r"--\s*lint:\s*allow\s+([a-z-]+)\s*\(([^)]*)\)")
 
 def _read(path: Path) -> _File:
     text = path.read_text(encoding="utf-8")
-    return _File(path, tuple(text.splitlines()), _parse_text(text))
+    return _File(path, tuple(text.split("\n")), _parse_text(text))  # lines as _line_of counts them
 
 
 @functools.lru_cache(maxsize=64)
@@ -281,6 +281,14 @@ def parse_signature(text: str) -> Sig:
         return _object_sig(stmt.objects[0])
     except (ParseError, AttributeError, IndexError) as exc:
         raise IUCoreError(f"not a function signature: {text!r}") from exc
+
+
+def _declared(text: str) -> Sig:
+    """A revision's inventory entry; a bare or unparsable one stands for every overload of its name."""
+    try:
+        return parse_signature(text) if "(" in text else ("public", text.split(".")[-1], None)
+    except IUCoreError:
+        return "public", text.split("(")[0].split(".")[-1], None
 
 
 def _matches(named: Sig, sig: Sig) -> bool:
@@ -581,8 +589,9 @@ def _hidden_node(node: Any) -> str | None:
         return "alters a function"
     if _is(node, "DropStmt") and node.removeType.name in _ROUTINE_TYPES:
         return "drops a function"
-    if _is(node, "GrantStmt", "AlterDefaultPrivilegesStmt"):
-        return "changes privileges"
+    grant = node.action if _is(node, "AlterDefaultPrivilegesStmt") else node
+    if _is(grant, "GrantStmt") and grant.is_grant:
+        return "grants privileges"  # a REVOKE only takes away (and revoke-public does not count it there)
     if _is(node, "AlterOwnerStmt", "ReassignOwnedStmt"):
         return "changes an owner"
     if _is(node, "VariableSetStmt") and node.name in ("role", "session_authorization"):
@@ -832,7 +841,7 @@ def check_revoke(path: Path, created: Iterable[str]) -> list[Finding]:
     Order-aware, per signature: a new function lets PUBLIC execute it; a REVOKE (not of the GRANT
     OPTION only) after the CREATE takes that away; a later GRANT … TO PUBLIC or DROP + CREATE gives it back."""
 
-    wanted = [parse_signature(c) if "(" in c else ("public", c.split(".")[-1], None) for c in created]
+    wanted = [_declared(c) for c in created]
     f = _read(path)
     public: dict[Sig, bool] = {}  # signature → PUBLIC can EXECUTE it
     where: dict[Sig, tuple[Any, int]] = {}
