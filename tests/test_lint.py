@@ -380,9 +380,10 @@ def test_a_do_block_executing_text_from_data_must_say_why(tmp_path: Path, allow:
 # ---------------------------------------------------------------- dynamic SQL in SECURITY DEFINER functions
 def dynamic_fn(body: str, definer: bool = True) -> str:
     """A PL/pgSQL function whose body ends with `body`; the last line of `body` is line 8 + its newlines."""
-    return ("CREATE FUNCTION public.fn_d(p_key text, p_schema text, p_table text, p_col text) RETURNS bigint\n"
-            f"LANGUAGE plpgsql {'SECURITY DEFINER' if definer else ''} SET search_path = public, pg_temp AS $$\n"
-            "DECLARE v text; n bigint; r record; c refcursor;\n"
+    return ("CREATE FUNCTION public.fn_d(p_key text, p_schema text, p_table text, p_col text, p_n integer)\n"
+            f"RETURNS bigint LANGUAGE plpgsql {'SECURITY DEFINER' if definer else ''} "
+            "SET search_path = public, pg_temp AS $$\n"
+            "DECLARE v text; v_a text[] := '{}'; n bigint; r record; c refcursor;\n"
             "BEGIN\n" + body + "\n    RETURN n;\nEND $$;\n")
 
 
@@ -393,21 +394,27 @@ def dynamic_fn(body: str, definer: bool = True) -> str:
      pytest.param("    EXECUTE format('SELECT count(*) FROM public.t WHERE k = %s', p_key) INTO n USING p_key;",
                   id="format-s-of-a-parameter-even-with-using"),
      pytest.param("    v := lower(p_key);\n"
-                  "    EXECUTE format('SELECT count(*) FROM public.t WHERE k = %s', v) INTO n USING 1;",
+                  "    EXECUTE format('SELECT count(*) FROM public.t WHERE k = %s', v) INTO n;",
                   id="laundered-through-an-assignment"),
      pytest.param("    SELECT c.relname INTO v FROM pg_class c WHERE c.relname = p_table;\n"
-                  "    EXECUTE format('SELECT count(*) FROM public.%s', v) INTO n USING 1;",
-                  id="catalog-text-the-caller-chose"),
+                  "    EXECUTE format('SELECT count(*) FROM public.%s', v) INTO n;",
+                  id="catalog-name-the-caller-chose"),
+     pytest.param("    SELECT string_agg(p.proname, ', ') INTO v FROM pg_proc p WHERE p.proname LIKE 'fn_iu_%';\n"
+                  "    EXECUTE format('SELECT %s', v) INTO n USING 1;",
+                  id="catalog-names-anyone-can-create-in-pg_temp"),
      pytest.param("    EXECUTE format('SELECT count(*) FROM public.%2$I WHERE k = %1$s', p_key, 't') INTO n;",
                   id="positional-format-arguments"),
-     pytest.param("    SELECT string_agg(format('$%s', i), ', ') INTO v FROM generate_series(1, 2) i;\n"
-                  "    EXECUTE format('SELECT public.%I(%s)', p_key, v) INTO n;",
-                  id="clean-s-without-using"),
+     pytest.param("    v_a := ARRAY[quote_ident(p_col)];\n    EXECUTE format('SELECT %s FROM public.t', v_a) INTO n;",
+                  id="a-whole-array-of-quoted-names"),
+     pytest.param("    EXECUTE format('SELECT count(*) FROM public.t WHERE a = 0-%s', p_n) INTO n;",
+                  id="an-integer-after-a-minus"),
+     pytest.param("    EXECUTE 'SELECT count(*) FROM public.t LIMIT ' || p_n INTO n;",
+                  id="an-integer-concatenated"),
      pytest.param("    FOR r IN EXECUTE 'SELECT * FROM public.t ORDER BY ' || p_col LOOP END LOOP;",
                   id="for-in-execute"),
      pytest.param("    OPEN c FOR EXECUTE 'SELECT ' || p_col || ' FROM public.t';", id="open-for-execute")],
 )
-def test_dynamic_sql_in_a_security_definer_function_may_not_splice_a_callers_value(
+def test_dynamic_sql_in_a_security_definer_function_must_be_safe_by_construction(
         tmp_path: Path, body: str) -> None:
     p = sql_file(tmp_path, dynamic_fn(body))
     assert check_plpgsql(p) == []
@@ -426,9 +433,18 @@ def test_dynamic_sql_in_a_security_definer_function_may_not_splice_a_callers_val
                   id="a-variable-holding-only-quoted-text"),
      pytest.param("    EXECUTE format('SELECT %1$I FROM public.t WHERE k = %2$L', p_col, p_key) INTO n;",
                   id="positional-I-and-L"),
-     pytest.param("    SELECT string_agg(format('$%s', i), ', ') INTO v FROM generate_series(1, 2) i;\n"
-                  "    EXECUTE format('SELECT public.%I(%s)', p_key, v) INTO n USING p_schema, p_table;",
-                  id="dispatcher-placeholders-with-using")],
+     pytest.param("    EXECUTE format('SELECT count(*) FROM public.t LIMIT %s', p_n) INTO n;",
+                  id="an-integer-in-format"),
+     pytest.param("    EXECUTE format('SELECT NULL::%s', p_key::regtype) INTO n;", id="a-regtype"),
+     pytest.param("    FOR i IN 1 .. p_n LOOP\n        v_a := v_a || format('$%s::%s', i, p_key::regtype);\n"
+                  "    END LOOP;\n"
+                  "    EXECUTE format('SELECT public.%I(%s), %s', p_col, array_to_string(v_a, ', '), v_a[1])\n"
+                  "       INTO n USING p_schema, p_table;",
+                  id="dispatcher-placeholders-from-integers-and-types"),
+     pytest.param("    SELECT string_agg(format('$%s::%s', g::int, 'text'::regtype), ', ') INTO v\n"
+                  "      FROM generate_series(1, p_n) g;\n"
+                  "    EXECUTE format('SELECT public.%I(%s)', p_col, v) INTO n USING p_schema, p_table;",
+                  id="placeholders-aggregated-in-a-select-into")],
 )
 def test_dynamic_sql_that_quotes_or_binds_passes(tmp_path: Path, body: str) -> None:
     p = sql_file(tmp_path, dynamic_fn(body))
@@ -455,7 +471,7 @@ def test_dynamic_sql_is_reported_when_an_alter_makes_the_function_security_defin
     body = "    EXECUTE 'SELECT count(*) FROM public.t WHERE k = ''' || p_key || '''' INTO n;"
     first = sql_file(tmp_path, dynamic_fn(body, definer=False), "first.sql")
     assert check_secdef(first, chain) == []
-    later = sql_file(tmp_path, "ALTER FUNCTION public.fn_d(text, text, text, text) SECURITY DEFINER;\n", "later.sql")
+    later = sql_file(tmp_path, "ALTER FUNCTION public.fn_d(text, text, text, text, int) SECURITY DEFINER;\n", "later.sql")
     assert [(Path(f.file).name, f.rule, f.line) for f in check_secdef(later, chain)] == [
         ("first.sql", "dynamic-sql", 8)]
 

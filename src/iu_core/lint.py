@@ -11,10 +11,11 @@ Rules, each with a name a finding carries (docs/sql-conventions.md says why):
                      then pg_temp; no "$user", no other schema
   secdef-owner       a SECURITY DEFINER function stays owned by the role running the migration: no
                      ALTER … OWNER TO another role, no REASSIGN OWNED, no SET ROLE / SESSION AUTHORIZATION
-  dynamic-sql        in a SECURITY DEFINER function every EXECUTE splices only literals, format() %I/%L,
-                     quote_ident/quote_literal/quote_nullable and variables built only from those; with
-                     USING, also text that carries no parameter's value (taint followed through every
-                     assignment, INTO and loop); otherwise `-- lint: allow dynamic-sql (reason)`
+  dynamic-sql        in a SECURITY DEFINER function every EXECUTE runs text that is SQL-safe by
+                     construction: literals, format() %I/%L, quote_ident/quote_literal/quote_nullable,
+                     regclass/regtype/… values, integers inside format(), and variables or array elements
+                     built only from those; values go through USING. Otherwise say why it is safe:
+                     `-- lint: allow dynamic-sql (reason)`
   hidden-ddl         no function change, grant, owner or role change inside a PL/pgSQL body, plain or built
                      as text for EXECUTE (the other rules read only top-level statements): refused in a DO
                      block, allowed with a reason in a function body; a DO block EXECUTEs only text built
@@ -92,6 +93,7 @@ class _File:
         return any(m.group(1) == rule and m.group(2).strip() for text in seen for m in _ALLOW.finditer(text))
 
     def finding(self, rule: str, line: int, message: str, *, suppressible: bool = False) -> list[Finding]:
+        """The one place a SQL rule's finding is made (`line` counts in `lines`)."""
         if suppressible and self.allowed(line, rule):
             return []
         return [Finding(rule, str(self.path), line, message)]
@@ -131,14 +133,14 @@ def check_parse(path: Path, kind: str) -> list[Finding]:
 def check_plpgsql(path: Path) -> list[Finding]:
     from pglast.parser import ParseError, parse_plpgsql_json
 
-    out = []
-    for st in _read(path).stmts:
+    f, out = _read(path), []
+    for st in f.stmts:
         if not _is_plpgsql(st.node):
             continue
         try:
             parse_plpgsql_json(st.sql)
         except ParseError as exc:
-            out.append(Finding("plpgsql", str(path), st.line, f"PL/pgSQL body does not parse: {exc}"))
+            out += f.finding("plpgsql", st.line, f"PL/pgSQL body does not parse: {exc}")
     return out
 
 
@@ -375,15 +377,20 @@ class _Flow:
 
 
 class _Body:
-    """One PL/pgSQL body read for the security rules: which names carry a caller's value (taint),
-    which variables hold only SQL-safe text, what runs as dynamic SQL."""
+    """One PL/pgSQL body read for the security rules: which variables hold only SQL-safe text,
+    which are built from constants, what runs as dynamic SQL."""
 
     def __init__(self, tree: dict[str, Any], params: Iterable[str]) -> None:
         self.tree = tree
         self.datums: list[dict[str, Any]] = tree.get("datums", [])
         self.flows = list(self._flows())
-        self.tainted = self._taint(set(params))
-        self.safe = self._sql_safe(set(params))
+        self.types: dict[str, set[str]] = {}
+        for d in self.datums:
+            v = d.get("PLpgSQL_var") or {}
+            if "refname" in v:
+                typname = v.get("datatype", {}).get("PLpgSQL_type", {}).get("typname", "?")
+                self.types.setdefault(v["refname"], set()).add(typname)
+        self.ctx = self._sql_safe(set(params))
         self.const = self._constant(set(params))
 
     def _names(self, d: Any) -> set[str]:
@@ -428,32 +435,29 @@ class _Body:
                 if "varno" in f:
                     targets |= self._names(f["varno"])
                 if targets:
-                    yield flow(targets, exprs)
+                    yield flow(targets, exprs, _select_value(exprs[0]) if kind == "execsql" and len(targets) == 1
+                               else None)
 
-    def _taint(self, seeds: set[str]) -> frozenset[str]:
-        tainted, changed = set(seeds), True
-        while changed:
-            changed = False
-            for fl in self.flows:
-                if not fl.targets <= tainted and (fl.sources is None or fl.sources & tainted):
-                    tainted |= fl.targets
-                    changed = True
-        return frozenset(tainted)
+    def _sql_safe(self, params: set[str]) -> _Ctx:
+        """Which variables hold only SQL-safe text (or arrays of it): their declared type says so, or
+        every value assigned to them is SQL-safe (greatest fixed point; parameters never are)."""
+        def typed(kinds: frozenset[str]) -> frozenset[str]:
+            return frozenset(n for n, ts in self.types.items() if ts <= kinds)
 
-    def _sql_safe(self, params: set[str]) -> frozenset[str]:
-        """Variables whose every value is SQL-safe text: greatest fixed point over their assignments."""
-        safe = {n for d in self.datums for n in [d.get("PLpgSQL_var", {}).get("refname")] if n} - params
+        arrays = frozenset(n for n, ts in self.types.items() if all(t.startswith("_") for t in ts))
+        names, ints = typed(_NAME_TYPES), typed(_INT_TYPES)
+        name_arrays = typed(frozenset("_" + t for t in _NAME_TYPES))
+        safe = set(self.types) - params - {"found"}
         for fl in self.flows:
             if fl.rhs is None:
                 safe -= fl.targets
-        changed = True
-        while changed:
-            changed = False
-            for fl in self.flows:
-                if fl.targets & safe and not _splice_ok(fl.rhs, _Ctx(self.tainted, frozenset(safe), using=False)):
-                    safe -= fl.targets
-                    changed = True
-        return frozenset(safe)
+        while True:
+            c = _Ctx(frozenset(safe - arrays) | names, frozenset(safe & arrays) | name_arrays, ints)
+            bad = {t for fl in self.flows for t in fl.targets & safe
+                   if not (_elements_ok if t in arrays else _splice_ok)(fl.rhs, c)}
+            if not bad:
+                return c
+            safe -= bad
 
     def _constant(self, params: set[str]) -> frozenset[str]:
         """Variables whose every value is built from constants (no query, no parameter): greatest fixed point."""
@@ -489,12 +493,12 @@ class _Body:
                                 out += self.literals(e, seen | {name})
         return out
 
-    def dynamic(self) -> Iterator[tuple[int, Any, bool]]:
-        """(lineno, parsed text expression, has USING) of every EXECUTE-like statement."""
+    def dynamic(self) -> Iterator[tuple[int, Any]]:
+        """(lineno, parsed text expression) of every EXECUTE-like statement."""
         for kind, f in _plstmts(self.tree.get("action")):
             q = _dynquery(kind, f)
             if q is not None:
-                yield int(f.get("lineno", 1)), _expr(q), bool(f.get("params"))
+                yield int(f.get("lineno", 1)), _expr(q)
 
     def statements(self) -> Iterator[tuple[int, Any]]:
         """(lineno, parsed statement) of every plain SQL statement."""
@@ -513,44 +517,97 @@ class _Body:
                 yield int(f.get("lineno", 1)), _expr(e)
 
 
+def _select_value(e: dict[str, Any]) -> Any:
+    """The value `SELECT <one expression> INTO v …` assigns; None for any other statement."""
+    stmt = _expr(e)
+    if _is(stmt, "SelectStmt") and stmt.targetList and len(stmt.targetList) == 1 and stmt.larg is None:
+        return stmt.targetList[0].val
+    return None
+
+
+# Types whose text is safe in SQL: reg* print a (quoted when needed) name; integers print digits and a
+# sign, so they are safe only inside format() and not right after a '-' (where "--5" starts a comment).
+_NAME_TYPES = frozenset({"regclass", "regcollation", "regconfig", "regdictionary", "regnamespace", "regoper",
+                         "regoperator", "regproc", "regprocedure", "regrole", "regtype"})
+_INT_TYPES = frozenset({"int2", "int4", "int8", "oid"})
+
+
 @dataclass(frozen=True)
 class _Ctx:
-    tainted: frozenset[str]
-    safe: frozenset[str]
-    using: bool
+    safe: frozenset[str]  # variables holding SQL-safe text (or a name type)
+    safe_arrays: frozenset[str]  # arrays whose elements are
+    ints: frozenset[str]  # integer variables
+
+
+def _var(node: Any) -> str | None:
+    return node.fields[0].sval if _is(node, "ColumnRef") and len(node.fields) == 1 and _is(
+        node.fields[0], "String") else None
+
+
+def _element(node: Any) -> str | None:
+    """The array variable `node` subscripts with single indexes (`v[i]`), if that is what it is."""
+    if _is(node, "A_Indirection") and all(_is(i, "A_Indices") and not i.is_slice for i in node.indirection):
+        return _var(node.arg)
+    return None
+
+
+def _is_int(node: Any, c: _Ctx) -> bool:
+    if _is(node, "TypeCast"):
+        return not node.typeName.arrayBounds and _type_key(node.typeName) in _INT_TYPES
+    return _var(node) in c.ints
 
 
 def _splice_ok(node: Any, c: _Ctx) -> bool:
-    """May `node`'s value be spliced into SQL text? Literals, quote_*(), format() whose %s arguments
-    may themselves be spliced, concatenations of those and SQL-safe variables: always. Anything else
-    only when the statement binds its values with USING and the text carries no caller's value."""
-
+    """Is `node`'s text SQL-safe by construction, whatever the caller passed? Literals; quote_ident,
+    quote_literal, quote_nullable; format() whose %s arguments are SQL-safe; ||, concat, string_agg
+    and array_to_string of SQL-safe parts; values of a name type (regclass, regtype, …); variables
+    (and array elements) that only ever hold such text. Integers only inside format()."""
     if node is None:
         return False
     if _is(node, "TypeCast"):
-        return _splice_ok(node.arg, c)
+        if node.typeName.arrayBounds or _is_int(node, c):
+            return False
+        return _type_key(node.typeName) in _NAME_TYPES or _splice_ok(node.arg, c)
     if _is(node, "A_Const"):
         return True
     if _builtin(node, "quote_ident", "quote_literal", "quote_nullable"):
         return True
     if _builtin(node, "format"):
         return _format_ok(node, c)
-    if _builtin(node, "concat"):
+    if _builtin(node, "concat", "string_agg"):
         return all(_splice_ok(a, c) for a in node.args or ())
+    if _builtin(node, "array_to_string"):
+        args = list(node.args or ())
+        return len(args) >= 2 and _elements_ok(args[0], c) and all(_splice_ok(a, c) for a in args[1:])
     if _is(node, "A_Expr") and node.kind.name == "AEXPR_OP" and [n.sval for n in node.name] == ["||"]:
         return _splice_ok(node.lexpr, c) and _splice_ok(node.rexpr, c)
-    if _is(node, "ColumnRef") and len(node.fields) == 1 and getattr(node.fields[0], "sval", None) in c.safe:
+    if _element(node) is not None:
+        return _element(node) in c.safe_arrays
+    return _var(node) in c.safe
+
+
+def _elements_ok(node: Any, c: _Ctx) -> bool:
+    """Is every element of the array `node` SQL-safe text? (An array's own text output is not:
+    it escapes with backslashes, which SQL does not read as escapes.)"""
+    if _is(node, "A_Const"):
         return True
-    refs = _refs(node)
-    return c.using and refs is not None and not refs & c.tainted
+    if _is(node, "TypeCast"):
+        t = node.typeName
+        return (bool(t.arrayBounds) and _type_key(t).removesuffix("[]") in _NAME_TYPES) or _elements_ok(node.arg, c)
+    if _is(node, "A_ArrayExpr"):
+        return all(_splice_ok(e, c) for e in node.elements or ())
+    if _is(node, "A_Expr") and node.kind.name == "AEXPR_OP" and [n.sval for n in node.name] == ["||"]:
+        return all(_elements_ok(x, c) or _splice_ok(x, c) for x in (node.lexpr, node.rexpr))
+    return _var(node) in c.safe_arrays
 
 
 _FORMAT_SPEC = re.compile(r"%(?:(\d+)\$)?-?(\*(?:(\d+)\$)?|\d+)?([sIL%])")
 
 
 def _format_ok(node: Any, c: _Ctx) -> bool:
-    """format(): %I and %L quote their argument; every %s argument must itself be spliceable.
-    Arguments are consumed as PostgreSQL does (positions n$, widths * and *n$)."""
+    """format(): %I and %L quote their argument; every %s argument must be SQL-safe, or an integer
+    that neither opens the text nor follows a '-'. Arguments are consumed as PostgreSQL does
+    (positions n$, widths * and *n$)."""
     args = list(node.args or ())
     fmt = _const_str(args[0]) if args else None
     if fmt is None:
@@ -568,7 +625,15 @@ def _format_ok(node: Any, c: _Ctx) -> bool:
             nxt = int(width_pos) if width_pos else nxt + 1
         idx = int(pos) - 1 if pos else nxt
         nxt = idx + 1
-        if conv == "s" and (node.func_variadic or idx >= len(rest) or not _splice_ok(rest[idx], c)):
+        if conv != "s":
+            continue
+        if node.func_variadic or idx >= len(rest):
+            return False
+        arg = rest[idx]
+        if _is_int(arg, c):
+            if m.start() == 0 or fmt[m.start() - 1] == "-":
+                return False
+        elif not _splice_ok(arg, c):
             return False
     return True
 
@@ -701,13 +766,14 @@ def _body_findings(f: _File, st: _Stmt, name: str, params: list[str]) -> tuple[F
         if _runtime_path_change(node):
             out += f.finding("secdef-path", base + lineno, f"SECURITY DEFINER {name} changes search_path in its "
                                                            "body: the pinned path no longer holds for what follows")
-    for lineno, node, using in b.dynamic():
-        if not _splice_ok(node, _Ctx(b.tainted, b.safe, using)):
+    for lineno, node in b.dynamic():
+        if not _splice_ok(node, b.ctx):
             out += f.finding(
                 "dynamic-sql", base + lineno,
-                f"EXECUTE in SECURITY DEFINER {name} splices text that may carry a caller's value: use format() "
-                "with %I/%L or quote_ident/quote_literal, and bind values with USING; %s (or ||) of other text "
-                "needs USING and no parameter's value in it. If the text is provably safe, say why in "
+                f"EXECUTE in SECURITY DEFINER {name} splices text that is not SQL-safe by construction: quote "
+                "names with format() %I or quote_ident, bind values with USING ($1…) or quote them with %L; a "
+                "%s or || part must itself be built that way (or be a regclass/regtype/… or, in format(), an "
+                "integer). If the text is safe for a reason the rule cannot see, say why in "
                 "'-- lint: allow dynamic-sql (reason)' on the line above the EXECUTE", suppressible=True)
     return tuple(out)
 
@@ -918,7 +984,7 @@ def check_hidden_ddl(path: Path) -> list[Finding]:
             what = _hidden_node(node)
             if what:
                 out += f.finding("hidden-ddl", base + lineno, f"{where} {what}: {fix}", suppressible=not is_do)
-        for lineno, node, _ in b.dynamic():
+        for lineno, node in b.dynamic():
             if _HIDDEN_TEXT.search(" ".join(b.literals(node))):
                 out += f.finding("hidden-ddl", base + lineno, f"{where} builds text for EXECUTE that changes "
                                                               f"functions, privileges, owners or roles: {fix}",
@@ -933,12 +999,12 @@ def check_hidden_ddl(path: Path) -> list[Finding]:
 
 def check_timeouts(path: Path) -> list[Finding]:
 
-    out = []
-    for st in _read(path).stmts:
+    f, out = _read(path), []
+    for st in f.stmts:
         node = st.node
         if _is(node, "VariableSetStmt") and node.name in ("lock_timeout", "statement_timeout"):
-            out.append(Finding("framework-timeouts", str(path), st.line,
-                               f"SET {node.name} in a file: iucore sets it for every run (configure it there)"))
+            out += f.finding("framework-timeouts", st.line,
+                             f"SET {node.name} in a file: iucore sets it for every run (configure it there)")
     return out
 
 
