@@ -408,6 +408,8 @@ def dynamic_fn(body: str, definer: bool = True) -> str:
                   id="a-whole-array-of-quoted-names"),
      pytest.param("    EXECUTE format('SELECT count(*) FROM public.t WHERE a = 0-%s', p_n) INTO n;",
                   id="an-integer-after-a-minus"),
+     pytest.param("    EXECUTE format('SELECT count(*) FROM %s%s', p_table::regclass, p_n) INTO n;",
+                  id="an-integer-right-after-another-value"),
      pytest.param("    EXECUTE 'SELECT count(*) FROM public.t LIMIT ' || p_n INTO n;",
                   id="an-integer-concatenated"),
      pytest.param("    FOR r IN EXECUTE 'SELECT * FROM public.t ORDER BY ' || p_col LOOP END LOOP;",

@@ -527,8 +527,9 @@ def _select_value(e: dict[str, Any]) -> Any:
 
 # Types whose text is safe in SQL: reg* print a (quoted when needed) name; integers print digits and a
 # sign, so they are safe only inside format() and not right after a '-' (where "--5" starts a comment).
-_NAME_TYPES = frozenset({"regclass", "regcollation", "regconfig", "regdictionary", "regnamespace", "regoper",
-                         "regoperator", "regproc", "regprocedure", "regrole", "regtype"})
+# (regoper/regoperator are left out: an operator's name may end in '-'.)
+_NAME_TYPES = frozenset({"regclass", "regcollation", "regconfig", "regdictionary", "regnamespace", "regproc",
+                         "regprocedure", "regrole", "regtype"})
 _INT_TYPES = frozenset({"int2", "int4", "int8", "oid"})
 
 
@@ -606,20 +607,21 @@ _FORMAT_SPEC = re.compile(r"%(?:(\d+)\$)?-?(\*(?:(\d+)\$)?|\d+)?([sIL%])")
 
 def _format_ok(node: Any, c: _Ctx) -> bool:
     """format(): %I and %L quote their argument; every %s argument must be SQL-safe, or an integer
-    that neither opens the text nor follows a '-'. Arguments are consumed as PostgreSQL does
+    right after literal text that does not end in '-' (not at the start, not next to another value). Arguments are consumed as PostgreSQL does
     (positions n$, widths * and *n$)."""
     args = list(node.args or ())
     fmt = _const_str(args[0]) if args else None
     if fmt is None:
         return False
-    rest, nxt, i = args[1:], 0, 0
+    rest, nxt, i, text_from = args[1:], 0, 0, 0  # text_from: where the literal text before this spec starts
     while (i := fmt.find("%", i)) >= 0:
         m = _FORMAT_SPEC.match(fmt, i)
         if m is None:
             return False
-        i = m.end()
+        i, literal_before = m.end(), fmt[text_from:m.start()]
         if m.group(0) == "%%":
-            continue
+            continue  # literal text
+        text_from = m.end()
         pos, width, width_pos, conv = m.group(1), m.group(2), m.group(3), m.group(4)
         if width and width.startswith("*"):
             nxt = int(width_pos) if width_pos else nxt + 1
@@ -631,7 +633,7 @@ def _format_ok(node: Any, c: _Ctx) -> bool:
             return False
         arg = rest[idx]
         if _is_int(arg, c):
-            if m.start() == 0 or fmt[m.start() - 1] == "-":
+            if not literal_before or literal_before.endswith("-"):
                 return False
         elif not _splice_ok(arg, c):
             return False
