@@ -145,7 +145,6 @@ def check_plpgsql(path: Path) -> list[Finding]:
 
 
 def _defval(o: Any) -> Any:
-
     v = o.arg
     if _is(v, "String"):
         return v.sval
@@ -157,13 +156,11 @@ def _defval(o: Any) -> Any:
 
 
 def _option(node: Any, name: str, default: Any = None) -> Any:
-
     opts = node.args if _is(node, "DoStmt") else node.options
     return next((_defval(o) for o in opts or () if o.defname == name), default)
 
 
 def _is_plpgsql(node: Any) -> bool:
-
     if _is(node, "DoStmt"):
         return _option(node, "language", "plpgsql") == "plpgsql"
     return _is(node, "CreateFunctionStmt") and _option(node, "language") == "plpgsql"
@@ -198,7 +195,6 @@ def _walk(node: Any) -> Iterator[Any]:
 
 def _refs(node: Any) -> set[str] | None:
     """Names an expression reads (columns/variables, every part of a dotted name, and $n); None: unknown."""
-
     if node is None:
         return None
     out: set[str] = set()
@@ -212,12 +208,10 @@ def _refs(node: Any) -> set[str] | None:
 
 def _queryless(node: Any) -> bool:
     """No subquery or relation in `node`: its value does not come from data."""
-
     return node is not None and not any(_is(n, "SubLink", "RangeVar", "RangeFunction", "RangeSubselect") for n in _walk(node))
 
 
 def _const_str(node: Any) -> str | None:
-
     if _is(node, "TypeCast"):
         return _const_str(node.arg)
     if _is(node, "A_Const") and _is(node.val, "String"):
@@ -227,7 +221,6 @@ def _const_str(node: Any) -> str | None:
 
 def _builtin(node: Any, *names: str) -> bool:
     """`node` is a call of pg_catalog's function of one of `names` (unqualified or pg_catalog-qualified)."""
-
     if not _is(node, "FuncCall"):
         return False
     parts = [p.sval for p in node.funcname]
@@ -372,7 +365,7 @@ class _Flow:
     """Values reach `targets` from an assignment, INTO, loop or cursor."""
     targets: frozenset[str]
     sources: frozenset[str] | None  # names read; None: cannot tell
-    rhs: Any  # the expression of `v := expr` / a DECLARE default; None for every other kind
+    rhs: Any  # the value of `v := expr`, a DECLARE default, `SELECT expr INTO v`; None for every other kind
     exprs: tuple[Any, ...]  # every parsed expression of the statement
 
 
@@ -447,7 +440,8 @@ class _Body:
         arrays = frozenset(n for n, ts in self.types.items() if all(t.startswith("_") for t in ts))
         names, ints = typed(_NAME_TYPES), typed(_INT_TYPES)
         name_arrays = typed(frozenset("_" + t for t in _NAME_TYPES))
-        safe = set(self.types) - params - {"found"}
+        mixed = {n for n, ts in self.types.items() if n not in arrays and any(t.startswith("_") for t in ts)}
+        safe = set(self.types) - params - mixed - {"found"}
         for fl in self.flows:
             if fl.rhs is None:
                 safe -= fl.targets
@@ -649,7 +643,6 @@ _HIDDEN_TEXT = re.compile(
 
 def _hidden_node(node: Any) -> str | None:
     """What a statement inside a body does that the top-level rules would have to see, if anything."""
-
     if _is(node, "CreateFunctionStmt"):
         return "creates a function"
     if _is(node, "AlterFunctionStmt"):
@@ -668,7 +661,6 @@ def _hidden_node(node: Any) -> str | None:
 
 def _runtime_path_change(node: Any) -> bool:
     """A statement or expression that changes search_path while the function runs."""
-
     for n in _walk(node):
         if _is(n, "VariableSetStmt") and n.name == "search_path":
             return True
@@ -705,7 +697,6 @@ class _Touch:
 
 
 def _path_of(setstmt: Any) -> tuple[str, tuple[Any, ...]] | None:
-
     kind = setstmt.kind.name
     if kind in ("VAR_RESET", "VAR_RESET_ALL"):
         return None
@@ -794,7 +785,6 @@ def check_secdef(path: Path, chain: Chain | None = None) -> list[Finding]:
     `chain` holds what earlier files made of each function (updated in place), so that an ALTER
     FUNCTION … SECURITY DEFINER is judged with the path its CREATE pinned, and a CREATE OR REPLACE
     with only its own."""
-
     f, chain = _read(path), ({} if chain is None else chain)
     out: list[Finding] = []
     touched: dict[Sig, _Touch] = {}
@@ -879,7 +869,6 @@ def _to_public(grantees: Any) -> bool:
 
 def check_grant_public(path: Path) -> list[Finding]:
     """grant-public: GRANT … TO PUBLIC / ALTER DEFAULT PRIVILEGES … GRANT … TO PUBLIC, anywhere."""
-
     f, out = _read(path), []
     for st in f.stmts:
         node = st.node
@@ -908,7 +897,6 @@ def check_revoke(path: Path, created: Iterable[str]) -> list[Finding]:
 
     Order-aware, per signature: a new function lets PUBLIC execute it; a REVOKE (not of the GRANT
     OPTION only) after the CREATE takes that away; a later GRANT … TO PUBLIC or DROP + CREATE gives it back."""
-
     wanted = [_declared(c) for c in created]
     f = _read(path)
     public: dict[Sig, bool] = {}  # signature → PUBLIC can EXECUTE it
@@ -1000,7 +988,6 @@ def check_hidden_ddl(path: Path) -> list[Finding]:
 
 
 def check_timeouts(path: Path) -> list[Finding]:
-
     f, out = _read(path), []
     for st in f.stmts:
         node = st.node
