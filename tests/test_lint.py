@@ -263,6 +263,13 @@ def test_a_file_does_not_create_as_another_role(tmp_path: Path, stmt: str, rules
     assert got(check_secdef(p)) == [(r, 4) for r in rules]
 
 
+def test_a_self_test_may_set_role_to_test_a_privilege(tmp_path: Path) -> None:
+    """BEGIN … ROLLBACK: nothing it creates lasts, so SET ROLE there is not an owner change."""
+    p = write(tmp_path, "BEGIN;\nSET LOCAL ROLE iu_operator;\nSELECT public.fn_x(NULL);\nROLLBACK;\n")
+    assert check_secdef(p, rolled_back=True) == []
+    assert got(check_secdef(p)) == [("secdef-owner", 2)]
+
+
 # ---------------------------------------------------------------- privileges
 W = "CREATE FUNCTION public.fn_w(p_id uuid) RETURNS void LANGUAGE sql AS $$ SELECT $$;\n"
 REVOKE_W = "REVOKE EXECUTE ON FUNCTION public.fn_w(uuid) FROM PUBLIC;\n"
