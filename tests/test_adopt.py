@@ -260,7 +260,7 @@ def test_adopt_by_a_role_that_may_not_create_its_bookkeeping_fails_cleanly(by_ha
     role = f"no_create_{os.getpid()}"
     databases.admin.execute(f"CREATE ROLE {role} LOGIN")
     try:
-        as_role = Target(url=target.url.replace("postgres@", f"{role}@", 1), embedded=False)
+        as_role = Target.of(**{**target.params, "user": role})
         before = state(target)
         res = run_cli(as_role, "db", "adopt", "034")
         assert res.exit_code == 1, res.output
