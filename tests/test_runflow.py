@@ -89,7 +89,7 @@ def test_a_revision_that_is_not_a_valid_target_from_here_is_exit_2(new_db, run_c
     assert res.exit_code == 2, res.output
     assert reason in res.stderr
     assert ("The database is at a2; valid upgrade targets from here: a3, head (or +1); "
-            "valid downgrade targets: a1, base (or -1…-2). Nothing ran") in res.stderr
+            "valid downgrade targets: a1, base (or -1…-2). No revision ran") in res.stderr
     assert "Traceback" not in res.output
     assert fp(target) == before and audit_count(target) == rows and heads(target) == ["a2"]
 
@@ -289,7 +289,7 @@ def _alembic(target: Target, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(BIN / "alembic"), *args], cwd=SAMPLE, env=env, capture_output=True, text=True)
 
 
-def test_plain_alembic_reads_work_for_a_role_without_create(login_role, new_db) -> None:
+def test_plain_alembic_reads_work_for_a_role_without_create(login_role, new_db, run_cli) -> None:
     role = login_role()
     empty = new_db()
     res = _alembic(as_role(empty, role), "current")
@@ -301,11 +301,14 @@ def test_plain_alembic_reads_work_for_a_role_without_create(login_role, new_db) 
     res = _alembic(as_role(target, role), "current")
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "permission denied for schema iucore" in res.stderr and "USAGE on schema iucore" in res.stderr
+    mine = run_cli(as_role(target, role), "db", "current", project=SAMPLE)  # iucore's own read says the same
+    assert mine.exit_code == 2 and "permission denied for schema iucore" in mine.stderr
     with connect(target) as c:
         c.execute(f'GRANT USAGE ON SCHEMA iucore TO "{role}"; GRANT SELECT ON iucore.alembic_version TO "{role}"')
     before = fp(target), audit_count(target)
     reader = as_role(target, role)
     assert _alembic(reader, "current").stdout.strip() == "a2"
+    assert run_cli(reader, "db", "current", project=SAMPLE).stdout.startswith("a2\npending: a3")
     hist = _alembic(reader, "history", "-i")
     assert hist.returncode == 0 and "a1 -> a2 (current)" in hist.stdout
     assert _alembic(reader, "heads").stdout.strip() == "a3 (head)"

@@ -365,7 +365,7 @@ def _invalid_target(session: MigrationSession, destination: str, reason: str) ->
     down_text = f"{', '.join(downs)} (or {_steps('-', len(downs))})" if downs else "none (at base)"
     return InvalidTarget(
         f"{session.direction} {destination}: {reason}. The database is at {at}; valid upgrade targets "
-        f"from here: {up_text}; valid downgrade targets: {down_text}. Nothing ran",
+        f"from here: {up_text}; valid downgrade targets: {down_text}. No revision ran",
         revision=destination, now_at=session.heads_before, valid_upgrade=ups, valid_downgrade=downs,
     )
 
@@ -393,7 +393,7 @@ def _settle_on_fresh_connection(
             heads = current_heads(conn)
             conn.commit()
             committed, lost = session.settle(heads)
-            _describe(exc, lost)
+            _describe(exc, committed, lost)
             session.record_failure(exc, lost)
             conn.commit()
             return heads, committed, lost
@@ -415,11 +415,18 @@ def _root_cause(exc: BaseException) -> IUCoreError | None:
     return None
 
 
-def _describe(exc: IUCoreError, lost: ScriptRun | None) -> None:
+def _describe(exc: IUCoreError, committed: list[ScriptRun], lost: ScriptRun | None) -> None:
     """An interrupt's message names the revision it cut short (the audit row keeps it too)."""
-    if isinstance(exc, Interrupted) and "during" not in exc.message:
-        exc.message += (f" during {lost.revision} {lost.direction}: its transaction was rolled back"
-                        if lost else " before any revision ran")
+    if not isinstance(exc, Interrupted):
+        return
+    if lost:
+        suffix = f" during {lost.revision} {lost.direction}: its transaction was rolled back"
+    elif committed:
+        suffix = f" after {committed[-1].revision} {committed[-1].direction} committed"
+    else:
+        suffix = " before any revision ran"
+    if suffix not in exc.message:  # settled once more on a fresh connection: say it once
+        exc.message += suffix
 
 
 def _after_failure(connection: Any, session: MigrationSession, exc: IUCoreError) -> IUCoreError:
@@ -438,7 +445,7 @@ def _after_failure(connection: Any, session: MigrationSession, exc: IUCoreError)
         with _own_txn(connection):
             heads = current_heads(raw)
         settled = (heads, *session.settle(heads))
-        _describe(exc, settled[2])
+        _describe(exc, settled[1], settled[2])
         with _own_txn(connection):
             session.record_failure(exc, settled[2])
     except Exception:

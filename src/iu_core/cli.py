@@ -96,9 +96,9 @@ class _Group(click.Group):
         except IUCoreError as exc:
             _report(ctx, exc)
             ctx.exit(exc.exit_code)
-        except KeyboardInterrupt:  # outside a migration run (which handles its own)
+        except KeyboardInterrupt as exc:  # outside a migration run (which handles its own)
             click.echo("iucore: interrupted", err=True)
-            ctx.exit(130)
+            ctx.exit(128 + getattr(exc, "signum", 2))
 
 
 def _report(ctx: click.Context, exc: IUCoreError) -> None:
