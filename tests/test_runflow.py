@@ -189,7 +189,8 @@ def test_a_signal_mid_revision_rolls_it_back_audits_it_and_says_where_the_databa
         assert c.execute("SELECT count(*) FROM pg_attribute WHERE attrelid = 'public.sample_t'::regclass"
                          " AND attname = 'added_by_a2'").fetchone() == (0,)
         # the session ended: no iucore backend left, so no advisory lock held
-        assert c.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone() == (0,)
+        assert c.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database ="
+                         " (SELECT oid FROM pg_database WHERE datname = current_database())").fetchone() == (0,)
     rows = log_rows(empty_db)
     assert [(r[0], r[3]) for r in rows] == [("a1", "applied"), ("a2", "interrupted")]
     assert rows[-1][4].startswith(f"interrupted by {sig.name} during a2 upgrade")
