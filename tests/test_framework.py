@@ -16,7 +16,7 @@ import pytest
 
 from iu_core import migrate
 from iu_core.config import RunOptions, Target
-from iu_core.errors import LockBusy, RevisionFailed, RevisionRefused, SqlFileError
+from iu_core.errors import LockBusy, RevisionFailed, RevisionRefused, SqlFileError, StoppedPartWay
 from iu_core.fingerprint import fingerprint, snapshot
 from iu_core.session import LOCK_KEY
 from iu_core.sqlfiles import MIGRATION_SECTIONS, parse_script
@@ -83,16 +83,17 @@ def test_second_upgrade_finds_nothing_to_do(empty_db: Target, run_cli) -> None:
     assert len(log_rows(empty_db)) == 3
 
 
-def test_failing_postcheck_persists_nothing_and_is_audited(empty_db: Target, run_cli) -> None:
-    res = run_cli(empty_db, "db", "upgrade", project=BROKEN)
-    assert res.exit_code == 1, res.output
+def test_failing_postcheck_persists_nothing_and_is_audited(new_db, run_cli) -> None:
+    target = new_db("b1", BROKEN)
+    res = run_cli(target, "db", "upgrade", project=BROKEN)
+    assert res.exit_code == 1, res.output  # nothing of this run committed: failed, not part-way
     assert "b2 upgrade failed in @postcheck (migrations/sql/b2.sql:" in res.stderr
-    assert "Committed before it: b1 upgrade; the database is now at b1" in res.stderr
-    with connect(empty_db) as c:
+    assert "Nothing of this run committed; the database is at b1" in res.stderr
+    with connect(target) as c:
         assert c.execute("SELECT to_regclass('public.b2_table')").fetchone() == (None,)
         assert c.execute("SELECT count(*) FROM public.broken_t").fetchone() == (0,)
         assert c.execute("SELECT version_num FROM iucore.alembic_version").fetchall() == [("b1",)]
-    last = log_rows(empty_db)[-1]
+    last = log_rows(target)[-1]
     assert (last[0], last[1], last[3]) == ("b2", "upgrade", "failed")
     assert last[5]["error"]["section"] == "postcheck"
     assert last[5]["error"]["notices"] == ["b2 post-check sees 2 rows"]
@@ -116,10 +117,12 @@ def test_multi_revision_downgrade_stops_at_the_refusing_revision(new_db) -> None
     target = new_db("a3", SAMPLE)
     with connect(target) as c:
         c.execute("INSERT INTO public.sample_t (id) VALUES (1)")
-    with pytest.raises(RevisionRefused) as exc:
+    with pytest.raises(StoppedPartWay) as exc:
         migrate.downgrade(target, "base", project=SAMPLE)
     # each revision is its own transaction: a3 and a2 rolled back and committed
     assert exc.value.data["committed"] == ["a3", "a2"]
+    assert exc.value.data["now_at"] == ["a1"]
+    assert isinstance(exc.value.cause, RevisionRefused) and exc.value.outcome == "refused"
     assert heads(target) == ["a1"]
 
 
@@ -249,8 +252,9 @@ def test_plain_alembic_runs_the_same_guards_and_audit(new_db) -> None:
     with connect(target) as c:
         c.execute("INSERT INTO public.sample_t (id) VALUES (1)")
     down = subprocess.run([alembic, "downgrade", "base"], cwd=SAMPLE, env=env, capture_output=True, text=True)
-    assert down.returncode != 0
-    assert "a1 rollback refused" in down.stdout + down.stderr
+    assert down.returncode == 5, down.stderr  # a3, a2 rolled back and committed, then a1 refused
+    assert "iucore: stopped part-way: a1 downgrade refused by its rollback guard" in down.stderr
+    assert "a1 rollback refused" in down.stderr and "Traceback" not in down.stderr
     rows = log_rows(target)
     assert rows[-1][3] == "refused" and heads(target) == ["a1"]
     with connect(target) as c:

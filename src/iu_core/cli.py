@@ -6,7 +6,8 @@ $IUCORE_HOME).
 
 Exit codes: 0 success; 1 failed (SQL error, post-check failed); 2 usage or bad
 input; 3 refused (a guard, gate or lock said no; nothing changed); 4 a check
-found a difference.
+found a difference; 5 stopped part-way (earlier revisions committed); 130/143
+interrupted (SIGINT/SIGTERM).
 """
 
 from __future__ import annotations
@@ -66,8 +67,38 @@ class Ctx:
         return None if self.as_json else click.echo
 
 
+# The global options, accepted before or after the subcommand
+# (`iucore --json db current` and `iucore db current --json`): every command
+# added to a _Group gets a copy that writes into the one Ctx.
+_GLOBAL_OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
+    ("--url", "url", {"help": "Target database (default: $IUCORE_DATABASE_URL, else the embedded server)."}),
+    ("--json", "as_json", {"is_flag": True, "default": None, "help": "Machine-readable output."}),
+    ("--actor", "actor", {"help": "Who runs this, recorded in the audit (default: the OS user)."}),
+    ("--project", "project", {"type": click.Path(file_okay=False),
+                              "help": "Project root (default: found from cwd)."}),
+]
+
+
+def _store_global(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    obj = ctx.find_object(Ctx)
+    if obj is not None and value not in (None, False) and param.name:
+        setattr(obj, param.name, value)
+
+
+def _add_global_options(cmd: click.Command) -> None:
+    have = {opt for p in cmd.params for opt in getattr(p, "opts", [])}
+    for flag, name, kw in _GLOBAL_OPTIONS:
+        if flag not in have:
+            cmd.params.append(click.Option([flag, name], expose_value=False, callback=_store_global, **kw))
+
+
 class _Group(click.Group):
-    """Maps the IUCoreError hierarchy to exit codes, once, at the top."""
+    """Maps the IUCoreError hierarchy to exit codes, once, at the top; gives every
+    command it holds the global options."""
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        _add_global_options(cmd)
+        super().add_command(cmd, name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -75,6 +106,9 @@ class _Group(click.Group):
         except IUCoreError as exc:
             _report(ctx, exc)
             ctx.exit(exc.exit_code)
+        except KeyboardInterrupt as exc:  # outside a migration run (which handles its own)
+            click.echo("iucore: interrupted", err=True)
+            ctx.exit(128 + getattr(exc, "signum", 2))
 
 
 def _report(ctx: click.Context, exc: IUCoreError) -> None:
@@ -85,8 +119,7 @@ def _report(ctx: click.Context, exc: IUCoreError) -> None:
         payload = exc.to_json()
         payload["exit_code"] = exc.exit_code
         click.echo(json.dumps({"ok": False, **payload}, indent=2, default=str, sort_keys=True))
-    label = {1: "failed", 2: "error", 3: "refused", 4: "check failed"}.get(exc.exit_code, "error")
-    click.echo(f"iucore: {label}: {exc.message}", err=True)
+    click.echo(f"iucore: {exc.label}: {exc.message}", err=True)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -99,10 +132,12 @@ def cli(ctx: click.Context, url: str | None, as_json: bool, actor: str | None, p
     """iucore: guarded, audited, rehearsable migrations for the IU Core database.
 
     With no --url and no IUCORE_DATABASE_URL, an embedded PostgreSQL is started
-    on demand (data under .iucore/ or $IUCORE_HOME).
+    on demand (data under .iucore/ or $IUCORE_HOME). --url, --json, --actor and
+    --project are accepted before or after the command.
 
     Exit codes: 0 ok; 1 failed; 2 bad input; 3 refused (nothing changed);
-    4 a check found a difference.
+    4 a check found a difference; 5 stopped part-way (earlier revisions
+    committed); 130/143 interrupted by SIGINT/SIGTERM.
     """
     ctx.obj = Ctx(url=url, as_json=as_json, actor=actor, project=project)
 
@@ -129,6 +164,21 @@ def _options(obj: Ctx, rehearse: bool, lock_timeout: str | None, statement_timeo
         lock_timeout=lock_timeout, statement_timeout=statement_timeout, lock_wait=lock_wait,
     ).with_(rehearse=rehearse)
     return opts.with_(actor=obj.actor) if obj.actor else opts
+
+
+def _reject_online_only(**given: Any) -> None:
+    from .errors import BadInput
+
+    used = ["--" + k.replace("_", "-") for k, v in given.items() if v]
+    if used:
+        raise BadInput(f"--sql writes a script and runs nothing: {', '.join(used)} only apply to a run")
+
+
+def _print_script(obj: Ctx, script: Any) -> None:
+    if obj.as_json:
+        obj.emit(script.to_json())
+    else:
+        click.echo(script.text, nl=False)
 
 
 def _print_run(obj: Ctx, result: Any) -> None:
@@ -158,21 +208,34 @@ def _print_run(obj: Ctx, result: Any) -> None:
               help="Take and verify a backup here first (mandatory before a real apply when given).")
 @click.option("--allow-checksum-drift", metavar="REASON",
               help="Apply although applied files changed since apply; REASON goes in the audit.")
+@click.option("--sql", "as_sql", is_flag=True,
+              help="Print the psql script for change review instead of running (REVISION: [FROM:]TO, "
+                   "FROM defaults to base); connects to nothing.")
 @_timeout_options
 @click.pass_obj
 def upgrade(obj: Ctx, revision: str, rehearse: bool, backup_dir: Path | None,
-            allow_checksum_drift: str | None, lock_timeout: str | None,
+            allow_checksum_drift: str | None, as_sql: bool, lock_timeout: str | None,
             statement_timeout: str | None, lock_wait: str | None) -> None:
     """Apply revisions up to REVISION (default head): preflight → body → post-check.
 
     Each revision runs as one transaction under an advisory lock, with
     lock_timeout/statement_timeout set, and leaves an audit row. --rehearse
     runs the whole thing and rolls back, proving the catalog fingerprint and
-    alembic_version unchanged.
+    alembic_version unchanged. A run that commits some revisions and then
+    stops exits 5 and says where the database is; SIGINT/SIGTERM roll back
+    the running revision and exit 130/143.
+
+    --sql prints one script that `psql -X -v ON_ERROR_STOP=1 -f` runs to the
+    same end state (bootstrap, lock, timeouts, then per revision one
+    transaction with its preflight, body, post-check, version and audit row).
     """
     from . import migrate
 
     opts = _options(obj, rehearse, lock_timeout, statement_timeout, lock_wait)
+    if as_sql:
+        _reject_online_only(rehearse=rehearse, backup_dir=backup_dir, allow_checksum_drift=allow_checksum_drift)
+        _print_script(obj, migrate.offline_sql("upgrade", revision, project=obj.project_root(), options=opts))
+        return
     result = migrate.upgrade(obj.target(), revision, project=obj.project_root(), options=opts,
                              sink=obj.sink(), allow_checksum_drift=allow_checksum_drift,
                              backup_dir=backup_dir)
@@ -182,18 +245,26 @@ def upgrade(obj: Ctx, revision: str, rehearse: bool, backup_dir: Path | None,
 @db.command()
 @click.argument("revision")
 @click.option("--rehearse", is_flag=True, help="Run the rollback for real, then ROLLBACK instead of COMMIT.")
+@click.option("--sql", "as_sql", is_flag=True,
+              help="Print the psql script for change review instead of running (REVISION: FROM:TO); "
+                   "connects to nothing.")
 @_timeout_options
 @click.pass_obj
-def downgrade(obj: Ctx, revision: str, rehearse: bool, lock_timeout: str | None,
+def downgrade(obj: Ctx, revision: str, rehearse: bool, as_sql: bool, lock_timeout: str | None,
               statement_timeout: str | None, lock_wait: str | None) -> None:
     """Roll back to REVISION (e.g. 033, -1, base): fail-closed guard → rollback → assert.
 
     A guard that refuses (an open gate, ledger rows, data that would be lost)
-    exits 3 and changes nothing.
+    exits 3 and changes nothing; if earlier revisions of the run already
+    rolled back and committed, exit 5 names where the database now is.
     """
     from . import migrate
 
     opts = _options(obj, rehearse, lock_timeout, statement_timeout, lock_wait)
+    if as_sql:
+        _reject_online_only(rehearse=rehearse)
+        _print_script(obj, migrate.offline_sql("downgrade", revision, project=obj.project_root(), options=opts))
+        return
     result = migrate.downgrade(obj.target(), revision, project=obj.project_root(), options=opts,
                                sink=obj.sink())
     _print_run(obj, result)
@@ -275,16 +346,19 @@ def current(obj: Ctx) -> None:
 @click.option("--revision", help="Only runs of this revision.")
 @click.pass_obj
 def history(obj: Ctx, limit: int, revision: str | None) -> None:
-    """The audit history: every revision run, real or rehearsal, and its outcome."""
+    """The audit history: every revision run, real or rehearsal, and its outcome.
+
+    Start times are ISO 8601 with the session's UTC offset.
+    """
     from . import migrate
     from .transcript import format_table
 
     rows = migrate.history(obj.target(), limit=limit, revision=revision)
-    if obj.as_json:
-        obj.emit(rows)
+    if obj.as_json:  # ISO 8601 with the offset, e.g. 2025-05-01T09:30:12.345678+02:00
+        obj.emit([{**r, "started_at": r["started_at"].isoformat()} for r in rows])
         return
     cols = ["log_id", "started_at", "revision", "direction", "mode", "outcome", "actor", "duration_ms", "message"]
-    table = [[r[c] if c != "started_at" else r[c].strftime("%Y-%m-%d %H:%M:%S %Z") for c in cols] for r in rows]
+    table = [[r[c] if c != "started_at" else r[c].isoformat(timespec="seconds") for c in cols] for r in rows]
     click.echo("\n".join(format_table(cols, table)))
 
 

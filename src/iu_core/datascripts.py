@@ -283,15 +283,21 @@ def _run(direction: str, target: Target, name: str, *, approval_id: str | None, 
 
 def _after_failure(conn: psycopg.Connection[Any], session: MigrationSession, exc: IUCoreError,
                    sink: Sink | None) -> None:
-    """Roll the run back, then audit the refusal or failure in a transaction of its own."""
-    from .alembic_env import _record_on_fresh_connection
-
+    """Roll the run back, then audit the refusal or failure in a transaction of its own
+    (on a fresh connection when the run's connection died under it)."""
+    run = session.current
     try:
         conn.rollback()
-        session.record_failure(exc)
+        session.record_failure(exc, run)
         conn.commit()
     except Exception:
-        _record_on_fresh_connection(session, exc)
+        try:
+            with connect(session.target, autocommit=False, app=f"iucore:{session.run_id[:8]}") as fresh:
+                session.raw = fresh
+                session.record_failure(exc, run)
+                fresh.commit()
+        except Exception as audit_exc:  # never hide the real error behind an audit error
+            exc.data["audit"] = f"not recorded: {audit_exc}"
     if session.options.rehearse:
         exc.message += ". Rehearsal: everything was rolled back"
     if sink:

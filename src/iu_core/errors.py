@@ -11,6 +11,7 @@ class IUCoreError(Exception):
 
     exit_code = 1
     outcome = "failed"
+    label = "failed"  # the word after `iucore:` on stderr
 
     def __init__(self, message: str, **data: Any) -> None:
         super().__init__(message)
@@ -35,6 +36,7 @@ class BadInput(IUCoreError):
     """The caller asked for something malformed or unknown. Nothing ran."""
 
     exit_code = 2
+    label = "error"
 
 
 class ConfigError(BadInput):
@@ -49,10 +51,22 @@ class UnknownRevision(BadInput):
     """A revision id that is not in the script directory."""
 
 
+class InvalidTarget(BadInput):
+    """A known revision that is not a valid destination from where the database is
+    (`downgrade 034` at 033, `downgrade head`, `upgrade -1`, `upgrade +5` past head).
+    Carries `now_at` and the valid destinations. Nothing ran."""
+
+
+class MissingPrivilege(BadInput):
+    """The login role lacks a privilege iucore needs on this database (CREATE for the
+    bootstrap of schema iucore, USAGE/SELECT/INSERT on its tables). Nothing changed."""
+
+
 # exit 3: refused -- a guard or gate said no; nothing changed -----------------
 class Refused(IUCoreError):
     exit_code = 3
     outcome = "refused"
+    label = "refused"
 
 
 class LockBusy(Refused):
@@ -92,10 +106,47 @@ class ServerError(Failed):
     """The embedded PostgreSQL could not be started or stopped."""
 
 
+# exit 5: stopped part-way ------------------------------------------------------
+class StoppedPartWay(IUCoreError):
+    """Earlier revisions of the run committed, then one failed or was refused.
+
+    `cause` is that revision's own error (RevisionFailed, RevisionRefused…);
+    the data names what committed and where the database now is.
+    """
+
+    exit_code = 5
+    label = "stopped part-way"
+
+    def __init__(self, message: str, cause: IUCoreError, **data: Any) -> None:
+        super().__init__(message, **data)
+        self.cause = cause
+        self.outcome = cause.outcome
+
+    def to_json(self) -> dict[str, Any]:
+        out = super().to_json()
+        out["cause"] = {**self.cause.to_json(), "exit_code": self.cause.exit_code}
+        return out
+
+
+# exit 130 / 143: interrupted ----------------------------------------------------
+class Interrupted(IUCoreError):
+    """SIGINT or SIGTERM arrived during a run: the running revision was rolled back
+    and audited as `interrupted`; exit 128 + the signal number (130, 143)."""
+
+    exit_code = 130
+    outcome = "interrupted"
+    label = "interrupted"
+
+    def __init__(self, message: str, signum: int, **data: Any) -> None:
+        super().__init__(message, signal=signum, **data)
+        self.exit_code = 128 + signum
+
+
 # exit 4: a check found a difference ------------------------------------------
 class CheckFailed(IUCoreError):
     exit_code = 4
     outcome = "drift"
+    label = "check failed"
 
 
 class InventoryDrift(CheckFailed):

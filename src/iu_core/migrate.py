@@ -7,6 +7,8 @@ calls these and maps errors to exit codes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,15 +16,32 @@ from typing import TYPE_CHECKING, Any
 from . import audit
 from .config import RunOptions, Target, find_project_root
 from .db import connect
-from .errors import BadInput, UnknownRevision
+from .errors import BadInput, MissingPrivilege, UnknownRevision
 from .fingerprint import current_heads
 from .runner import StatementHook
 from .session import SESSION_KEY, MigrationSession
 from .transcript import Sink
 
 if TYPE_CHECKING:
+    import psycopg
     from alembic.config import Config
     from alembic.script import ScriptDirectory
+
+
+@contextmanager
+def _reading(target: Target) -> Iterator[psycopg.Connection[Any]]:
+    """A connection for a read verb; a privilege the role lacks is bad input, not a traceback."""
+    import psycopg
+
+    with connect(target) as conn:
+        try:
+            yield conn
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise MissingPrivilege(
+                f"cannot read {target.display}: {exc.diag.message_primary or exc} (iucore's reads need USAGE "
+                "on schema iucore and SELECT on its tables: GRANT them, or connect as their owner)",
+                sqlstate=exc.sqlstate,
+            ) from None
 
 
 @dataclass
@@ -91,6 +110,9 @@ def script_directory(project: Path) -> ScriptDirectory:
 def _check_revision(script: ScriptDirectory, rev: str) -> None:
     from alembic.util import CommandError
 
+    if ":" in rev:
+        raise BadInput(f"{rev!r}: a range FROM:TO is for --sql (an offline script); online, iucore reads "
+                       "where the database is and takes REVISION alone")
     if rev in ("head", "heads", "base") or (rev[:1] in ("+", "-") and rev[1:].isdigit()):
         return
     try:
@@ -99,6 +121,35 @@ def _check_revision(script: ScriptDirectory, rev: str) -> None:
         raise UnknownRevision(_unknown(script, rev), revision=rev) from None
     if not found:
         raise UnknownRevision(_unknown(script, rev), revision=rev)
+
+
+def valid_targets(project: Path, heads: list[str]) -> tuple[list[str], list[str]]:
+    """(upgrade, downgrade) destinations from a database at `heads`, nearest first."""
+    from .checksums import applied_chain
+
+    script = script_directory(project)
+    order = [r.revision for r in reversed(list(script.walk_revisions()))]
+    try:
+        applied = applied_chain(project, heads)
+    except Exception:  # a position the scripts do not know: nothing is a valid step from it
+        return [], []
+    pending = [r for r in order if r not in applied]
+    ups = [*pending, "head"] if pending else []
+    downs = [r for r in reversed(applied) if r not in heads] + (["base"] if heads else [])
+    return ups, downs
+
+
+def below(project: Path, destination: str, heads: list[str]) -> bool:
+    """Whether DESTINATION is strictly below the position `heads` (an upgrade to it is a downgrade)."""
+    from .checksums import applied_chain
+
+    if destination in ("head", "heads", "base") or destination[:1] in ("+", "-") or not heads:
+        return False
+    try:
+        wanted = {r.revision for r in script_directory(project).get_revisions(destination) if r}
+    except Exception:  # unresolvable: Alembic's own resolution says so
+        return False
+    return bool(wanted) and wanted <= set(applied_chain(project, heads)) - set(heads)
 
 
 def _unknown(script: ScriptDirectory, rev: str) -> str:
@@ -195,6 +246,30 @@ def upgrade(
     )
 
 
+def offline_sql(
+    direction: str,
+    revision: str,
+    *,
+    project: Path | None = None,
+    options: RunOptions | None = None,
+) -> Any:
+    """The psql script for change review, [FROM:]TO (FROM defaults to base); no connection.
+
+    `psql -X -v ON_ERROR_STOP=1 -f` runs it to the same end state as the
+    online run: bootstrap, lock, timeouts, then per revision one transaction
+    with its preflight, body, post-check, the version row and the audit row.
+    """
+    from .offline import build
+
+    project = project or find_project_root()
+    start, _, dest = revision.rpartition(":")
+    if direction == "downgrade" and not start:
+        raise BadInput(f"downgrade {revision} --sql: name the start, FROM:TO (e.g. 034:033): an offline "
+                       "script cannot ask the database where it is")
+    _check_revision(script_directory(project), dest)
+    return build(project, direction, dest, start or None, options=options)
+
+
 def verify(target: Target, *, project: Path | None = None) -> Any:
     """Checksums recorded at apply against the files on disk (Flyway's validate), and
     the SSOT check: registry ↔ catalog row for row, 280's and 034's seed INSERTs
@@ -203,7 +278,7 @@ def verify(target: Target, *, project: Path | None = None) -> Any:
     from .checksums import verify as _verify
 
     project = project or find_project_root()
-    with connect(target) as conn:
+    with _reading(target) as conn:
         report = _verify(conn, project)
         report.ssot = ssot(conn, project, report.applied)
         return report
@@ -320,7 +395,7 @@ def current(target: Target, *, project: Path | None = None) -> dict[str, Any]:
     """The applied revision(s), the script head(s) and what is pending."""
     project = project or find_project_root()
     graph = revision_graph(project)
-    with connect(target) as conn:
+    with _reading(target) as conn:
         heads = current_heads(conn)
     referenced = {d for downs in graph.values() for d in downs}
     script_heads = sorted(r for r in graph if r not in referenced)
@@ -361,5 +436,5 @@ def history(target: Target, *, limit: int = 50, revision: str | None = None) -> 
     """The audit log, newest first."""
     if limit < 1:
         raise BadInput(f"--limit must be at least 1, got {limit}")
-    with connect(target) as conn:
+    with _reading(target) as conn:
         return audit.history(conn, limit=limit, revision=revision)

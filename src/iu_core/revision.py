@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .session import SESSION_KEY, MigrationSession, RevisionFiles
+from .session import SESSION_KEY, MigrationSession
+
+SQL_REVISION_MARK = "iucore_sql_revision"
 
 
 def sql_revision(revision: str) -> tuple[Callable[[], None], Callable[[], None]]:
@@ -21,11 +23,15 @@ def sql_revision(revision: str) -> tuple[Callable[[], None], Callable[[], None]]
 
     upgrade.__doc__ = f"Apply {revision}: migrations/sql/{revision}.sql"
     downgrade.__doc__ = f"Roll back {revision}: rollbacks/{revision}.sql"
+    # The offline script (iu_core.offline) emits the files itself; this mark is
+    # how it knows the revision is nothing but its files.
+    for fn in (upgrade, downgrade):
+        setattr(fn, SQL_REVISION_MARK, revision)
     return upgrade, downgrade
 
 
 def _run(revision: str, direction: str) -> None:
-    from alembic import context, op
+    from alembic import context
 
     session: MigrationSession | None = context.config.attributes.get(SESSION_KEY)
     if session is None:
@@ -33,9 +39,8 @@ def _run(revision: str, direction: str) -> None:
             f"{revision}: run through iucore's env.py (migrations/env.py calls iu_core.alembic_env.run_env)"
         )
     if context.is_offline_mode():
-        # `alembic upgrade --sql`: emit the file as-is for a DBA to read or run.
-        files = RevisionFiles(session.project, revision)
-        path = files.forward if direction == "upgrade" else files.rollback
-        op.execute(path.read_text(encoding="utf-8"))
-        return
+        # iu_core.alembic_env writes the whole offline script (iu_core.offline)
+        # and never runs the revisions through Alembic's op.execute, which
+        # would double every % of the SQL files.
+        raise RuntimeError(f"{revision}: offline mode is written by iu_core.alembic_env, not per revision")
     session.run_revision(revision, direction)

@@ -175,12 +175,32 @@ class MigrationSession:
         except Exception:  # the lock goes with the connection anyway
             pass
 
-    def record_failure(self, exc: IUCoreError) -> None:
-        """After the rollback: the run that failed or was refused, in its own transaction."""
-        run = self.current
+    def settle(self, heads_after: list[str]) -> tuple[list[ScriptRun], ScriptRun | None]:
+        """After a failure, refusal or interrupt, once rolled back: what committed, and
+        the revision whose transaction did not, read from where the database now is.
+
+        A revision is in `done` as soon as its SQL ran; it committed only if the
+        database's position says so (its transaction may have died in the
+        alembic_version update or the audit insert).
+        """
+        from .checksums import applied_chain
+
+        self.heads_after = heads_after
+        if self.options.rehearse:
+            committed: list[ScriptRun] = []
+        else:
+            applied = set(applied_chain(self.project, heads_after))
+            committed = [r for r in self.done if (r.revision in applied) == (r.direction == "upgrade")]
+        lost = self.current or next((r for r in reversed(self.done) if r not in committed), None)
+        return committed, lost
+
+    def record_failure(self, exc: IUCoreError, run: ScriptRun | None) -> None:
+        """After the rollback: the revision that failed, was refused or was
+        interrupted, in its own transaction."""
         if run is None:
             return
-        self._record(run, exc.outcome if exc.outcome in ("refused", "failed") else "failed", exc.message)
+        outcome = exc.outcome if exc.outcome in ("refused", "failed", "interrupted") else "failed"
+        self._record(run, outcome, exc.message)
         self.current = None
 
     def record_rehearsal(self) -> None:
