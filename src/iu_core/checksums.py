@@ -239,6 +239,8 @@ def ssot(conn: psycopg.Connection[Any], project: Path, applied: list[str]) -> Ss
         return rep
     want = {c.name: catalog_row(c) for c in governed() if c.revision in applied}
     rep.registry_rows = len(want)
+    if not want and conn.execute(f"SELECT to_regclass('public.{_CATALOG}') IS NULL").fetchone() == (True,):
+        return rep  # not an IU Core chain (or before its catalog): nothing to hold the registry against
     try:
         got = {r[0]: (r[0], r[1], r[2], r[3], tuple(r[4])) for r in conn.execute(
             f"SELECT command_name, {', '.join(_COLUMNS)} FROM public.{_CATALOG}")}
