@@ -37,11 +37,11 @@ def _line_of(text: str, offset: int) -> int:
 
 
 def _statements(path: Path) -> list[tuple[str, int]]:
-    """(statement, line) of any SQL file, with the real parser's split."""
-    from .sqlfiles import split_statements
+    """(statement, line) of any SQL file, with the real parser's split (`\\ir` includes expanded)."""
+    from .sqlfiles import expand, split_statements
 
-    text = path.read_text(encoding="utf-8")
-    return [(sql, _line_of(text, off)) for sql, off in split_statements(text)]
+    ex = expand(path)
+    return [(sql, ex.origin(_line_of(ex.text, off)).line) for sql, off in split_statements(ex.text)]
 
 
 # ---------------------------------------------------------------- SQL rules

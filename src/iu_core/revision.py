@@ -33,9 +33,12 @@ def _run(revision: str, direction: str) -> None:
             f"{revision}: run through iucore's env.py (migrations/env.py calls iu_core.alembic_env.run_env)"
         )
     if context.is_offline_mode():
-        # `alembic upgrade --sql`: emit the file as-is for a DBA to read or run.
+        # `alembic upgrade --sql`: emit the file as psql runs it (includes
+        # expanded), for a DBA to read or run.
+        from .sqlfiles import expand
+
         files = RevisionFiles(session.project, revision)
         path = files.forward if direction == "upgrade" else files.rollback
-        op.execute(path.read_text(encoding="utf-8"))
+        op.execute(expand(path, session.project).text)
         return
     session.run_revision(revision, direction)

@@ -117,7 +117,7 @@ def _classify(
     diag = getattr(exc, "diag", None)
     sqlstate: str = getattr(exc, "sqlstate", None) or ""
     primary = (diag.message_primary if diag else None) or str(exc).strip().splitlines()[0]
-    rel = _relpath(run.script)
+    rel = run.script.rel(stmt.file)
     run.error = {
         "section": stmt.section,
         "file": rel,
@@ -158,7 +158,3 @@ def _classify(
         **data,
     )
 
-
-def _relpath(script: SqlScript) -> str:
-    p = script.path
-    return f"{p.parent.name}/{p.name}" if p.parent.name != "sql" else f"migrations/sql/{p.name}"
