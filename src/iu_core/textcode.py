@@ -11,7 +11,11 @@ One line per piece: order | label | canonical_address | unit_kind | title, with
 `\\`, `|` and newlines escaped. Export → import → export is byte-identical.
 Import validates the whole file (naming the line at fault) and the database
 state before it writes, then re-creates missing pieces and the collection
-through the governed functions, in one transaction.
+through the governed functions, in one transaction. A collection key becomes a
+path under the render root, so a key that could leave it (a '.' or '..'
+segment, an empty segment, a leading '/', a backslash, a control character) is
+refused on import and on render; the database refuses it too (revision
+least_privilege's CHECK).
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from .errors import BadInput, Refused
 
 if TYPE_CHECKING:
     import psycopg
+
+    from .operator import OperatorRuntime, RunAnswer
 
 UNIT_KINDS = ("design_doc_section", "section", "file", "workflow_step", "piece")
 COLLECTION_KINDS = ("file", "workflow", "design_doc")
@@ -53,6 +59,13 @@ class Manifest:
     pieces: list[Piece] = field(default_factory=list)
 
     def path(self) -> Path:
+        """iu-tree/_collections/<kind>/<key>.md, relative; refused for a key that could leave the root."""
+        why = unsafe_key(self.collection_key)
+        if why:
+            raise BadInput(f"collection key {self.collection_key!r} cannot be a file path ({why}); "
+                           "nothing was written", collection_key=self.collection_key)
+        if self.collection_kind not in COLLECTION_KINDS:
+            raise BadInput(f"collection kind {self.collection_kind!r} is not one of {', '.join(COLLECTION_KINDS)}")
         return Path("iu-tree") / "_collections" / self.collection_kind / f"{self.collection_key}.md"
 
     def text(self) -> str:
@@ -61,6 +74,22 @@ class Manifest:
         for p in self.pieces:
             lines.append(" | ".join([str(p.order), _esc(p.label or ""), p.address, p.unit_kind, _esc(p.title)]))
         return "\n".join(lines) + "\n"
+
+
+def unsafe_key(key: str) -> str | None:
+    """Why a collection key cannot be a relative path inside the render root, or None."""
+    if not key:
+        return "empty"
+    if key.startswith("/"):
+        return "absolute"
+    if "\\" in key:
+        return "a backslash"
+    if any(ord(c) < 32 or ord(c) == 127 for c in key):
+        return "a control character"
+    for seg in key.split("/"):
+        if seg in ("", ".", ".."):
+            return f"a {seg!r} segment" if seg else "an empty segment"
+    return None
 
 
 def _esc(s: str) -> str:
@@ -124,8 +153,9 @@ def parse(text: str, source: str = "<manifest>") -> Manifest:
     for key in ("collection_key", "collection_kind", "title"):
         if key not in head:
             raise err(end + 1, f"front matter lacks {key}")
-    if not _KEY.match(head["collection_key"]):
-        raise err(2, f"collection_key {head['collection_key']!r} is not a valid key")
+    if not _KEY.match(head["collection_key"]) or unsafe_key(head["collection_key"]):
+        why = unsafe_key(head["collection_key"]) or "letters, digits and . _ / - only, starting with a letter or digit"
+        raise err(2, f"collection_key {head['collection_key']!r} is not a valid key ({why})")
     if head["collection_kind"] not in COLLECTION_KINDS:
         raise err(3, f"collection_kind must be one of {', '.join(COLLECTION_KINDS)}")
     m = Manifest(head["collection_key"], head["collection_kind"], _unesc(head["title"]))
@@ -168,7 +198,12 @@ def export(conn: psycopg.Connection[Any], collection_key: str) -> Manifest:
 
 
 def import_manifest(conn: psycopg.Connection[Any], m: Manifest, actor: str) -> dict[str, Any]:
-    """Re-create the manifest's collection through the governed functions; conflicts change nothing."""
+    """Re-create the manifest's collection through the governed functions; conflicts change nothing.
+
+    A refusal leaves nothing of the import but its ledger row (see _keep_refusal).
+    """
+    import psycopg
+
     from .operator import OperatorRuntime, ensure_answer
 
     existing = conn.execute("SELECT 1 FROM public.iu_collection WHERE collection_key = %s",
@@ -189,19 +224,53 @@ def import_manifest(conn: psycopg.Connection[Any], m: Manifest, actor: str) -> d
                           f"{p.unit_kind} {p.title!r}; nothing was changed", address=p.address)
     rt = OperatorRuntime(conn, actor)
     created = 0
+    refused: tuple[str, dict[str, Any], RunAnswer] | None = None
     with conn.transaction():
-        ids = []
+        ids: list[str] = []
         for p in m.pieces:
             if p.address in units:
                 ids.append(units[p.address][1])
                 continue
-            ans = ensure_answer(rt.apply("dot_iu_clone_piece", {
-                "canonical_address": p.address, "unit_kind": p.unit_kind, "title": p.title}))
+            call = ("dot_iu_clone_piece",
+                    {"canonical_address": p.address, "unit_kind": p.unit_kind, "title": p.title})
+            ans = rt.apply(*call)
+            if ans.status != "applied":
+                refused = (*call, ans)
+                raise psycopg.Rollback()
             ids.append(ans.answer["iu_id"])
             created += 1
         labels = [p.label or "" for p in m.pieces]
-        ensure_answer(rt.apply("dot_iu_create_file_from_pieces", {
+        call = ("dot_iu_create_file_from_pieces", {
             "collection_key": m.collection_key, "collection_kind": m.collection_kind, "title": m.title,
-            "piece_ids": ids, "labels": labels}))
+            "piece_ids": ids, "labels": labels})
+        ans = rt.apply(*call)
+        if ans.status != "applied":
+            refused = (*call, ans)
+            raise psycopg.Rollback()
+    if refused is not None:
+        name, params, ans = refused
+        _keep_refusal(conn, rt, name, params)
+        ensure_answer(ans)
     return {"status": "imported", "collection_key": m.collection_key, "created_pieces": created,
             "pieces": len(m.pieces)}
+
+
+def _keep_refusal(conn: psycopg.Connection[Any], rt: OperatorRuntime, name: str,
+                  params: dict[str, Any]) -> RunAnswer | None:
+    """After the import rolled back (its refusal row with it), put the refusal in the ledger.
+
+    The database has no autonomous transaction, so the refused call is made
+    again, alone, in its own transaction: the dispatcher undoes a refused call
+    itself, so a refusal again changes nothing but its ledger row, which is
+    kept; should the call now succeed (its refusal depended on the import's
+    own writes), that transaction is rolled back and nothing is kept.
+    """
+    import psycopg
+
+    kept: RunAnswer | None = None
+    with conn.transaction():
+        again = rt.apply(name, params)
+        if again.status not in ("refused", "failed"):
+            raise psycopg.Rollback()
+        kept = again
+    return kept

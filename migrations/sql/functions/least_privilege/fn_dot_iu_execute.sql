@@ -84,7 +84,9 @@ BEGIN
 
     -- The target: one function of the catalog's, unambiguous, not variadic, answering jsonb.
     IF v_reason IS NULL THEN
-        SELECT p.oid, p.proname, n.nspname, p.pronargs, p.pronargdefaults, p.proargtypes::oid[] AS argtypes,
+        -- argtypes 1-based like argnames (an oidvector cast to oid[] keeps its 0 lower bound)
+        SELECT p.oid, p.proname, n.nspname, p.pronargs, p.pronargdefaults,
+               ARRAY(SELECT u.t FROM unnest(p.proargtypes) WITH ORDINALITY AS u (t, o) ORDER BY u.o) AS argtypes,
                coalesce(p.proargnames, '{}') AS argnames
           INTO v_fn
           FROM pg_catalog.pg_proc AS p
