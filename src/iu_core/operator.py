@@ -459,8 +459,17 @@ class OperatorRuntime:
                     f"the operator runtime needs revision {DISPATCHER_REVISION} (the governed entry point "
                     f"{DISPATCHER}); database at {self._position()}: run iucore db upgrade",
                     revision=DISPATCHER_REVISION)
-            self._catalog = frozenset(
-                r[0] for r in self.conn.execute("SELECT command_name FROM public.dot_iu_command_catalog"))
+            import psycopg
+
+            try:
+                self._catalog = frozenset(
+                    r[0] for r in self.conn.execute("SELECT command_name FROM public.dot_iu_command_catalog"))
+            except psycopg.errors.InsufficientPrivilege as exc:
+                if not self.conn.autocommit:
+                    self.conn.rollback()
+                raise CommandRefused(
+                    f"this role may not run operator commands: {_primary(exc)} — give it the operator "
+                    "policy: iucore db grant --operator ROLE") from None
         return self._catalog
 
     def _position(self) -> str:
