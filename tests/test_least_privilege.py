@@ -479,3 +479,37 @@ def test_at_least_500_hostile_values_arrive_as_themselves_under_hostile_settings
     assert creators == set(values)
     assert ledger_count(conn) == before + len(values)  # one row per call, nothing else ran
     assert conn.execute("SELECT key, value FROM public.dot_config ORDER BY key").fetchall() == config
+
+
+def test_hostile_values_reach_every_kind_of_argument_as_themselves(conn) -> None:
+    """The same hostile shapes as text[] labels, a jsonb step title, a collection title and a
+    gate reason: stored as given, under the hostile session."""
+    values = hostile_values()[::9]
+    assert len(values) >= 60
+    open_gates(conn, OPERATOR_RUNTIME, COMPOSER)
+    for setting in ("standard_conforming_strings = off", "backslash_quote = on", "escape_string_warning = off"):
+        conn.execute(f"SET {setting}")
+    rt = OperatorRuntime(conn, "hostile")
+    piece = rt.apply("dot_iu_clone_piece", {"canonical_address": "h/p", "unit_kind": "piece",
+                                            "title": "P"}).answer["iu_id"]
+    for i, v in enumerate(values):
+        comp = rt.apply("dot_iu_create_file_from_pieces", {
+            "collection_key": f"h.c{i}", "collection_kind": "file", "title": v, "piece_ids": [piece],
+            "labels": [v]})
+        assert comp.status == "applied", (v, comp)
+        wf = rt.apply("dot_iu_workflow_from_steps", {"collection_key": f"h.w{i}", "title": v,
+                                                     "steps": [{"address": f"h/w{i}", "title": v}]})
+        assert wf.status == "applied", (v, wf)
+        gate = rt.apply("dot_iu_gate_close", {"gate_key": "iu_core.delivery_enabled", "reason": v})
+        assert gate.status == "applied", (v, gate)
+    conn.execute("RESET ALL")
+    got = conn.execute(
+        "SELECT c.collection_key, c.title, m.label FROM public.iu_collection c"
+        " JOIN public.iu_collection_member m USING (collection_id) WHERE c.collection_key LIKE 'h.c%'").fetchall()
+    assert {k: (t, lbl) for k, t, lbl in got} == {f"h.c{i}": (v, v) for i, v in enumerate(values)}
+    steps = dict(conn.execute("SELECT canonical_address, title FROM public.information_unit"
+                              " WHERE canonical_address LIKE 'h/w%'").fetchall())
+    assert steps == {f"h/w{i}": v for i, v in enumerate(values)}
+    reasons = [r[0] for r in conn.execute("SELECT reason FROM public.iu_gate_transition WHERE action = 'close'"
+                                          " ORDER BY created_at")]
+    assert reasons == values

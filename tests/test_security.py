@@ -154,6 +154,33 @@ def test_granting_converges_a_role_that_held_the_old_policy(conn, login) -> None
     assert privileges(conn, name) == privileges(conn, fresh)
 
 
+def test_db_grant_prints_the_policy_and_refuses_below_least_privilege(new_db, run_cli) -> None:
+    target = new_db(head())
+    name = f"iu_cli_{uuid.uuid4().hex[:8]}"
+    with connect(target) as c:
+        c.execute(f"CREATE ROLE {name} NOLOGIN")
+        try:
+            res = run_cli(target, "db", "grant", "--operator", name, "--dry-run")
+            assert res.exit_code == 0, res.output
+            assert f"GRANT EXECUTE ON FUNCTION public.fn_dot_iu_execute(text, text, jsonb, text) TO {name}" in res.stdout
+            assert "INSERT" not in res.stdout and "fn_dot_iu_command_log" not in res.stdout
+            assert privileges(c, name) == set()  # a dry run grants nothing
+            assert run_cli(target, "db", "grant", "--operator", name).exit_code == 0
+            assert ("function fn_dot_iu_execute(text,text,jsonb,text)", "EXECUTE") in privileges(c, name)
+        finally:
+            c.execute(f"DROP OWNED BY {name}")
+            c.execute(f"DROP ROLE {name}")
+    old = new_db("gate_protocol")
+    with connect(old) as c:
+        c.execute(f"CREATE ROLE {name} NOLOGIN")
+        try:
+            res = run_cli(old, "db", "grant", "--operator", name)
+            assert res.exit_code == 2 and "needs revision least_privilege" in res.stderr, res.output
+            assert privileges(c, name) == set()
+        finally:
+            c.execute(f"DROP ROLE {name}")
+
+
 def test_the_upgrade_revokes_grants_that_bypassed_the_governed_path(new_db) -> None:
     """Grants made at gate_protocol (the old policy) do not survive least_privilege: only SELECT does."""
     target = new_db("gate_protocol")
@@ -294,6 +321,34 @@ def test_a_role_without_the_grant_is_refused_with_guidance(conn, login) -> None:
         assert "iucore db grant --operator ROLE" in exc.value.message
 
 
+# ---------------------------------------------------------------- issue 9, finding 1, replayed
+EXPLOIT = ("\\', $$x$$); UPDATE public.dot_config SET value=$$true$$"
+           " WHERE key=$$iu_core.vector_sync_enabled$$; --")
+
+
+@pytest.mark.parametrize("argv", [
+    ["dot", "apply", "dot_iu_gate_close", "gate_key=iu_core.composer_enabled", f"reason={EXPLOIT}"],
+    ["dot", "verify", "dot_iu_gate_verify_closed", f"gate_key={EXPLOIT}"],
+    ["gate", "close", "iu_core.composer_enabled", "--reason", EXPLOIT],
+    ["--actor", EXPLOIT, "dot", "plan", "dot_iu_clone_piece", "canonical_address=a/b", "unit_kind=piece",
+     f"title={EXPLOIT}"],
+])
+def test_the_injection_of_finding_1_runs_nothing_under_hostile_settings(new_db, run_cli, argv: list[str]) -> None:
+    """PGOPTIONS turns standard_conforming_strings off for the tool's own connection: the value
+    reaches the function as itself, as one bound parameter, and the never-flip gate stays false."""
+    target = new_db(head())
+    env = {"PGOPTIONS": "-c standard_conforming_strings=off -c backslash_quote=on -c escape_string_warning=off"}
+    res = run_cli(target, *argv, env=env)
+    assert res.exit_code in (0, 3), res.output
+    with connect(target) as c:
+        assert c.execute("SELECT value FROM public.dot_config WHERE key = 'iu_core.vector_sync_enabled'"
+                         ).fetchone() == ("false",)
+        reasons = [r[0] for r in c.execute("SELECT reason FROM public.iu_gate_transition")]
+        closes = "dot_iu_gate_close" in argv or argv[:2] == ["gate", "close"]
+        assert reasons == ([EXPLOIT] if closes else [])
+        assert c.execute("SELECT count(*) FROM public.dot_iu_command_run").fetchone() == (1,)
+
+
 # ---------------------------------------------------------------- search_path hijack
 HIJACK = """
 CREATE SCHEMA evil;
@@ -373,6 +428,16 @@ def test_security_definer_functions_ignore_look_alike_objects(conn) -> None:
     assert _probe(conn, PROBES[0], iu, True) == '"ERROR 23503"'
     assert _probe(conn, PROBES[4], iu, True) == '"ERROR 42501"'
     assert '"status": "refused"' in _probe(conn, PROBES[11], iu, True)  # every gate shut, whatever evil says
+
+
+def test_no_definer_has_a_literal_a_session_setting_could_reinterpret(conn) -> None:
+    """A plain '…' literal with a backslash means different things under
+    standard_conforming_strings on and off, and PL/pgSQL compiles with the caller's setting."""
+    bodies = conn.execute("SELECT proname, prosrc FROM pg_proc WHERE pronamespace = 'public'::regnamespace"
+                          " AND prosecdef").fetchall()
+    assert len(bodies) >= 7
+    bad = [name for name, src in bodies if re.search(r"(?<![Ee])'[^']*\\", src)]
+    assert bad == []
 
 
 # ---------------------------------------------------------------- never-flip

@@ -231,8 +231,8 @@ def import_manifest(conn: psycopg.Connection[Any], m: Manifest, actor: str) -> d
             if p.address in units:
                 ids.append(units[p.address][1])
                 continue
-            call = ("dot_iu_clone_piece",
-                    {"canonical_address": p.address, "unit_kind": p.unit_kind, "title": p.title})
+            call: tuple[str, dict[str, Any]] = (
+                "dot_iu_clone_piece", {"canonical_address": p.address, "unit_kind": p.unit_kind, "title": p.title})
             ans = rt.apply(*call)
             if ans.status != "applied":
                 refused = (*call, ans)
