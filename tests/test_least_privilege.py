@@ -74,6 +74,17 @@ def test_the_legacy_preflight_lists_equal_the_classification(conn) -> None:
     assert by["never_flip"] == set(LEGACY_NEVER_FLIP)
 
 
+@pytest.mark.parametrize("revision", ["034", "gate_protocol"])
+def test_preflight_below_least_privilege_sees_auto_instantiate_open(new_db, revision: str) -> None:
+    """Issue 9 point 5: set to true by hand, it was ignored (all_safe, PASS); now it fails preflight."""
+    target = new_db(revision)
+    with connect(target) as c:
+        c.execute("UPDATE public.dot_config SET value = 'true' WHERE key = %s", (AUTO_INSTANTIATE,))
+    rep = migrate.preflight(target)
+    gates = next(ch for ch in rep.checks if ch.name.startswith("gates closed"))
+    assert not gates.ok and f"open: {AUTO_INSTANTIATE}" in gates.evidence
+
+
 def test_an_unclassified_key_reads_shut_even_when_true(conn) -> None:
     conn.execute("INSERT INTO public.dot_config (key, value) VALUES ('iu_core.surprise_enabled', 'true')")
     assert conn.execute("SELECT public.fn_iu_gate_state('iu_core.surprise_enabled'),"

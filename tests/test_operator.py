@@ -233,6 +233,25 @@ def test_parameter_errors_are_exit_2_before_the_database(run_cli, pairs: list[st
     assert needle in res.stderr and "cannot connect" not in res.stderr
 
 
+@pytest.mark.parametrize(("pairs", "needle"), [
+    (["steps=" + "[" * 5000 + "]" * 5000], "nested at most"),
+    (['steps=[{"title": "\\u0000"}]'], "\\u0000 in a string"),
+    (['steps=[{"title": "\\udc80"}]'], "lone surrogate escape"),
+    (["steps=[NaN]"], "is not valid JSON"),
+    (["steps=[1, Infinity]"], "is not valid JSON"),
+    (["title=a\udc80b"], "lone surrogate"),
+])
+def test_values_postgresql_would_reject_are_exit_2_before_the_database(run_cli, pairs: list[str],
+                                                                        needle: str) -> None:
+    base = {"collection_key": "k.1", "title": "T", "steps": "[]"}
+    for pair in pairs:
+        base[pair.split("=", 1)[0]] = pair.split("=", 1)[1]
+    res = run_cli(None, "--url", "postgresql://nobody@/nowhere?host=/nonexistent", "dot", "apply",
+                  "dot_iu_workflow_from_steps", *[f"{k}={v}" for k, v in base.items()])
+    assert res.exit_code == 2, res.output
+    assert needle in res.stderr and "Traceback" not in res.output
+
+
 def test_typed_parameters_convert() -> None:
     split = next(c for c in COMMANDS if c.name == "dot_iu_split_piece")
     ids = [str(uuid.uuid4()), str(uuid.uuid4())]

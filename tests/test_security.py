@@ -210,7 +210,7 @@ def test_the_upgrade_revokes_grants_that_bypassed_the_governed_path(new_db) -> N
 # ---------------------------------------------------------------- every write path, refused
 @pytest.mark.parametrize("kind", ["op", "ro", "none"])
 def test_every_write_path_is_refused_to_a_login_without_the_owner(conn, login, kind: str) -> None:
-    name, c = login(kind)
+    _, c = login(kind)
     before_ledger = ledger(conn)
     before_config = conn.execute("SELECT key, value FROM public.dot_config ORDER BY key").fetchall()
     tables = iu_tables(conn)

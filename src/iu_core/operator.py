@@ -95,7 +95,7 @@ def parse_params(cmd: Command, pairs: list[str] | dict[str, Any]) -> dict[str, A
     unknown = sorted(set(raw) - set(known))
     if unknown:
         raise ParamError(
-            f"{cmd.name}: unknown parameter(s) {', '.join(ascii(u)[1:-1] for u in unknown)}; it takes "
+            f"{cmd.name}: unknown parameter(s) {', '.join(_printable(u) for u in unknown)}; it takes "
             f"{', '.join(p.name for p in known.values()) or 'no parameters'}", command=cmd.name)
     out: dict[str, Any] = {}
     for p in known.values():
@@ -109,7 +109,8 @@ def parse_params(cmd: Command, pairs: list[str] | dict[str, Any]) -> dict[str, A
 def convert(cmd: Command, p: Param, value: Any) -> Any:
     def bad(why: str) -> ParamError:
         shown = value if len(str(value)) <= 200 else str(value)[:200] + "…"
-        return ParamError(f"{cmd.name}: {p.name}={ascii(shown)} is not {why}", command=cmd.name, param=p.name)
+        return ParamError(f"{cmd.name}: {p.name}={_printable(repr(shown))} is not {why}", command=cmd.name,
+                          param=p.name)
 
     if not isinstance(value, str):
         value = json.dumps(value) if p.type in ("jsonb",) else str(value)
@@ -175,6 +176,11 @@ def convert(cmd: Command, p: Param, value: Any) -> Any:
                 raise bad("a list of uuids") from None
         return items
     raise bad(f"a supported type ({t})")
+
+
+def _printable(s: str) -> str:
+    """Text any terminal can print: a lone surrogate becomes its escape, not a crash."""
+    return s.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _no_constant(name: str) -> Any:

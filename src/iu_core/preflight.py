@@ -166,8 +166,8 @@ def _check_classified_gates(conn: psycopg.Connection[Any], name: str) -> Check:
         problems.append(f"missing or neither true nor false (fail closed): {', '.join(not_closed)}")
     if flipped:
         problems.append(f"never-flip not false: {', '.join(flipped)}")
-    if not gates or v.get("all_safe") is not True and not problems:
-        problems.append(f"the gate verify did not answer all_safe: {v}")
+    if not problems and (not gates or v.get("all_safe") is not True):
+        problems.append(f"the gate verify did not answer all_safe (fail closed): {v}")
     note = (f"; read 'true' but shut (expired, or not opened through the protocol): {', '.join(stale)} — "
             "every check treats them as shut; iucore gate watchdog resets them") if stale else ""
     ev = f"{len(governable)} governable shut, {len(never)} never-flip false (public.iu_gate_class){note}"
