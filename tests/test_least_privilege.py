@@ -129,6 +129,8 @@ def test_an_expired_open_is_shut_for_every_check_without_the_watchdog(new_db, ru
         assert (own["status"], own["gate"]) == ("refused", COMPOSER)
         assert c.execute("SELECT count(*) FROM public.information_unit").fetchone() == (1,)
         assert c.execute("SELECT value FROM public.dot_config WHERE key = %s", (COMPOSER,)).fetchone() == ("true",)
+    text = run_cli(target, "gate", "status")
+    assert text.exit_code == 0 and "expired" in text.stdout and "iucore gate watchdog" in text.stdout
     status = run_cli(target, "--json", "gate", "status")
     assert status.exit_code == 0, status.output  # all shut
     answer = json.loads(status.stdout)["answer"]
@@ -225,6 +227,11 @@ TEST_FUNCTIONS = [
     " VALUES ('dot_iu_test_effect', 'health', true, true, ARRAY['fn_iu_test_effect'])",
     "INSERT INTO public.dot_iu_command_gate (command_name, gate_key, ord)"
     " VALUES ('dot_iu_test_effect', 'iu_core.composer_enabled', 1)",
+    "CREATE FUNCTION public.fn_iu_test_types(p_j jsonb, p_a text[], p_i integer DEFAULT 7) RETURNS jsonb"
+    " LANGUAGE sql AS $$ SELECT jsonb_build_object('status', 'seen', 'j_is_null', p_j IS NULL, 'j', p_j,"
+    " 'a', to_jsonb(p_a), 'a_is_null', p_a IS NULL, 'i', p_i) $$",
+    "INSERT INTO public.dot_iu_command_catalog (command_name, category, mutating, reversible, target_functions)"
+    " VALUES ('dot_iu_test_types', 'read', false, true, ARRAY['fn_iu_test_types'])",
 ]
 
 
@@ -265,6 +272,18 @@ def test_a_refused_or_failed_call_is_undone_and_logged_once(effect, mode: str, s
     ev = effect.execute("SELECT evidence, run_status FROM public.dot_iu_command_run WHERE run_id = %s",
                         (ans["run_id"],)).fetchone()
     assert ev[1] == status and ev[0].get("reason") == why
+
+
+@pytest.mark.parametrize(("args", "seen"), [
+    ([None, None], {"j_is_null": True, "a_is_null": True, "i": 7}),               # JSON null is SQL NULL
+    ([{"k": [1, None]}, ["x", None, "y"], 3], {"j": {"k": [1, None]}, "a": ["x", None, "y"], "i": 3}),
+    (["just a string", [], None], {"j": "just a string", "a": [], "i": None}),    # a passed NULL is not the default
+    ([[], ["1"]], {"j": [], "a": ["1"], "i": 7}),                                 # omitted: the default
+])
+def test_arguments_arrive_typed_by_position(effect, args: list, seen: dict) -> None:
+    ans = execute(effect, "dot_iu_test_types", "verify", args)
+    assert ans["status"] == "verified", ans
+    assert {k: ans["answer"][k] for k in seen} == seen
 
 
 def test_the_dispatcher_refuses_a_target_it_cannot_resolve_exactly(effect) -> None:

@@ -602,8 +602,10 @@ def gate_status(obj: Ctx) -> None:
                    f" | never_flip_intact = {a.get('never_flip_intact')}")
         gates = a.get("gates") or []
         if gates:
-            cols = [k for k in ("key", "class", "value") if k in gates[0]]
+            cols = [k for k in ("key", "class", "value", "state") if k in gates[0]]
             click.echo("\n".join(format_table(cols, [[g.get(c) for c in cols] for g in gates])))
+        if a.get("stale_open"):
+            click.echo(str(a.get("guidance")))
     ensure_answer(ans)
     if isinstance(ans.answer, dict) and ans.answer.get("all_safe") is False:
         from .errors import CheckFailed

@@ -119,7 +119,8 @@ BEGIN
             v_type := v_fn.argtypes[v_i + 1]::regtype;
             v_elem := v_args -> v_i;
             IF v_type IN ('jsonb'::regtype, 'json'::regtype) THEN
-                v_exprs := v_exprs || format('($1 -> %s)::%s', v_i, v_type);
+                -- JSON null is SQL NULL, as for every other type
+                v_exprs := v_exprs || format('nullif($1 -> %s, ''null''::jsonb)::%s', v_i, v_type);
             ELSIF (SELECT t.typcategory = 'A' FROM pg_catalog.pg_type AS t WHERE t.oid = v_type) THEN
                 IF jsonb_typeof(v_elem) NOT IN ('array', 'null')
                    OR (jsonb_typeof(v_elem) = 'array'
