@@ -9,6 +9,9 @@
 
 BEGIN;
 
+-- a gate opened for a test: through the gate protocol where the database has it
+\ir lib/open_gate.sql
+
 -- T0 baseline: 016's two functions and two views are there, the composer gate is shut
 SELECT 'function' AS kind, 'public.' || p.proname || '(' || oidvectortypes(p.proargtypes) || ')' AS object
   FROM pg_catalog.pg_proc p
@@ -46,7 +49,7 @@ END
 $t0$;
 
 -- T1 open the composer gate in this transaction only, mint three pieces and compose them
-UPDATE public.dot_config SET value = 'true' WHERE key = 'iu_core.composer_enabled';
+SELECT pg_temp.selftest_open_gate('iu_core.composer_enabled', 'selftest016');
 
 CREATE TEMP TABLE selftest016_ids ON COMMIT DROP AS
 SELECT n, (public.fn_iu_create('selftest016/piece-' || n, 'section', 'Piece ' || n, 'selftest016') ->> 'iu_id')::uuid AS iu_id
@@ -126,7 +129,7 @@ END
 $t2$;
 
 -- T3 gate open: the checkpoint answers 'checkpointed' and records the render's digest
-UPDATE public.dot_config SET value = 'true' WHERE key = 'iu_core.composer_enabled';
+SELECT pg_temp.selftest_open_gate('iu_core.composer_enabled', 'selftest016');
 
 DO $t3$
 DECLARE

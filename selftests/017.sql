@@ -5,6 +5,9 @@
 
 BEGIN;
 
+-- a gate opened for a test: through the gate protocol where the database has it
+\ir lib/open_gate.sql
+
 -- T0 baseline: the pair is there (SECURITY INVOKER, search_path pinned, not for PUBLIC);
 -- the structure-ops gate is shut
 SELECT 'public.' || p.proname || '(' || oidvectortypes(p.proargtypes) || ')' AS function, p.prosecdef AS security_definer,
@@ -21,7 +24,7 @@ SELECT key, value FROM public.dot_config
  ORDER BY key;
 
 -- T1 open the composer gate in this transaction only; mint four pieces and compose piece 1 into a collection
-UPDATE public.dot_config SET value = 'true' WHERE key = 'iu_core.composer_enabled';
+SELECT pg_temp.selftest_open_gate('iu_core.composer_enabled', 'selftest017');
 
 CREATE TEMP TABLE selftest017_ids ON COMMIT DROP AS
 SELECT n, (public.fn_iu_create('selftest017/piece-' || n, 'piece', 'Piece ' || n, 'selftest017') ->> 'iu_id')::uuid AS iu_id
@@ -54,7 +57,7 @@ END
 $t1$;
 
 -- T2 open the structure-ops gate in this transaction only; soft-delete piece 2
-UPDATE public.dot_config SET value = 'true' WHERE key = 'iu_core.structure_ops_enabled';
+SELECT pg_temp.selftest_open_gate('iu_core.structure_ops_enabled', 'selftest017');
 
 CREATE TEMP TABLE selftest017_answers ON COMMIT DROP AS
 SELECT 'soft_delete_2'::text AS step,

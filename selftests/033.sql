@@ -9,6 +9,9 @@
 
 BEGIN;
 
+-- a gate opened for a test: through the gate protocol where the database has it
+\ir lib/open_gate.sql
+
 -- T0 baseline: the two functions (jsonb, not executable by PUBLIC), the provenance table,
 -- the event type (stream template, delayed lane: never deduplicated) and both gates shut
 SELECT 'public.' || p.proname || '(' || oidvectortypes(p.proargtypes) || ')' AS function,
@@ -35,7 +38,7 @@ SELECT key, value FROM public.dot_config
 UPDATE public.dot_config SET value = 'true'
  WHERE key IN ('iu_core.routes_master_enabled', 'piece_event_runtime.emit_enabled');
 
-UPDATE public.dot_config SET value = 'true' WHERE key = 'iu_core.composer_enabled';
+SELECT pg_temp.selftest_open_gate('iu_core.composer_enabled', 'selftest033');
 
 -- T1 three pieces, composed into the template in the order 3, 2, 1 (not creation order)
 CREATE TEMP TABLE selftest033_ids ON COMMIT DROP AS
@@ -97,7 +100,7 @@ $t2$;
 
 -- T3 only the composer gate open: live is refused naming iu_core.auto_instantiate_enabled,
 -- and so is the live rollback by actor; nothing is written
-UPDATE public.dot_config SET value = 'true' WHERE key = 'iu_core.composer_enabled';
+SELECT pg_temp.selftest_open_gate('iu_core.composer_enabled', 'selftest033');
 
 DO $t3$
 DECLARE
@@ -179,7 +182,7 @@ SELECT (m ->> 'piece_order')::int AS piece_order, m ->> 'canonical_address' AS c
 -- T5 both gates open: live instantiates the template for the event — the template's members in
 -- the same order, one iu_auto_instance row (template, event, actor), the composer events and
 -- one template.instance_auto_composed
-UPDATE public.dot_config SET value = 'true' WHERE key = 'iu_core.auto_instantiate_enabled';
+SELECT pg_temp.selftest_open_gate('iu_core.auto_instantiate_enabled', 'selftest033');
 
 DO $t5$
 DECLARE

@@ -115,7 +115,7 @@ $t3$;
 
 SELECT public.fn_dot_iu_command_log('dot_iu_auto_instantiate_from_event', 'collection', 'plan', 'planned', true,
                                     md5('{"selftest": "034"}'), '{"iu_core.composer_enabled": "false"}',
-                                    '{"emit_mode": "dry_run"}', 'selftest034') IS NOT NULL AS logged;
+                                    '{"reason": "selftest_034"}', 'selftest034') IS NOT NULL AS logged;
 
 -- T4 rollbacks/034.sql's guards, run as written (each caught here instead of ending the test):
 -- the state guard passes at 034 and refuses while gate_protocol's rows are present; the ledger

@@ -7,6 +7,9 @@
 
 BEGIN;
 
+-- a gate opened for a test: through the gate protocol where the database has it
+\ir lib/open_gate.sql
+
 -- T0 the 8 composer event types: domain iu, stream composer, all on the 'delayed' lane
 SELECT r.event_type, r.event_stream, r.delivery_lane, r.active
   FROM public.event_type_registry r
@@ -64,7 +67,7 @@ END
 $t1$;
 
 -- T2 open the composer gate in this transaction only, mint three pieces and compose them
-UPDATE public.dot_config SET value = 'true' WHERE key = 'iu_core.composer_enabled';
+SELECT pg_temp.selftest_open_gate('iu_core.composer_enabled', 'selftest260');
 
 CREATE TEMP TABLE selftest260_ids ON COMMIT DROP AS
 SELECT n, (public.fn_iu_create('selftest260/piece-' || n, 'section', 'Piece ' || n, 'selftest260') ->> 'iu_id')::uuid AS iu_id
@@ -219,7 +222,7 @@ $t5$;
 
 -- T6 even with the delivery gate open and the route allowlisted, a composer route stays
 -- dry-run; flipped live, its webhook target is refused: external delivery does not exist
-UPDATE public.dot_config SET value = 'true' WHERE key = 'iu_core.delivery_enabled';
+SELECT pg_temp.selftest_open_gate('iu_core.delivery_enabled', 'selftest260');
 
 UPDATE public.dot_config SET value = 'iu_composer_piece_reordered' WHERE key = 'iu_core.delivery_live_routes';
 

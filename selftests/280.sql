@@ -321,7 +321,7 @@ $t3$;
 CREATE TEMP TABLE selftest280_run ON COMMIT DROP AS
 SELECT public.fn_dot_iu_command_log('dot_iu_healthcheck', 'health', 'verify', 'verified', false,
                                     md5('{"selftest": "280"}'), '{"iu_core.composer_enabled": "false"}',
-                                    '{"checked": "selftest 280"}', 'selftest280') AS run_id;
+                                    '{"reason": "selftest_280"}', 'selftest280') AS run_id;
 
 SELECT r.command_name, r.category, r.run_mode, r.run_status, r.mutating, r.params_digest,
        r.gate_snapshot, r.evidence, r.actor

@@ -7,16 +7,41 @@
 
 BEGIN;
 
--- T0 baseline: all_safe = true (7 governable gates and 2 never-flip gates all 'false')
+-- T0 baseline: all_safe = true (7 governable gates and 2 never-flip gates all 'false').
+-- The 9 of seed 002 are printed, in its order; from revision least_privilege on the verify also
+-- holds 033's auto_instantiate_enabled (governable there), checked in the DO block below.
+CREATE TEMP VIEW selftest_gate_seed002 AS
+SELECT s.key, s.ord
+  FROM unnest(ARRAY['iu_core.composer_enabled', 'iu_core.structure_ops_enabled', 'iu_core.delivery_enabled',
+                    'iu_core.three_axis_auto_refresh_enabled', 'iu_core.operator_runtime_enabled',
+                    'queue.job_substrate.enabled', 'queue.dlq.replay_enabled',
+                    'iu_enact.allow_no_review_decision', 'iu_core.vector_sync_enabled'])
+       WITH ORDINALITY AS s (key, ord);
+
 SELECT (v ->> 'all_safe')::boolean AS all_safe,
        (v ->> 'all_governed_closed')::boolean AS all_governed_closed,
        (v ->> 'never_flip_intact')::boolean AS never_flip_intact,
-       (v ->> 'gate_count')::int AS gate_count
+       (SELECT count(*) FROM jsonb_array_elements(v -> 'gates') AS g
+         WHERE g ->> 'key' IN (SELECT sg.key FROM selftest_gate_seed002 AS sg)) AS gate_count
   FROM public.fn_iu_gate_verify_closed() AS v;
 
 SELECT x.g ->> 'key' AS gate_key, x.g ->> 'class' AS class, x.g ->> 'value' AS value
-  FROM public.fn_iu_gate_verify_closed() AS v, jsonb_array_elements(v -> 'gates') WITH ORDINALITY AS x (g, ord)
- ORDER BY x.ord;
+  FROM public.fn_iu_gate_verify_closed() AS v, jsonb_array_elements(v -> 'gates') AS x (g)
+ INNER JOIN selftest_gate_seed002 AS sg ON sg.key = x.g ->> 'key'
+ ORDER BY sg.ord;
+
+DO $t0$
+DECLARE
+    v jsonb := public.fn_iu_gate_verify_closed();
+    v_lp boolean := to_regclass('public.iu_gate_class') IS NOT NULL;
+BEGIN
+    IF (v ->> 'gate_count')::int IS DISTINCT FROM (CASE WHEN v_lp THEN 10 ELSE 9 END)
+       OR (v_lp AND NOT (v -> 'gates') @> '[{"key": "iu_core.auto_instantiate_enabled", "class": "governable"}]') THEN
+        RAISE EXCEPTION 'T0: the verify holds % gate(s): %', v ->> 'gate_count', v -> 'gates';
+    END IF;
+    RAISE NOTICE 'T0 the verify holds the 9 gates of seed 002 (and 033''s auto_instantiate_enabled from least_privilege on)';
+END
+$t0$;
 
 -- T0 the answers of the protocol calls below, kept for the evidence SELECTs
 CREATE TEMP TABLE selftest_gate_answers (step text PRIMARY KEY, answer jsonb NOT NULL) ON COMMIT DROP;
@@ -307,9 +332,11 @@ SELECT t.gate_key, t.action, t.prev_value || ' -> ' || t.new_value AS transition
  ORDER BY t.created_at, t.transition_id;
 
 -- T9 and the run ledger: one dot_iu_gate_* row per call, its gate snapshot taken before the call
--- (the idle sweep is a verify run over the 7 governable gates)
+-- (the idle sweep is a verify run over the 7 governable gates of seed 002; from least_privilege
+-- on 033's auto_instantiate_enabled is swept too, and left out of the count here)
 SELECT r.command_name, r.run_mode, r.run_status,
-       (SELECT count(*) FROM jsonb_object_keys(r.gate_snapshot)) AS gates_in_snapshot,
+       (SELECT count(*) FROM jsonb_object_keys(r.gate_snapshot) AS k (key)
+         WHERE k.key <> 'iu_core.auto_instantiate_enabled') AS gates_in_snapshot,
        coalesce((SELECT string_agg(s.k, ', ' ORDER BY s.k) FROM jsonb_each_text(r.gate_snapshot) AS s (k, v)
                   WHERE s.v = 'true'), '-') AS open_in_snapshot
   FROM public.dot_iu_command_run r

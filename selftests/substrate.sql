@@ -4,6 +4,9 @@
 
 BEGIN;
 
+-- a gate opened for a test: through the gate protocol where the database has it
+\ir lib/open_gate.sql
+
 -- T0 baseline: the 9 protocol gates are shut
 SELECT key, value FROM public.dot_config
  WHERE key IN ('iu_core.composer_enabled', 'iu_core.structure_ops_enabled', 'iu_core.delivery_enabled',
@@ -25,7 +28,7 @@ END
 $t1$;
 
 -- T2 open the composer gate in this transaction only, mint three pieces and compose them
-UPDATE public.dot_config SET value = 'true' WHERE key = 'iu_core.composer_enabled';
+SELECT pg_temp.selftest_open_gate('iu_core.composer_enabled', 'selftest');
 
 CREATE TEMP TABLE selftest_ids ON COMMIT DROP AS
 SELECT n, (public.fn_iu_create('selftest/piece-' || n, 'section', 'Piece ' || n, 'selftest') ->> 'iu_id')::uuid AS iu_id

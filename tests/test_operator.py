@@ -13,7 +13,9 @@ import psycopg
 import pytest
 
 from iu_core import migrate
+from iu_core.errors import BadInput
 from iu_core.operator import (
+    DISPATCH_SQL,
     DotCommandPlan,
     NotGoverned,
     OperatorRuntime,
@@ -21,6 +23,7 @@ from iu_core.operator import (
     build_plan,
     explain,
     parse_params,
+    sql_string,
 )
 from iu_core.proof import run_proof
 from iu_core.registry import COMMANDS, COMPOSER, OPERATOR_RUNTIME, Command
@@ -55,7 +58,10 @@ def test_every_command_renders_a_plan_that_passes_the_governance_check(cmd: Comm
     params = {p.name: sample(p.type) for p in cmd.params if p.fixed is None}
     plan = build_plan(cmd, params)
     assert plan.statements[0].startswith(f"SELECT public.{cmd.targets[0]}(")
-    assert len(plan.digest) == 32
+    # what is executed is the dispatcher call; the arguments travel as bound values, by position
+    assert plan.executed == DISPATCH_SQL
+    assert 0 < len(plan.args) <= len(cmd.params) or not cmd.params
+    assert all(p.fixed is None or plan.args[i] == p.fixed for i, p in enumerate(cmd.params[: len(plan.args)]))
 
 
 REORDER = next(c for c in COMMANDS if c.name == "dot_iu_reorder_piece")
@@ -156,12 +162,41 @@ def test_at_least_200_hostile_plans_are_all_refused() -> None:
     accepted = []
     for s in stmts:
         try:
-            assert_governed(DotCommandPlan(REORDER, {}, [s], "0" * 32))
+            assert_governed(DotCommandPlan(REORDER, {}, [s]))
             accepted.append(s)
         except NotGoverned:
             pass
     assert accepted == []
-    assert_governed(DotCommandPlan(REORDER, {}, [GOOD], "0" * 32))  # the control passes
+    assert_governed(DotCommandPlan(REORDER, {}, [GOOD]))  # the control passes
+
+
+EXECUTED = [
+    "SELECT public.fn_dot_iu_execute(%s, %s, %s::jsonb, %s); DELETE FROM public.dot_config",
+    "SELECT public.fn_dot_iu_execute(%s, %s, %s, %s)::text",
+    "SELECT public.fn_dot_iu_execute(%s, %s, %s::json, %s)",
+    "SELECT public.fn_dot_iu_execute(%s, %s, %s::jsonb, 'someone else')",
+    "SELECT public.fn_dot_iu_execute(%s, 'apply', %s::jsonb, %s)",
+    "SELECT public.fn_dot_iu_execute(%s, %s, %s::jsonb)",
+    "SELECT public.fn_dot_iu_execute(%s, %s, %s::jsonb, %s, %s)",
+    "SELECT public.fn_dot_iu_execute(%s, %s, (%s || '[]')::jsonb, %s)",
+    "SELECT public.fn_iu_collection_reorder_piece(%s, %s, %s, %s)",
+    "SELECT fn_dot_iu_execute(%s, %s, %s::jsonb, %s)",
+    "SELECT evil.fn_dot_iu_execute(%s, %s, %s::jsonb, %s)",
+    "SELECT public.fn_dot_iu_execute(%s, %s, %s::jsonb, %s) FROM public.dot_config",
+    "SELECT public.fn_dot_iu_execute(%(a)s, %s, %s::jsonb, %s)",
+    "SELECT public.fn_dot_iu_execute(%s, %s, %s::jsonb, current_user)",
+    "WITH x AS (DELETE FROM public.dot_iu_command_run) SELECT public.fn_dot_iu_execute(%s, %s, %s::jsonb, %s)",
+]
+
+
+@pytest.mark.parametrize("executed", EXECUTED)
+def test_the_executed_statement_is_exactly_the_dispatcher_call_with_bound_parameters(executed: str) -> None:
+    plan = build_plan(REORDER, {"collection_id": str(uuid.uuid4()), "iu_id": str(uuid.uuid4()),
+                                "new_order": 0, "actor": "op"})
+    assert_governed(plan)
+    plan.executed = executed
+    with pytest.raises(NotGoverned):
+        assert_governed(plan)
 
 
 def test_a_tampered_plan_is_refused_before_it_runs(conn) -> None:
@@ -199,6 +234,25 @@ def test_parameter_errors_are_exit_2_before_the_database(run_cli, pairs: list[st
     assert needle in res.stderr and "cannot connect" not in res.stderr
 
 
+@pytest.mark.parametrize(("pairs", "needle"), [
+    (["steps=" + "[" * 5000 + "]" * 5000], "nested at most"),
+    (['steps=[{"title": "\\u0000"}]'], "\\u0000 in a string"),
+    (['steps=[{"title": "\\udc80"}]'], "lone surrogate escape"),
+    (["steps=[NaN]"], "is not valid JSON"),
+    (["steps=[1, Infinity]"], "is not valid JSON"),
+    (["title=a\udc80b"], "lone surrogate"),
+])
+def test_values_postgresql_would_reject_are_exit_2_before_the_database(run_cli, pairs: list[str],
+                                                                        needle: str) -> None:
+    base = {"collection_key": "k.1", "title": "T", "steps": "[]"}
+    for pair in pairs:
+        base[pair.split("=", 1)[0]] = pair.split("=", 1)[1]
+    res = run_cli(None, "--url", "postgresql://nobody@/nowhere?host=/nonexistent", "dot", "apply",
+                  "dot_iu_workflow_from_steps", *[f"{k}={v}" for k, v in base.items()])
+    assert res.exit_code == 2, res.output
+    assert needle in res.stderr and "Traceback" not in res.output
+
+
 def test_typed_parameters_convert() -> None:
     split = next(c for c in COMMANDS if c.name == "dot_iu_split_piece")
     ids = [str(uuid.uuid4()), str(uuid.uuid4())]
@@ -225,6 +279,41 @@ def test_explain_matches_seed_004_usage_and_psql_runs_it(conn) -> None:
         assert proc.returncode == 0, proc.stderr
         assert json.loads(proc.stdout)["status"] in ("refused", "dry_run", "ok")
     assert conn.execute("SELECT to_regclass('x')").fetchone() == (None,)
+
+
+# Values a session setting would reinterpret inside a '…' literal, or that try
+# to end a dollar quote: each must reach the function as itself.
+TRICKY_TEXT = [
+    "\\', $$x$$); UPDATE public.dot_config SET value = $$true$$ WHERE key = $$iu_core.vector_sync_enabled$$; --",
+    "a\\'b", "\\", "'", "''", "$$", "$iu$", "x$iu", "$iu$ ); DROP TABLE public.dot_config; --$iu$",
+    "$iu$$iu1$", "tab\there", "E'\\x41'", "\\047", "ünïcode ' \\ $",
+]
+
+
+@pytest.mark.parametrize("value", TRICKY_TEXT)
+def test_explain_means_the_same_under_hostile_session_settings(conn, value: str) -> None:
+    """psql runs explain's SQL with standard_conforming_strings off and backslash_quote on:
+    the function receives exactly the value, and nothing else runs."""
+    lit = sql_string(value)
+    from iu_core.backup import newest
+
+    psql = str(Path(newest("pg_dump")).with_name("psql"))
+    env = {"PGOPTIONS": "-c standard_conforming_strings=off -c backslash_quote=on -c escape_string_warning=off",
+           "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([psql, "-X", "-v", "ON_ERROR_STOP=1", "-At", "-c", f"SELECT {lit};", conn.info.dsn],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == value + "\n"
+    # and the explain of a real command, run the same way, changes nothing
+    stmt = explain("dot_iu_clone_piece", ["canonical_address=a/b", "unit_kind=piece", f"title={value}"],
+                   actor=value)
+    before = conn.execute("SELECT value FROM public.dot_config WHERE key = 'iu_core.vector_sync_enabled'").fetchone()
+    proc = subprocess.run([psql, "-X", "-v", "ON_ERROR_STOP=1", "-At", "-c", stmt, conn.info.dsn],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["status"] == "refused"  # the composer gate is shut
+    after = conn.execute("SELECT value FROM public.dot_config WHERE key = 'iu_core.vector_sync_enabled'").fetchone()
+    assert before == after == ("false",)
 
 
 # ---------------------------------------------------------------- runtime & ledger
@@ -288,7 +377,22 @@ def test_unavailable_commands_are_reported_not_crashed_on(conn_at, run_cli, new_
     assert rows["dot_iu_reorder_piece"]["available"] is True
     assert rows["dot_iu_gate_open"]["available"] is False
     res = run_cli(target, "gate", "status")
-    assert res.exit_code == 2 and "revision gate_protocol is not applied (database at 280)" in res.stderr
+    assert res.exit_code == 2
+    assert "needs revision least_privilege" in res.stderr and "database at 280" in res.stderr
+
+
+def test_below_least_privilege_the_runtime_refuses_instead_of_a_second_path(new_db, run_cli) -> None:
+    """No governed entry point, no execution: exit 2, nothing written, not even a ledger row."""
+    target = new_db("gate_protocol")
+    with connect(target) as c:
+        before = c.execute("SELECT count(*) FROM public.dot_iu_command_run").fetchone()
+        with pytest.raises(BadInput) as exc:
+            OperatorRuntime(c, "pytest").apply("dot_iu_healthcheck", {})
+        assert "needs revision least_privilege" in exc.value.message
+        assert "database at gate_protocol: run iucore db upgrade" in exc.value.message
+        assert c.execute("SELECT count(*) FROM public.dot_iu_command_run").fetchone() == before
+    res = run_cli(target, "dot", "apply", "dot_iu_healthcheck")
+    assert res.exit_code == 2 and "iucore db upgrade" in res.stderr and "Traceback" not in res.output
 
 
 # ---------------------------------------------------------------- CLI verbs
@@ -372,6 +476,9 @@ def test_export_import_export_is_byte_identical(new_db, tmp_path: Path, run_cli)
     assert run_cli(dst, "dot", "import", str(path)).exit_code == 3  # gates shut: refused
     with connect(dst) as c:
         assert c.execute("SELECT count(*) FROM public.information_unit").fetchone() == (0,)
+        # issue 9 point 7: the refusal is audited, nothing else of the import is left
+        assert ledger(c) and [r[:3] for r in ledger(c)] == [("dot_iu_clone_piece", "apply", "refused")]
+        assert ledger(c)[0][5] == {"closed_gates": [OPERATOR_RUNTIME, COMPOSER], "reason": "gate_closed"}
         open_gates(c, OPERATOR_RUNTIME, COMPOSER)
     res = run_cli(dst, "dot", "import", str(path))
     assert res.exit_code == 0 and "imported" in res.stdout, res.output

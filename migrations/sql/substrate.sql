@@ -160,15 +160,7 @@ INSERT INTO public.dot_config (key, value, description) VALUES
     ('iu_sql_link.enabled', 'false',
      'Runtime key: the IU-to-SQL link stays off.');
 
-CREATE FUNCTION public.fn_iu_gate_is_open(p_key text)
-RETURNS boolean
-LANGUAGE sql
-STABLE
-SET search_path = public, pg_temp
-AS $fn$
-    -- Fail closed: a missing key, NULL, 'TRUE', ' true' ... all read as shut.
-    SELECT coalesce((SELECT c.value = 'true' FROM public.dot_config c WHERE c.key = p_key), false);
-$fn$;
+\ir functions/substrate/fn_iu_gate_is_open.sql
 
 CREATE FUNCTION public.fn_iu_core_routes_enabled()
 RETURNS boolean
@@ -224,44 +216,7 @@ CREATE INDEX idx_dot_iu_command_run_command
 
 -- SECURITY DEFINER: a low-privilege operator role must be able to append to the
 -- ledger without holding INSERT on it.
-CREATE FUNCTION public.fn_dot_iu_command_log(
-    p_command       text,
-    p_category      text,
-    p_run_mode      text,
-    p_run_status    text,
-    p_mutating      boolean,
-    p_params_digest text,
-    p_gate_snapshot jsonb,
-    p_evidence      jsonb,
-    p_actor         text)
-RETURNS uuid
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = public, pg_temp
-AS $fn$
-DECLARE
-    v_run_id uuid;
-BEGIN
-    -- Fail closed: a run of an uncatalogued command is never recorded.
-    IF NOT EXISTS (SELECT 1 FROM public.dot_iu_command_catalog c WHERE c.command_name = p_command) THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'foreign_key_violation',
-            MESSAGE = format('fn_dot_iu_command_log: command %L is not in public.dot_iu_command_catalog (fail-closed: nothing logged)', p_command),
-            HINT = 'Register the command through a catalog revision before logging runs of it.';
-    END IF;
-
-    -- clock_timestamp(): several runs in one transaction keep their real order.
-    INSERT INTO public.dot_iu_command_run
-        (command_name, category, run_mode, run_status, mutating, params_digest,
-         gate_snapshot, evidence, actor, created_at)
-    VALUES
-        (p_command, p_category, p_run_mode, p_run_status, p_mutating, p_params_digest,
-         coalesce(p_gate_snapshot, '{}'), coalesce(p_evidence, '{}'), p_actor, clock_timestamp())
-    RETURNING run_id INTO v_run_id;
-
-    RETURN v_run_id;
-END
-$fn$;
+\ir functions/substrate/fn_dot_iu_command_log.sql
 
 -- -----------------------------------------------------------------------------
 -- 3. Information units, collections, memberships
@@ -1494,35 +1449,7 @@ BEGIN
 END
 $fn$;
 
-CREATE FUNCTION public.fn_iu_healthcheck()
-RETURNS jsonb
-LANGUAGE sql
-STABLE
-SET search_path = public, pg_temp
-AS $fn$
-    SELECT jsonb_build_object(
-        'status', 'ok',
-        'counts', jsonb_build_object(
-            'information_units',  (SELECT count(*) FROM public.information_unit),
-            'collections',        (SELECT count(*) FROM public.iu_collection),
-            'collection_members', (SELECT count(*) FROM public.iu_collection_member),
-            'events',             (SELECT count(*) FROM public.event_outbox),
-            'route_attempts',     (SELECT count(*) FROM public.iu_route_attempt),
-            'dead_letters_open',  (SELECT count(*) FROM public.iu_route_dead_letter d WHERE d.resolved_at IS NULL),
-            'ledger_runs',        (SELECT count(*) FROM public.dot_iu_command_run),
-            'catalog_rows',       (SELECT count(*) FROM public.dot_iu_command_catalog)),
-        'gates', (SELECT coalesce(jsonb_object_agg(c.key,
-                                      CASE WHEN c.value IN ('true', 'false') THEN to_jsonb(c.value = 'true')
-                                           ELSE to_jsonb(c.value) END), '{}')
-                    FROM public.dot_config c),
-        'all_governed_closed', NOT EXISTS (
-            SELECT 1 FROM public.dot_config c
-             WHERE c.value = 'true'
-               AND c.key IN ('iu_core.composer_enabled', 'iu_core.structure_ops_enabled',
-                             'iu_core.delivery_enabled', 'iu_core.three_axis_auto_refresh_enabled',
-                             'iu_core.operator_runtime_enabled', 'queue.job_substrate.enabled',
-                             'queue.dlq.replay_enabled')));
-$fn$;
+\ir functions/substrate/fn_iu_healthcheck.sql
 
 -- -----------------------------------------------------------------------------
 -- 7. cutter_governance: review decisions, and the review-gated split / merge

@@ -448,9 +448,10 @@ def preflight_cmd(obj: Ctx, expect_database: str | None, expect_user: str | None
 def grant_cmd(obj: Ctx, readonly_roles: tuple[str, ...], operator_roles: tuple[str, ...], dry_run: bool) -> None:
     """Apply the privilege policy to existing roles (derived from the live catalog).
 
-    read-only: the observability views. operator: the governed functions and
-    the data they write; never dot_config: gates move only through the gate
-    protocol. Re-run after every upgrade (the catalog grows).
+    read-only: the observability views. operator: SELECT on what the tool
+    reads and EXECUTE on the governed entry point fn_dot_iu_execute only
+    (revision least_privilege): no DML, no ledger logger, no mutator. What the
+    role held on IU Core objects before is revoked first (one transaction).
     """
     from .db import connect
     from .errors import BadInput
@@ -767,8 +768,10 @@ def gate_status(obj: Ctx) -> None:
                    f" | never_flip_intact = {a.get('never_flip_intact')}")
         gates = a.get("gates") or []
         if gates:
-            cols = [k for k in ("key", "class", "value") if k in gates[0]]
+            cols = [k for k in ("key", "class", "value", "state") if k in gates[0]]
             click.echo("\n".join(format_table(cols, [[g.get(c) for c in cols] for g in gates])))
+        if a.get("stale_open"):
+            click.echo(str(a.get("guidance")))
     ensure_answer(ans)
     if isinstance(ans.answer, dict) and ans.answer.get("all_safe") is False:
         from .errors import CheckFailed

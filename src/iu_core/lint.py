@@ -44,7 +44,14 @@ from pathlib import Path
 from typing import Any
 
 from .errors import IUCoreError
-from .sqlfiles import MIGRATION_SECTIONS, ROLLBACK_SECTIONS, parse_script, split_statements
+from .sqlfiles import (
+    MIGRATION_SECTIONS,
+    ROLLBACK_SECTIONS,
+    Expanded,
+    expand,
+    parse_script,
+    split_statements,
+)
 
 # Schemas a SECURITY DEFINER function may search: the catalog and IU Core's own, which only the
 # migration owner can create in (PostgreSQL >= 15 gives PUBLIC no CREATE on `public`; a database
@@ -79,8 +86,9 @@ class _Stmt:
 @dataclass(frozen=True)
 class _File:
     path: Path
-    lines: tuple[str, ...]
+    lines: tuple[str, ...]  # of the expanded text (`\\ir` includes inlined)
     stmts: tuple[_Stmt, ...]
+    expanded: Expanded | None = None  # maps an expanded line back to the file that wrote it
 
     def allowed(self, line: int, rule: str) -> bool:
         """A `-- lint: allow RULE (reason)` on `line` or on the comment lines right above it."""
@@ -95,6 +103,9 @@ class _File:
         """The one place a SQL rule's finding is made (`line` counts in `lines`)."""
         if suppressible and self.allowed(line, rule):
             return []
+        if self.expanded is not None:
+            o = self.expanded.origin(line)
+            return [Finding(rule, str(o.path), o.line, message)]
         return [Finding(rule, str(self.path), line, message)]
 
 
@@ -102,8 +113,8 @@ _ALLOW = re.compile(r"--\s*lint:\s*allow\s+([a-z-]+)\s*\(([^)]*)\)")
 
 
 def _read(path: Path) -> _File:
-    text = path.read_text(encoding="utf-8")
-    return _File(path, tuple(text.split("\n")), _parse_text(text))  # lines as _line_of counts them
+    ex = expand(path)  # lint what runs: the file with its `\\ir` includes
+    return _File(path, tuple(ex.text.split("\n")), _parse_text(ex.text), ex)  # lines as _line_of counts them
 
 
 @functools.lru_cache(maxsize=64)

@@ -22,9 +22,10 @@ from typing import Any
 
 from . import audit
 from .config import RunOptions
+from .db import CLIENT_ENCODING, PINNED
 from .errors import BadInput, InvalidTarget, UnknownRevision
 from .session import LOCK_KEY, RevisionFiles
-from .sqlfiles import MIGRATION_SECTIONS, ROLLBACK_SECTIONS, parse_script
+from .sqlfiles import MIGRATION_SECTIONS, ROLLBACK_SECTIONS, expand, parse_script
 
 _TAG = "$iucore$"
 
@@ -147,6 +148,10 @@ def _preamble(project: Path, out: OfflineScript, destination: str, generated: st
 \\set ON_ERROR_STOP on
 SET application_name = {lit("iucore-offline:" + run_id[:8])};
 
+-- the session settings iucore pins on every connection (docs/security.md)
+SET client_encoding = {lit(CLIENT_ENCODING)};
+{_pins()}
+
 -- the iucore migration lock: two runs never interleave (held to the end of this session)
 SET lock_timeout = {int(options.lock_wait_ms)};
 DO {_TAG} BEGIN
@@ -160,6 +165,13 @@ SET statement_timeout = {int(options.statement_timeout_ms)};
 -- schema iucore and its tables (idempotent)
 {audit.BOOTSTRAP};
 """
+
+
+def _pins() -> str:
+    # Unquoted on purpose: a quoted '…' search_path would be ONE schema named
+    # "public,pg_temp". The values are iucore's own constants, never input.
+    assert all(re.fullmatch(r"[A-Za-z_,]+", p.value) for p in PINNED)
+    return "\n".join(f"SET {p.name} TO {p.value};" for p in PINNED)
 
 
 def _comment(text: str) -> str:
@@ -208,8 +220,7 @@ def _revision_block(project: Path, rev: str, direction: str, before: list[str], 
     files = RevisionFiles(project, rev)
     path = files.forward if direction == "upgrade" else files.rollback
     parse_script(path, MIGRATION_SECTIONS if direction == "upgrade" else ROLLBACK_SECTIONS)  # the conventions hold
-    # TODO(merge): expand psql `\ir FILE` includes here once sqlfiles offers it.
-    body = path.read_text(encoding="utf-8")
+    body = expand(path, project).text  # `\ir` includes inlined: the script stands alone
     if not body.endswith("\n"):
         body += "\n"
     if not _ends_with_semicolon(body):

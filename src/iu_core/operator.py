@@ -1,23 +1,35 @@
 """The operator runtime (seed 000 §4): plan / apply / verify of dot_iu_* commands.
 
-Python composes and audits; the SQL functions do the work.
+Python checks the parameters and shows the SQL; the database decides and
+records. Every call is ONE statement,
 
-- A plan is a list of statements that are each exactly
-  `SELECT public.fn_*(<literals>)` of the command's own target functions.
-  `assert_governed` re-checks every statement with PostgreSQL's parser (pglast)
-  right before execution: a second statement, a CTE, a subquery, another
-  function or schema, a column reference — anything but literal arguments — is
-  refused.
-- `apply` derives the gates it needs from the plan's target functions and
-  refuses, before any plan SQL runs, when one is shut.
-- Every call writes exactly one ledger row through fn_dot_iu_command_log, with
-  an md5 params_digest and a gate snapshot — never the raw parameters.
+    SELECT public.fn_dot_iu_execute($1, $2, $3::jsonb, $4)
+
+sent with server-side bound parameters (psycopg's extended protocol, never a
+multi-statement simple query): the command name, the mode, the command's
+arguments as a JSON array in its target function's order, and the actor. The
+dispatcher (revision least_privilege, SECURITY DEFINER) looks the command up in
+the catalog, checks the gates it needs before calling anything, calls the
+target function with each argument cast to the function's own type — a value
+never becomes SQL text — undoes a refused call, and writes exactly one ledger
+row (an md5 digest, never the raw parameters, and the session user). Gate
+read, call and ledger row: one round trip. Below least_privilege there is no
+governed entry point, and the runtime refuses rather than keep a second path.
+
+- `assert_governed` re-checks, with PostgreSQL's parser (pglast), both the
+  statement executed (exactly the dispatcher call above, parameters only) and
+  the statement shown (`SELECT public.fn_*(<literals>)` of the command's own
+  target function, literal arguments only).
+- `explain` and the plan's shown SQL render literals for reading, quoted so
+  that no session setting can reinterpret them (a plain '…' literal only for
+  text without a quote or a backslash, dollar-quoting otherwise): psql runs
+  exactly what `explain` prints.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -28,6 +40,18 @@ from .registry import BY_NAME, COMMANDS, OPERATOR_RUNTIME, Command, Param
 
 if TYPE_CHECKING:
     import psycopg
+
+# The revision that installs the governed entry point, and the statement that calls it.
+DISPATCHER_REVISION = "least_privilege"
+DISPATCHER = "public.fn_dot_iu_execute(text,text,jsonb,text)"
+DISPATCH_SQL = "SELECT public.fn_dot_iu_execute(%s, %s, %s::jsonb, %s)"
+
+# The gate protocol is how gates open; requiring a gate to open one is circular.
+# The route worker is dry-run by construction; delivery gating is inside it.
+NO_RUNTIME_GATE = frozenset({
+    "dot_iu_gate_open", "dot_iu_gate_close", "dot_iu_gate_watchdog", "dot_iu_gate_verify_closed",
+    "dot_iu_route_worker_run",
+})
 
 
 class ParamError(BadInput):
@@ -40,23 +64,6 @@ class NotGoverned(Refused):
 
 class CommandRefused(Refused):
     """A shut gate, or the function answered a refusal; nothing changed."""
-
-
-# Answers that mean "nothing was done" (the function's guidance says why).
-REFUSAL_STATUSES = frozenset({
-    "refused", "invalid_input", "review_decision_not_found", "duplicate", "not_found",
-    "not_soft_deleted", "already_retired", "already_soft_deleted",
-})
-
-# Commands whose SQL function writes its own ledger row (the gate protocol):
-# the runtime adds none on success, so a call still leaves exactly one.
-SELF_LOGGING = frozenset({"fn_iu_gate_open", "fn_iu_gate_close", "fn_iu_gate_watchdog"})
-# The gate protocol is how gates open; requiring a gate to open one is circular.
-# The route worker is dry-run by construction; delivery gating is inside it.
-NO_RUNTIME_GATE = frozenset({
-    "dot_iu_gate_open", "dot_iu_gate_close", "dot_iu_gate_watchdog", "dot_iu_gate_verify_closed",
-    "dot_iu_route_worker_run",
-})
 
 
 def command(name: str) -> Command:
@@ -212,6 +219,9 @@ def convert(cmd: Command, p: Param, value: Any) -> Any:
                 raise bad(f"a JSON array or comma-separated list ({exc})") from None
             if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
                 raise bad("a list of strings")
+            why = _json_problem(items)
+            if why:
+                raise bad(why)
         else:
             items = [i.strip() for i in s.split(",")] if s else []
         if t == "uuid[]":
@@ -223,10 +233,24 @@ def convert(cmd: Command, p: Param, value: Any) -> Any:
     raise bad(f"a supported type ({t})")
 
 
-# ---------------------------------------------------------------- literals & plans
-def quote(s: str) -> str:
-    """A standard SQL string literal (standard_conforming_strings is on since 9.1)."""
-    return "'" + s.replace("'", "''") + "'"
+# ---------------------------------------------------------------- shown SQL (literals)
+def sql_string(s: str) -> str:
+    """A string literal that means the same under every session setting.
+
+    A plain '…' literal only when the text holds neither a quote nor a
+    backslash (standard_conforming_strings and backslash_quote cannot change
+    it then); otherwise dollar-quoting with a tag that does not occur in the
+    text, which no setting reinterprets.
+    """
+    if "'" not in s and "\\" not in s:
+        return f"'{s}'"
+    n = 0
+    while True:
+        tag = f"$iu{n or ''}$"
+        # the body must not contain the closing tag, nor end in a way that completes it
+        if tag not in s and (s + tag).find(tag) == len(s):
+            return f"{tag}{s}{tag}"
+        n += 1
 
 
 def literal(p: Param, value: Any) -> str:
@@ -234,51 +258,52 @@ def literal(p: Param, value: Any) -> str:
         return f"NULL::{p.type}"
     t = p.type
     if t == "text":
-        return quote(value)
+        return sql_string(value)
     if t == "uuid":
-        return f"{quote(value)}::uuid"
+        return f"{sql_string(value)}::uuid"
     if t == "integer":
         return str(int(value))
     if t == "boolean":
         return "true" if value else "false"
     if t == "jsonb":
-        return f"{quote(json.dumps(value, sort_keys=True, ensure_ascii=False))}::jsonb"
+        return f"{sql_string(json.dumps(value, sort_keys=True, ensure_ascii=False))}::jsonb"
     if t == "uuid[]":
-        return "ARRAY[" + ", ".join(f"{quote(v)}::uuid" for v in value) + "]::uuid[]"
+        return "ARRAY[" + ", ".join(f"{sql_string(v)}::uuid" for v in value) + "]::uuid[]"
     if t == "text[]":
-        return "ARRAY[" + ", ".join(quote(v) for v in value) + "]::text[]"
+        return "ARRAY[" + ", ".join(sql_string(v) for v in value) + "]::text[]"
     raise ValueError(t)
 
 
-def render_call(cmd: Command, params: dict[str, Any]) -> str:
-    """`SELECT public.fn(<literals>)`, positional, trailing omitted optionals left to their defaults."""
-    args: list[str] = []
-    pending: list[str] = []  # optional params not given, kept only if a later one is
+def _positional(cmd: Command, params: dict[str, Any]) -> list[tuple[Param, Any]]:
+    """The call's arguments in the function's order; trailing omitted optionals left to their defaults."""
+    args: list[tuple[Param, Any]] = []
+    pending: list[tuple[Param, Any]] = []  # optional params not given, kept only if a later one is
     for p in cmd.params:
         if p.fixed is not None:
             value: Any = p.fixed
         elif p.name in params:
             value = params[p.name]
         else:
-            pending.append(literal(p, p.default))
+            pending.append((p, p.default))
             continue
-        args += [*pending, literal(p, value)]
+        args += [*pending, (p, value)]
         pending = []
-    return f"SELECT public.{cmd.targets[0]}({', '.join(args)})"
+    return args
 
 
-def params_digest(cmd: Command, params: dict[str, Any]) -> str:
-    """md5 of the canonical parameters: the ledger keeps this, never the values."""
-    blob = json.dumps({"command": cmd.name, "params": params}, sort_keys=True, default=str)
-    return hashlib.md5(blob.encode()).hexdigest()
+def render_call(cmd: Command, params: dict[str, Any]) -> str:
+    """`SELECT public.fn(<literals>)`: what the dispatcher calls, for reading (and for psql)."""
+    args = ", ".join(literal(p, v) for p, v in _positional(cmd, params))
+    return f"SELECT public.{cmd.targets[0]}({args})"
 
 
 @dataclass
 class DotCommandPlan:
     command: Command
     params: dict[str, Any]
-    statements: list[str]
-    digest: str
+    statements: list[str]  # shown: SELECT public.fn_*(<literals>)
+    args: list[Any] = field(default_factory=list)  # sent: the arguments by position, as JSON values
+    executed: str = DISPATCH_SQL
 
     @property
     def target_functions(self) -> list[str]:
@@ -286,7 +311,8 @@ class DotCommandPlan:
 
 
 def build_plan(cmd: Command, params: dict[str, Any]) -> DotCommandPlan:
-    plan = DotCommandPlan(cmd, params, [render_call(cmd, params)], params_digest(cmd, params))
+    plan = DotCommandPlan(cmd, params, [render_call(cmd, params)],
+                          [v for _, v in _positional(cmd, params)])
     assert_governed(plan)
     return plan
 
@@ -295,46 +321,86 @@ _ALLOWED_TYPES = {"uuid", "text", "int4", "integer", "bool", "boolean", "jsonb",
 
 
 def assert_governed(plan: DotCommandPlan) -> None:
-    """Every statement is exactly `SELECT public.<own target fn>(<literals>)`, or NotGoverned."""
+    """The executed statement is exactly the dispatcher call with bound parameters, and every
+    shown statement is exactly `SELECT public.<own target fn>(<literals>)`; or NotGoverned."""
+    _assert_dispatch(plan)
+    for sql in plan.statements:
+        call, refuse = _bare_call(plan, sql)
+        names = [n.sval for n in call.funcname or ()]
+        allowed_fns = set(plan.command.targets)
+        if len(names) != 2 or names[0] != "public" or names[1] not in allowed_fns:
+            raise refuse(f"calls {'.'.join(names)}; allowed: public.{', public.'.join(sorted(allowed_fns))}")
+        for arg in call.args or ():
+            _assert_literal(arg, refuse)
+
+
+def _assert_dispatch(plan: DotCommandPlan) -> None:
+    from pglast import ast
+
+    n = 0
+
+    def number(_: re.Match[str]) -> str:
+        nonlocal n
+        n += 1
+        return f"${n}"
+
+    if re.search(r"%(?!s)", plan.executed):
+        raise NotGoverned(f"{plan.command.name}: executed statement has a placeholder other than %s",
+                          command=plan.command.name)
+    sql = re.sub(r"%s", number, plan.executed)
+    call, refuse = _bare_call(plan, sql)
+    names = [x.sval for x in call.funcname or ()]
+    if names != ["public", "fn_dot_iu_execute"]:
+        raise refuse(f"executes {'.'.join(names)}; only public.fn_dot_iu_execute is executed")
+    args = list(call.args or ())
+    if len(args) != 4:
+        raise refuse("the dispatcher takes exactly 4 bound parameters")
+    for i, arg in enumerate(args, start=1):
+        node = arg
+        if i == 3 and isinstance(node, ast.TypeCast):
+            if [x.sval for x in (node.typeName.names if node.typeName else None) or ()] not in (
+                    ["jsonb"], ["pg_catalog", "jsonb"]):
+                raise refuse("parameter 3 is cast to something other than jsonb")
+            node = node.arg
+        if not (isinstance(node, ast.ParamRef) and node.number == i):
+            raise refuse(f"argument {i} is not the bound parameter ${i}")
+
+
+def _bare_call(plan: DotCommandPlan, sql: str) -> tuple[Any, Any]:
+    """The one function call of a one-statement `SELECT f(…)`, and the refusal maker."""
     from pglast import ast, parse_sql
     from pglast.parser import ParseError
 
-    allowed_fns = set(plan.command.targets)
-    for sql in plan.statements:
-        def refuse(why: str, sql: str = sql) -> NotGoverned:
-            return NotGoverned(f"{plan.command.name}: plan statement refused ({why}): {sql[:120]!r}",
-                               command=plan.command.name)
+    def refuse(why: str) -> NotGoverned:
+        return NotGoverned(f"{plan.command.name}: plan statement refused ({why}): {sql[:120]!r}",
+                           command=plan.command.name)
 
-        try:
-            stmts = parse_sql(sql)
-        except ParseError as exc:
-            raise refuse(f"does not parse: {exc}") from None
-        if len(stmts) != 1:
-            raise refuse(f"{len(stmts)} statements, exactly one allowed")
-        st = stmts[0].stmt
-        if not isinstance(st, ast.SelectStmt):
-            raise refuse(f"{type(st).__name__}, only SELECT")
-        for clause in ("distinctClause", "intoClause", "fromClause", "whereClause", "groupClause",
-                       "havingClause", "windowClause", "valuesLists", "sortClause", "limitOffset",
-                       "limitCount", "lockingClause", "withClause", "larg", "rarg"):
-            if getattr(st, clause, None):
-                raise refuse(f"{clause} not allowed")
-        if st.op is not None and st.op.name != "SETOP_NONE":
-            raise refuse("set operation not allowed")
-        targets = st.targetList or ()
-        if len(targets) != 1 or not isinstance(targets[0], ast.ResTarget) or targets[0].name:
-            raise refuse("exactly one unnamed call in the select list")
-        call = targets[0].val
-        if not isinstance(call, ast.FuncCall):
-            raise refuse("not a function call")
-        names = [n.sval for n in call.funcname or ()]
-        if len(names) != 2 or names[0] != "public" or names[1] not in allowed_fns:
-            raise refuse(f"calls {'.'.join(names)}; allowed: public.{', public.'.join(sorted(allowed_fns))}")
-        if call.agg_star or call.agg_distinct or call.agg_order or call.agg_filter or call.over \
-                or call.func_variadic or call.agg_within_group:
-            raise refuse("aggregate/window/variadic decoration")
-        for arg in call.args or ():
-            _assert_literal(arg, refuse)
+    try:
+        stmts = parse_sql(sql)
+    except ParseError as exc:
+        raise refuse(f"does not parse: {exc}") from None
+    if len(stmts) != 1:
+        raise refuse(f"{len(stmts)} statements, exactly one allowed")
+    st = stmts[0].stmt
+    if not isinstance(st, ast.SelectStmt):
+        raise refuse(f"{type(st).__name__}, only SELECT")
+    for clause in ("distinctClause", "intoClause", "fromClause", "whereClause", "groupClause",
+                   "havingClause", "windowClause", "valuesLists", "sortClause", "limitOffset",
+                   "limitCount", "lockingClause", "withClause", "larg", "rarg"):
+        if getattr(st, clause, None):
+            raise refuse(f"{clause} not allowed")
+    if st.op is not None and st.op.name != "SETOP_NONE":
+        raise refuse("set operation not allowed")
+    targets = st.targetList or ()
+    if len(targets) != 1 or not isinstance(targets[0], ast.ResTarget) or targets[0].name:
+        raise refuse("exactly one unnamed call in the select list")
+    call = targets[0].val
+    if not isinstance(call, ast.FuncCall):
+        raise refuse("not a function call")
+    if call.agg_star or call.agg_distinct or call.agg_order or call.agg_filter or call.over \
+            or call.func_variadic or call.agg_within_group:
+        raise refuse("aggregate/window/variadic decoration")
+    return call, refuse
 
 
 def _assert_literal(node: Any, refuse: Any) -> None:
@@ -372,13 +438,18 @@ class RunAnswer:
     duration_ms: float = 0.0
     guidance: str | None = None
     next_action: str | None = None
+    params_digest: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}
 
 
 def gates_for(plan: DotCommandPlan) -> list[str]:
-    """Gates the plan needs, derived from its target functions (seed 000 §4)."""
+    """Gates the plan needs by the registry's rules (seed 000 §4).
+
+    The database decides with public.dot_iu_command_gate; a test holds the two
+    equal, command by command and value by value.
+    """
     gates: list[str] = []
     by_fn: dict[str, set[str]] = {}
     for c in COMMANDS:
@@ -395,32 +466,57 @@ def gates_for(plan: DotCommandPlan) -> list[str]:
 
 
 class OperatorRuntime:
-    """plan / apply / verify through the governed functions, one ledger row per call."""
+    """plan / apply / verify through the governed entry point, one ledger row per call."""
 
     def __init__(self, conn: psycopg.Connection[Any], actor: str) -> None:
-        self.conn = conn  # autocommit; each call manages its own transaction
+        self.conn = conn  # autocommit: each call is its own transaction, unless the caller opened one
         self.actor = actor
         self._catalog: frozenset[str] | None = None
 
     # -- availability ---------------------------------------------------------
+    def _load(self) -> frozenset[str]:
+        # The catalog changes only by migration: read it once per runtime.
+        if self._catalog is None:
+            row = self.conn.execute(
+                "SELECT to_regprocedure(%s) IS NOT NULL, to_regclass('public.dot_iu_command_catalog') IS NOT NULL",
+                (DISPATCHER,)).fetchone()
+            if not row or not row[0]:
+                raise BadInput(
+                    f"the operator runtime needs revision {DISPATCHER_REVISION} (the governed entry point "
+                    f"{DISPATCHER}); database at {self._position()}: run iucore db upgrade",
+                    revision=DISPATCHER_REVISION)
+            import psycopg
+
+            try:
+                self._catalog = frozenset(
+                    r[0] for r in self.conn.execute("SELECT command_name FROM public.dot_iu_command_catalog"))
+            except psycopg.errors.InsufficientPrivilege as exc:
+                if not self.conn.autocommit:
+                    self.conn.rollback()
+                raise CommandRefused(
+                    f"this role may not run operator commands: {_primary(exc)} — give it the operator "
+                    "policy: iucore db grant --operator ROLE") from None
+        return self._catalog
+
+    def _position(self) -> str:
+        import psycopg
+
+        from .fingerprint import current_heads
+
+        try:
+            return ", ".join(current_heads(self.conn)) or "base"
+        except psycopg.Error:  # a role that may not read iucore's bookkeeping
+            if not self.conn.autocommit:
+                self.conn.rollback()
+            return "an unknown revision"
+
     def available(self, cmd: Command) -> bool:
-        # The catalog changes only by migration: read it once per runtime,
-        # not on every call (a round trip saved per command).
-        if self._catalog is None or cmd.name not in self._catalog:
-            exists = self.conn.execute(
-                "SELECT to_regclass('public.dot_iu_command_catalog') IS NOT NULL").fetchone() == (True,)
-            self._catalog = frozenset(
-                r[0] for r in self.conn.execute("SELECT command_name FROM public.dot_iu_command_catalog")
-            ) if exists else frozenset()
-        return cmd.name in self._catalog
+        return cmd.name in self._load()
 
     def _require_available(self, cmd: Command) -> None:
         if not self.available(cmd):
-            from .fingerprint import current_heads
-
-            at = ", ".join(current_heads(self.conn)) or "base"
             raise BadInput(f"{cmd.name} is not available: revision {cmd.revision} is not applied "
-                           f"(database at {at})", command=cmd.name)
+                           f"(database at {self._position()})", command=cmd.name)
 
     def _with_actor(self, cmd: Command, params: dict[str, Any]) -> dict[str, Any]:
         if any(p.name == "actor" for p in cmd.params) and "actor" not in params:
@@ -429,107 +525,49 @@ class OperatorRuntime:
 
     # -- verbs ------------------------------------------------------------------
     def plan(self, name: str, params: dict[str, Any]) -> RunAnswer:
-        cmd = command(name)
-        self._require_available(cmd)
-        plan = build_plan(cmd, self._with_actor(cmd, params))
-        gates = gates_for(plan)
-        snap = self._gate_snapshot(gates)
-        ans = RunAnswer(cmd.name, "plan", "planned", plan.statements, gate_snapshot=snap,
-                        closed_gates=[g for g in gates if snap.get(g) != "true"])
-        ans.run_id = self._log(cmd, "plan", "planned", plan.digest, snap,
-                               {"statements": len(plan.statements), "closed_gates": ans.closed_gates})
-        return ans
+        return self._call(command(name), params, "plan")
 
     def verify(self, name: str, params: dict[str, Any]) -> RunAnswer:
         cmd = command(name)
         if cmd.mutating:
             raise BadInput(f"{cmd.name} mutates; verify runs read commands only (use apply)", command=cmd.name)
-        return self._execute(cmd, params, "verify", gated=False)
+        return self._call(cmd, params, "verify")
 
     def apply(self, name: str, params: dict[str, Any]) -> RunAnswer:
-        return self._execute(command(name), params, "apply", gated=True)
+        return self._call(command(name), params, "apply")
 
     # -- internals --------------------------------------------------------------
-    def _execute(self, cmd: Command, params: dict[str, Any], mode: str, gated: bool) -> RunAnswer:
+    def _call(self, cmd: Command, params: dict[str, Any], mode: str) -> RunAnswer:
         import psycopg
+        from psycopg.types.json import Jsonb
 
         self._require_available(cmd)
         plan = build_plan(cmd, self._with_actor(cmd, params))
-        gates = gates_for(plan) if gated else []
-        snap = self._gate_snapshot(gates)
-        ans = RunAnswer(cmd.name, mode, "refused", plan.statements, gate_snapshot=snap)
-        ans.closed_gates = [g for g in gates if snap.get(g) != "true"]
-        if ans.closed_gates:
-            ans.guidance = f"gate(s) shut: {', '.join(ans.closed_gates)}; open through the gate protocol"
-            ans.next_action = "open_gate_first"
-            ans.run_id = self._log(cmd, mode, "refused", plan.digest, snap,
-                                   {"closed_gates": ans.closed_gates, "reason": "gate_closed"})
-            return ans
+        assert_governed(plan)  # once more, right before execution
         t0 = time.perf_counter()
-        conn = self.conn
         try:
-            with conn.transaction():
-                assert_governed(plan)  # once more, right before execution
-                results = [conn.execute(s).fetchone() for s in plan.statements]
-                answer = results[-1][0] if results and results[-1] else None
-                ans.answer = answer
-                ans.duration_ms = round((time.perf_counter() - t0) * 1000, 2)
-                status, evidence = self._judge(cmd, mode, answer)
-                ans.status = status
-                if isinstance(answer, dict):
-                    ans.guidance = answer.get("guidance")
-                    ans.next_action = answer.get("next_action")
-                if status in ("refused", "failed"):
-                    raise _Undo()
-                if not (set(plan.target_functions) & SELF_LOGGING):
-                    ans.run_id = self._log(cmd, mode, status, plan.digest, snap, evidence)
-        except _Undo:
-            ans.run_id = self._log(cmd, mode, ans.status, plan.digest, snap,
-                                   {"answer_status": _status_of(ans.answer), "reason": "function_answer"})
+            row = self.conn.execute(plan.executed, (cmd.name, mode, Jsonb(plan.args), self.actor)).fetchone()
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise CommandRefused(
+                f"{cmd.name} {mode} refused: {_primary(exc)} — this role may run commands only through "
+                f"{DISPATCHER}: iucore db grant --operator ROLE", command=cmd.name) from None
         except psycopg.Error as exc:
-            sqlstate = exc.sqlstate or ""
-            ans.status = "refused" if sqlstate in ("42501", "23514", "P0001") else "failed"
-            msg = (exc.diag.message_primary if exc.diag else None) or str(exc)
-            ans.answer = {"status": ans.status, "sqlstate": sqlstate, "error": msg}
-            ans.guidance = msg
-            ans.run_id = self._log(cmd, mode, ans.status, plan.digest, snap,
-                                   {"sqlstate": sqlstate, "reason": "sql_error"})
-        return ans
-
-    def _judge(self, cmd: Command, mode: str, answer: Any) -> tuple[str, dict[str, Any]]:
-        st = _status_of(answer)
-        evidence: dict[str, Any] = {"answer_status": st}
-        if st in REFUSAL_STATUSES:
-            return "refused", evidence
-        if isinstance(answer, dict) and answer.get("ok") is False:
-            return "failed", evidence
-        return ("verified" if mode == "verify" else "applied"), evidence
-
-    def _gate_snapshot(self, gates: list[str]) -> dict[str, str]:
-        if not gates:
-            return {}
-        rows = self.conn.execute(
-            "SELECT key, value FROM public.dot_config WHERE key = ANY(%s)", (gates,)
-        ).fetchall()
-        found = dict(rows)
-        return {g: found.get(g, "missing") for g in gates}  # a missing gate is shut: fail closed
-
-    def _log(self, cmd: Command, mode: str, status: str, digest: str, snap: dict[str, str],
-             evidence: dict[str, Any]) -> str:
-        row = self.conn.execute(
-            "SELECT public.fn_dot_iu_command_log(%s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s)",
-            (cmd.name, cmd.category, mode, status, cmd.mutating, digest,
-             json.dumps(snap), json.dumps(evidence), self.actor),
-        ).fetchone()
-        return str(row[0]) if row else ""
+            raise Failed(f"{cmd.name} {mode} failed: {_primary(exc)}", command=cmd.name,
+                         sqlstate=exc.sqlstate) from None
+        out: dict[str, Any] = row[0] if row and isinstance(row[0], dict) else {}
+        return RunAnswer(
+            command=cmd.name, mode=mode, status=str(out.get("status") or "failed"), sql=plan.statements,
+            answer=out.get("answer"), closed_gates=list(out.get("closed_gates") or []),
+            gate_snapshot=dict(out.get("gate_snapshot") or {}),
+            run_id=str(out["run_id"]) if out.get("run_id") else None,
+            duration_ms=round((time.perf_counter() - t0) * 1000, 2),
+            guidance=out.get("guidance"), next_action=out.get("next_action"),
+            params_digest=out.get("params_digest"))
 
 
-class _Undo(Exception):
-    """Roll back the plan's transaction (a refusal answer); the ledger row follows."""
-
-
-def _status_of(answer: Any) -> str | None:
-    return answer.get("status") if isinstance(answer, dict) else None
+def _primary(exc: Exception) -> str:
+    diag = getattr(exc, "diag", None)
+    return (diag.message_primary if diag else None) or str(exc).strip().splitlines()[0]
 
 
 def explain(name: str, pairs: list[str], actor: str | None = None) -> str:
@@ -567,7 +605,7 @@ def list_commands(conn: psycopg.Connection[Any] | None) -> list[dict[str, Any]]:
     return [
         {"command": c.name, "category": c.category, "mutating": c.mutating, "reversible": c.reversible,
          "governed": c.governed, "revision": c.revision, "available": c.name in present,
-         "targets": list(c.targets), "gates": gates_for(DotCommandPlan(c, {}, [], "")),
+         "targets": list(c.targets), "gates": gates_for(DotCommandPlan(c, {}, [])),
          "params": [f"{p.name}:{p.type}{'' if p.required else '?'}" for p in c.params if p.fixed is None],
          "doc": c.doc}
         for c in COMMANDS

@@ -17,12 +17,18 @@ from .session import LOCK_KEY
 if TYPE_CHECKING:
     import psycopg
 
-GOVERNABLE = (
+# From revision least_privilege on, the gates and their classes are the
+# database's (public.iu_gate_class, read through fn_iu_gate_verify_closed).
+# Before it the database holds no classification: these are the chain's gates
+# as seed 002 A4 classifies them, plus 033's auto_instantiate_enabled, which
+# least_privilege makes governable (a test holds them equal to the table).
+LEGACY_GOVERNABLE = (
     "iu_core.composer_enabled", "iu_core.structure_ops_enabled", "iu_core.delivery_enabled",
     "iu_core.three_axis_auto_refresh_enabled", "iu_core.operator_runtime_enabled",
     "queue.job_substrate.enabled", "queue.dlq.replay_enabled",
 )
-NEVER_FLIP = ("iu_enact.allow_no_review_decision", "iu_core.vector_sync_enabled")
+LEGACY_LATER_GOVERNABLE = ("iu_core.auto_instantiate_enabled",)  # 033 on, when the key exists
+LEGACY_NEVER_FLIP = ("iu_enact.allow_no_review_decision", "iu_core.vector_sync_enabled")
 PROBE_GATE = "iu_core.composer_enabled"
 
 
@@ -115,24 +121,58 @@ def check_write_probe(conn: psycopg.Connection[Any]) -> Check:
 
 
 def check_gates(conn: psycopg.Connection[Any]) -> Check:
+    name = "gates closed, never-flip intact"
     if not _exists(conn, "public.dot_config"):
-        return Check("gates closed, never-flip intact", True, "no dot_config yet (empty database)")
-    rows = dict(conn.execute(
-        "SELECT key, value FROM public.dot_config WHERE key = ANY(%s)", (list(GOVERNABLE + NEVER_FLIP),)
-    ).fetchall())
-    missing = [k for k in GOVERNABLE + NEVER_FLIP if k not in rows]
-    open_ = [k for k in GOVERNABLE if rows.get(k) == "true"]
-    flipped = [k for k in NEVER_FLIP if rows.get(k) != "false" and k in rows]
+        return Check(name, True, "no dot_config yet (empty database)")
+    if _exists(conn, "public.iu_gate_class"):
+        return _check_classified_gates(conn, name)
+    rows = dict(conn.execute("SELECT key, value FROM public.dot_config").fetchall())
+    governable = LEGACY_GOVERNABLE + tuple(k for k in LEGACY_LATER_GOVERNABLE if k in rows)
+    missing = [k for k in governable + LEGACY_NEVER_FLIP if k not in rows]
+    open_ = [k for k in governable if rows.get(k) == "true"]
+    odd = [k for k in governable if k in rows and rows[k] not in ("true", "false")]
+    flipped = [k for k in LEGACY_NEVER_FLIP if rows.get(k) != "false" and k in rows]
     problems = []
     if open_:
         problems.append(f"open: {', '.join(open_)} (close them: iucore gate close …)")
+    if odd:
+        problems.append(f"neither true nor false (fail closed): {', '.join(odd)}")
     if flipped:
         problems.append(f"never-flip not false: {', '.join(flipped)}")
     if missing:
         problems.append(f"missing (fail closed): {', '.join(missing)}")
-    return Check("gates closed, never-flip intact", not problems,
-                 "; ".join(problems) or f"{len(GOVERNABLE)} governable false, {len(NEVER_FLIP)} never-flip false",
-                 {"gates": rows})
+    return Check(name, not problems,
+                 "; ".join(problems) or f"{len(governable)} governable false, {len(LEGACY_NEVER_FLIP)} never-flip "
+                 "false (no classification in this database yet: the chain's, before least_privilege)",
+                 {"gates": {k: rows.get(k) for k in governable + LEGACY_NEVER_FLIP}})
+
+
+def _check_classified_gates(conn: psycopg.Connection[Any], name: str) -> Check:
+    """The database's own verify: every classified gate, the TTL enforced."""
+    row = conn.execute("SELECT public.fn_iu_gate_verify_closed(NULL)").fetchone()
+    v: dict[str, Any] = row[0] if row and isinstance(row[0], dict) else {}
+    gates = v.get("gates") or []
+    stale = list(v.get("stale_open") or [])
+    open_ = list(v.get("open") or [])
+    governable = [g for g in gates if g.get("class") == "governable"]
+    never = [g for g in gates if g.get("class") == "never_flip"]
+    not_closed = [g["key"] for g in governable if g["key"] not in open_ and g["key"] not in stale
+                  and g.get("value") != "false"]
+    flipped = [g["key"] for g in never if g.get("value") != "false"]
+    problems = []
+    if open_:
+        problems.append(f"open: {', '.join(open_)} (close them: iucore gate close …)")
+    if not_closed:
+        problems.append(f"missing or neither true nor false (fail closed): {', '.join(not_closed)}")
+    if flipped:
+        problems.append(f"never-flip not false: {', '.join(flipped)}")
+    if not problems and (not gates or v.get("all_safe") is not True):
+        problems.append(f"the gate verify did not answer all_safe (fail closed): {v}")
+    note = (f"; read 'true' but shut (expired, or not opened through the protocol): {', '.join(stale)} — "
+            "every check treats them as shut; iucore gate watchdog resets them") if stale else ""
+    ev = f"{len(governable)} governable shut, {len(never)} never-flip false (public.iu_gate_class){note}"
+    return Check(name, not problems, "; ".join(problems) + note if problems else ev,
+                 {"gates": {g["key"]: g.get("state") for g in gates}, "stale_open": stale})
 
 
 def check_inventory(conn: psycopg.Connection[Any], project: Path) -> Check:

@@ -167,7 +167,7 @@ def run_proof(
                 gate("close", key)
             except Exception as exc:  # keep closing the others; report below
                 res.problems.append(f"could not close {key}: {exc}")
-    _judge(conn, res, started)
+    _judge(conn, rt, res, started)
     res.duration_ms = round((time.perf_counter() - t0) * 1000, 1)
     return res
 
@@ -204,7 +204,7 @@ def _find_or_compose(conn: psycopg.Connection[Any], rt: OperatorRuntime, res: Pr
     return cid
 
 
-def _judge(conn: psycopg.Connection[Any], res: ProofResult, started: Any) -> None:
+def _judge(conn: psycopg.Connection[Any], rt: OperatorRuntime, res: ProofResult, started: Any) -> None:
     for s in res.steps:
         if not s.ok:
             res.problems.append(f"step {s.n} {s.call}: {s.status} with {s.ledger_rows} ledger row(s), "
@@ -229,7 +229,8 @@ def _judge(conn: psycopg.Connection[Any], res: ProofResult, started: Any) -> Non
                                     or not res.events_delayed_distinct):
             res.problems.append(f"composer events {res.events}, expected 2 piece_reordered + 1 "
                                 "collection_rendered on the delayed lane, distinct ids")
-    v = conn.execute("SELECT public.fn_iu_gate_verify_closed(NULL)").fetchone()
-    res.final_gates = v[0] if v else {}
+    # Through the governed entry point too: the operator role reads no gate table itself.
+    v = rt.verify("dot_iu_gate_verify_closed", {})
+    res.final_gates = v.answer if isinstance(v.answer, dict) else {}
     if not res.final_gates.get("all_safe"):
         res.problems.append(f"gates not all safe at the end: {res.final_gates}")

@@ -48,6 +48,9 @@ class Command:
     # Gates a parameter value adds (seed 004: live auto-instantiation needs
     # auto_instantiate_enabled as well): ((param, value, gates), …)
     gates_when: tuple[tuple[str, object, tuple[str, ...]], ...] = ()
+    # The target function writes its own ledger row (the gate protocol): the
+    # catalog's logs_itself from revision least_privilege on.
+    logs_itself: bool = False
 
 
 def _p(name: str, type_: str, **kw: object) -> Param:
@@ -143,11 +146,11 @@ COMMANDS: tuple[Command, ...] = (
     Command("dot_iu_gate_open", "health", True, True, ("fn_iu_gate_open",), "gate_protocol",
             (_p("gate_key", "text"), _p("approval_id", "uuid"), _p("reason", "text"), ACTOR,
              _p("ttl_seconds", "integer")),
-            doc="open a governable gate with an approval id and a TTL in (0, 3600] s"),
+            logs_itself=True, doc="open a governable gate with an approval id and a TTL in (0, 3600] s"),
     Command("dot_iu_gate_close", "health", True, True, ("fn_iu_gate_close",), "gate_protocol",
-            (_p("gate_key", "text"), _p("reason", "text"), ACTOR), doc="close a gate"),
+            (_p("gate_key", "text"), _p("reason", "text"), ACTOR), logs_itself=True, doc="close a gate"),
     Command("dot_iu_gate_watchdog", "health", True, True, ("fn_iu_gate_watchdog",), "gate_protocol",
-            (ACTOR,), doc="close every governable gate whose open has expired"),
+            (ACTOR,), logs_itself=True, doc="close every governable gate whose open has expired"),
     Command("dot_iu_gate_verify_closed", "read", False, True, ("fn_iu_gate_verify_closed",), "gate_protocol",
             (_p("gate_key", "text", required=False),), mode="verify",
             doc="the 9-gate verify: all_safe, all_governed_closed, never_flip_intact"),

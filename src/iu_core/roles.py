@@ -2,17 +2,20 @@
 
 Roles are cluster-wide and named by each deployment (production's read-only
 role is `context_pack_readonly`), so the policy is applied to given roles
-rather than creating roles in a revision. It is derived from the live
-database, so it follows the revisions: the operator gets EXECUTE on every
-target function of the governed catalog.
+rather than creating roles in a revision. Applying it CONVERGES: whatever the
+role held on IU Core objects is revoked first (an older policy gave operators
+the mutators, the ledger logger and DML), then exactly the policy is granted,
+in one transaction.
 
 - read-only: USAGE on the IU Core schemas, SELECT on the observability views.
-  No table, no function that writes (the mutators are revoked from PUBLIC).
-- operator: EXECUTE on the governed target functions and on the emit helpers
-  they call; SELECT on the configuration and reference tables (the functions
-  read the gates as the caller); INSERT/UPDATE/DELETE on the data tables they
-  write. NOT on dot_config, the catalog, the registry, the routes or the gate
-  transitions: gates move only through the SECURITY DEFINER gate protocol.
+- operator: the read-only policy, SELECT on the tables the tool reads for an
+  operator (render and import of manifests, the proof's discovery, command
+  availability), and EXECUTE on ONE function: the governed entry point
+  public.fn_dot_iu_execute (revision least_privilege). No INSERT, UPDATE,
+  DELETE, TRUNCATE, REFERENCES or TRIGGER on any IU Core table; no EXECUTE on
+  the ledger logger, a mutator or an inner helper. Every change goes through
+  the dispatcher, which checks the gates, calls the function as its owner and
+  writes the ledger row (with the operator's session_user).
 """
 
 from __future__ import annotations
@@ -26,17 +29,17 @@ if TYPE_CHECKING:
     import psycopg
 
 SCHEMAS = ("public", "cutter_governance")
-READ_TABLES = ("public.dot_config", "public.dot_iu_command_catalog", "public.event_type_registry",
-               "public.iu_outbound_route", "cutter_governance.review_decision",
-               "cutter_governance.manifest_envelope", "cutter_governance.manifest_unit_block")
-DATA_TABLES = ("public.information_unit", "public.iu_collection", "public.iu_collection_member",
-               "public.event_outbox", "public.iu_route_attempt", "public.iu_route_dead_letter",
-               "public.iu_auto_instance")
-# Called by the governed functions as the caller (SECURITY INVOKER): the caller needs them.
-HELPERS = ("fn_iu_emit_event", "fn_iu_composer_emit", "fn_iu_route_deliver", "fn_iu_structure_consumer",
-           "fn_iu_gate_is_open", "fn_iu_core_routes_enabled", "fn_iu_delivery_enabled",
-           "fn_iu_collection_validate", "fn_iu_collection_render", "fn_iu_create", "fn_iu_compose",
-           "fn_iu_collection_add_piece", "fn_iu_observe")
+# What the tool reads as an operator: manifests (render/import), the proof's
+# discovery (collections, members, events, its own ledger rows), availability.
+OPERATOR_READ_TABLES = ("public.dot_iu_command_catalog", "public.dot_iu_command_run",
+                        "public.information_unit", "public.iu_collection", "public.iu_collection_member",
+                        "public.event_outbox")
+DISPATCHER = "public.fn_dot_iu_execute(text,text,jsonb,text)"
+
+# IU Core objects by name (DESIGN §7a: production's public schema also holds
+# Directus's objects, which this policy never touches).
+_IU_RELATION = r"^(dot_|iu_|v_iu_|v_dot_iu_)|^(information_unit|event_outbox|event_type_registry)$"
+_IU_FUNCTION = r"^fn_(iu|dot|event_outbox)_"
 
 
 @dataclass
@@ -59,43 +62,88 @@ def _existing(conn: psycopg.Connection[Any], names: tuple[str, ...]) -> list[str
     return [n for n in names if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (n,)).fetchone() == (True,)]
 
 
-def _functions(conn: psycopg.Connection[Any], names: set[str]) -> list[str]:
-    return [r[0] for r in conn.execute(
-        "SELECT p.oid::regprocedure::text FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace"
-        " AND p.proname = ANY(%s) ORDER BY 1", (sorted(names),))]
+def _revoke_all(conn: psycopg.Connection[Any], role: str, r: str) -> list[str]:
+    """REVOKE ALL for every IU Core object the role holds a privilege on (directly)."""
+    rows = conn.execute(
+        """SELECT 'TABLE ' || c.oid::regclass::text
+             FROM pg_class c, aclexplode(c.relacl) a
+            WHERE c.relnamespace = ANY (%(schemas)s::regnamespace[]) AND c.relkind IN ('r', 'p', 'v', 'm')
+              AND (c.relnamespace = 'cutter_governance'::regnamespace OR c.relname ~ %(rel)s)
+              AND a.grantee = (SELECT oid FROM pg_roles WHERE rolname = %(role)s)
+           UNION
+           SELECT 'FUNCTION ' || p.oid::regprocedure::text
+             FROM pg_proc p, aclexplode(p.proacl) a
+            WHERE p.pronamespace = ANY (%(schemas)s::regnamespace[]) AND p.proname ~ %(fn)s
+              AND a.grantee = (SELECT oid FROM pg_roles WHERE rolname = %(role)s)
+           UNION
+           SELECT 'SCHEMA ' || quote_ident(n.nspname)
+             FROM pg_namespace n, aclexplode(n.nspacl) a
+            WHERE n.nspname = ANY (%(names)s)
+              AND a.grantee = (SELECT oid FROM pg_roles WHERE rolname = %(role)s)
+           ORDER BY 1""",
+        {"schemas": [s for s in SCHEMAS if _schema(conn, s)], "names": list(SCHEMAS), "rel": _IU_RELATION,
+         "fn": _IU_FUNCTION, "role": role}).fetchall()
+    return [f"REVOKE ALL ON {obj} FROM {r}" for (obj,) in rows]
+
+
+def _schema(conn: psycopg.Connection[Any], name: str) -> bool:
+    return conn.execute("SELECT to_regnamespace(%s) IS NOT NULL", (name,)).fetchone() == (True,)
+
+
+def _readonly_grants(conn: psycopg.Connection[Any], r: str) -> list[str]:
+    out = [f"GRANT USAGE ON SCHEMA {s} TO {r}" for s in SCHEMAS if _schema(conn, s)]
+    views = [v[0] for v in conn.execute(
+        "SELECT 'public.' || quote_ident(c.relname) FROM pg_class c"
+        " WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'v' AND c.relname ~ %s"
+        " ORDER BY 1", (r"^v_(iu|dot_iu)_",))]
+    return out + [f"GRANT SELECT ON {v} TO {r}" for v in views]
 
 
 def plan_readonly(conn: psycopg.Connection[Any], role: str) -> GrantPlan:
     r = _ident(conn, role)
-    plan = GrantPlan(role, "readonly")
-    for s in SCHEMAS:
-        if conn.execute("SELECT to_regnamespace(%s) IS NOT NULL", (s,)).fetchone() == (True,):
-            plan.statements.append(f"GRANT USAGE ON SCHEMA {s} TO {r}")
-    views = [v[0] for v in conn.execute(
-        "SELECT 'public.' || quote_ident(c.relname) FROM pg_class c"
-        " WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'v' AND c.relname LIKE 'v\\_%%'"
-        " ORDER BY 1")]
-    plan.statements += [f"GRANT SELECT ON {v} TO {r}" for v in views]
+    plan = GrantPlan(role, "readonly", _revoke_all(conn, role, r))
+    plan.statements += _readonly_grants(conn, r)
     return plan
 
 
 def plan_operator(conn: psycopg.Connection[Any], role: str) -> GrantPlan:
     r = _ident(conn, role)
-    plan = plan_readonly(conn, role)
-    plan.kind = "operator"
-    targets: set[str] = set(HELPERS)
-    if conn.execute("SELECT to_regclass('public.dot_iu_command_catalog') IS NOT NULL").fetchone() == (True,):
-        for (fns,) in conn.execute("SELECT target_functions FROM public.dot_iu_command_catalog"):
-            targets.update(fns)
-    targets.add("fn_dot_iu_command_log")  # the runtime's ledger writer (SECURITY DEFINER)
-    plan.statements += [f"GRANT EXECUTE ON FUNCTION public.{f} TO {r}" for f in _functions(conn, targets)]
-    plan.statements += [f"GRANT SELECT ON {t} TO {r}" for t in _existing(conn, READ_TABLES)]
-    plan.statements += [f"GRANT SELECT, INSERT, UPDATE, DELETE ON {t} TO {r}" for t in _existing(conn, DATA_TABLES)]
+    if conn.execute("SELECT to_regprocedure(%s) IS NULL", (DISPATCHER,)).fetchone() == (True,):
+        from .fingerprint import current_heads
+
+        at = ", ".join(current_heads(conn)) or "base"
+        raise BadInput(f"the operator policy needs revision least_privilege (the governed entry point "
+                       f"{DISPATCHER}); database at {at}: run iucore db upgrade first", role=role)
+    plan = GrantPlan(role, "operator", _revoke_all(conn, role, r))
+    plan.statements += _readonly_grants(conn, r)
+    plan.statements += [f"GRANT SELECT ON {t} TO {r}" for t in _existing(conn, OPERATOR_READ_TABLES)]
+    plan.statements.append(f"GRANT EXECUTE ON FUNCTION public.fn_dot_iu_execute(text, text, jsonb, text) TO {r}")
     return plan
 
 
 def apply(conn: psycopg.Connection[Any], plan: GrantPlan) -> GrantPlan:
     with conn.transaction():
         for stmt in plan.statements:
-            conn.execute(stmt)
+            conn.execute(stmt.encode())  # identifiers quoted by the server (quote_ident / regclass)
     return plan
+
+
+def privileges(conn: psycopg.Connection[Any], role: str) -> set[tuple[str, str]]:
+    """(object, privilege) the role holds directly on IU Core objects: what a policy gave it."""
+    rows = conn.execute(
+        """SELECT 'table ' || c.oid::regclass::text, a.privilege_type
+             FROM pg_class c, aclexplode(c.relacl) a
+            WHERE c.relnamespace IN ('public'::regnamespace, to_regnamespace('cutter_governance'))
+              AND a.grantee = (SELECT oid FROM pg_roles WHERE rolname = %(role)s)
+           UNION
+           SELECT 'function ' || p.oid::regprocedure::text, a.privilege_type
+             FROM pg_proc p, aclexplode(p.proacl) a
+            WHERE p.pronamespace IN ('public'::regnamespace, to_regnamespace('cutter_governance'))
+              AND a.grantee = (SELECT oid FROM pg_roles WHERE rolname = %(role)s)
+           UNION
+           SELECT 'schema ' || n.nspname, a.privilege_type
+             FROM pg_namespace n, aclexplode(n.nspacl) a
+            WHERE n.nspname IN ('public', 'cutter_governance')
+              AND a.grantee = (SELECT oid FROM pg_roles WHERE rolname = %(role)s)""",
+        {"role": role}).fetchall()
+    return {(str(o), str(p)) for o, p in rows}

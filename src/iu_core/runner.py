@@ -117,7 +117,7 @@ def _classify(
     diag = getattr(exc, "diag", None)
     sqlstate: str = getattr(exc, "sqlstate", None) or ""
     primary = (diag.message_primary if diag else None) or str(exc).strip().splitlines()[0]
-    rel = _relpath(run.script)
+    rel = run.script.rel(stmt.file)
     run.error = {
         "section": stmt.section,
         "file": rel,
@@ -159,11 +159,3 @@ def _classify(
         **data,
     )
 
-
-def _relpath(script: SqlScript) -> str:
-    """The file as the project names it (migrations/sql/…, rollbacks/…, runtime/rollback/…)."""
-    p = script.path
-    for root in p.parents:
-        if (root / "alembic.ini").is_file():
-            return str(p.relative_to(root))
-    return f"{p.parent.name}/{p.name}"

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import BadInput, SqlFileError
-from .sqlfiles import split_statements
+from .sqlfiles import expand, split_statements
 from .transcript import format_table
 
 if TYPE_CHECKING:
@@ -69,13 +69,14 @@ def load(path: Path) -> list[Step]:
     """Statements with the comment lines just above them; BEGIN first, ROLLBACK last, no COMMIT."""
     from pglast import parse_sql
 
-    text = path.read_text(encoding="utf-8")
+    ex = expand(path)  # a self-test may `\\ir` shared SQL too; lines stay those of the file written
+    text = ex.text
     steps: list[Step] = []
     prev_end = 0
     for sql, start in split_statements(text):
         gap = text[prev_end:start]
         comments = [ln.strip() for ln in gap.splitlines() if ln.strip().startswith("--")]
-        steps.append(Step(sql=sql, line=text.count("\n", 0, start) + 1, comments=comments))
+        steps.append(Step(sql=sql, line=ex.origin(text.count("\n", 0, start) + 1).line, comments=comments))
         prev_end = start + len(sql)
     if not steps:
         raise SqlFileError(f"{path}: empty self-test", file=str(path))

@@ -20,7 +20,7 @@ from . import audit
 from .config import RunOptions, Target
 from .errors import IUCoreError, LockBusy
 from .runner import ScriptRun, StatementHook, run_script
-from .sqlfiles import MIGRATION_SECTIONS, ROLLBACK_SECTIONS, parse_script, sha256_file
+from .sqlfiles import MIGRATION_SECTIONS, ROLLBACK_SECTIONS, checksum, parse_script
 from .transcript import Sink
 
 if TYPE_CHECKING:
@@ -49,11 +49,15 @@ class RevisionFiles:
         return self.project / "selftests" / f"{self.revision}.sql"
 
     def checksums(self) -> dict[str, str]:
-        """sha256 of each of the revision's files that exists, keyed by relative path."""
+        """sha256 of each of the revision's files that exists, keyed by relative path.
+
+        Taken over the text psql runs (`\\ir` includes expanded): moving SQL into an
+        included file changes nothing here, editing what runs does.
+        """
         out = {}
         for p in (self.forward, self.rollback, self.selftest):
             if p.is_file():
-                out[str(p.relative_to(self.project))] = sha256_file(p)
+                out[str(p.relative_to(self.project))] = checksum(p, self.project)
         return out
 
 
@@ -89,9 +93,9 @@ class MigrationSession:
         assert self.raw is not None, "MigrationSession used outside env.py"
         files = RevisionFiles(self.project, revision)
         if direction == "upgrade":
-            script = parse_script(files.forward, MIGRATION_SECTIONS)
+            script = parse_script(files.forward, MIGRATION_SECTIONS, self.project)
         else:
-            script = parse_script(files.rollback, ROLLBACK_SECTIONS)
+            script = parse_script(files.rollback, ROLLBACK_SECTIONS, self.project)
         run = ScriptRun(revision=revision, direction=direction, script=script, checksums=files.checksums())
         self.current = run
         if self.sink:

@@ -19,6 +19,7 @@ relative path of plain segments: no `..` or `.` or empty segment, no leading
 file of at most MAX_MANIFEST_BYTES of UTF-8 text (a FIFO, a device or a
 directory is refused before it is read, so nothing hangs). `write_manifest`
 never writes outside the directory it is given: see its docstring.
+The database refuses such keys too (revision least_privilege's CHECK).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from .errors import BadInput, Refused
 
 if TYPE_CHECKING:
     import psycopg
+
+    from .operator import OperatorRuntime, RunAnswer
 
 UNIT_KINDS = ("design_doc_section", "section", "file", "workflow_step", "piece")
 COLLECTION_KINDS = ("file", "workflow", "design_doc")
@@ -69,6 +72,10 @@ class Manifest:
     pieces: list[Piece] = field(default_factory=list)
 
     def path(self) -> Path:
+        """iu-tree/_collections/<kind>/<key>.md, relative; refused for a key that could leave the root."""
+        check_key(self.collection_key)
+        if self.collection_kind not in COLLECTION_KINDS:
+            raise BadInput(f"collection kind {self.collection_kind!r} is not one of {', '.join(COLLECTION_KINDS)}")
         return Path("iu-tree") / "_collections" / self.collection_kind / f"{self.collection_key}.md"
 
     def text(self) -> str:
@@ -405,7 +412,12 @@ def export(conn: psycopg.Connection[Any], collection_key: str) -> Manifest:
 
 
 def import_manifest(conn: psycopg.Connection[Any], m: Manifest, actor: str) -> dict[str, Any]:
-    """Re-create the manifest's collection through the governed functions; conflicts change nothing."""
+    """Re-create the manifest's collection through the governed functions; conflicts change nothing.
+
+    A refusal leaves nothing of the import but its ledger row (see _keep_refusal).
+    """
+    import psycopg
+
     from .operator import OperatorRuntime, ensure_answer
 
     existing = conn.execute("SELECT 1 FROM public.iu_collection WHERE collection_key = %s",
@@ -426,19 +438,53 @@ def import_manifest(conn: psycopg.Connection[Any], m: Manifest, actor: str) -> d
                           f"{p.unit_kind} {p.title!r}; nothing was changed", address=p.address)
     rt = OperatorRuntime(conn, actor)
     created = 0
+    refused: tuple[str, dict[str, Any], RunAnswer] | None = None
     with conn.transaction():
-        ids = []
+        ids: list[str] = []
         for p in m.pieces:
             if p.address in units:
                 ids.append(units[p.address][1])
                 continue
-            ans = ensure_answer(rt.apply("dot_iu_clone_piece", {
-                "canonical_address": p.address, "unit_kind": p.unit_kind, "title": p.title}))
+            call: tuple[str, dict[str, Any]] = (
+                "dot_iu_clone_piece", {"canonical_address": p.address, "unit_kind": p.unit_kind, "title": p.title})
+            ans = rt.apply(*call)
+            if ans.status != "applied":
+                refused = (*call, ans)
+                raise psycopg.Rollback()
             ids.append(ans.answer["iu_id"])
             created += 1
         labels = [p.label or "" for p in m.pieces]
-        ensure_answer(rt.apply("dot_iu_create_file_from_pieces", {
+        call = ("dot_iu_create_file_from_pieces", {
             "collection_key": m.collection_key, "collection_kind": m.collection_kind, "title": m.title,
-            "piece_ids": ids, "labels": labels}))
+            "piece_ids": ids, "labels": labels})
+        ans = rt.apply(*call)
+        if ans.status != "applied":
+            refused = (*call, ans)
+            raise psycopg.Rollback()
+    if refused is not None:
+        name, params, ans = refused
+        _keep_refusal(conn, rt, name, params)
+        ensure_answer(ans)
     return {"status": "imported", "collection_key": m.collection_key, "created_pieces": created,
             "pieces": len(m.pieces)}
+
+
+def _keep_refusal(conn: psycopg.Connection[Any], rt: OperatorRuntime, name: str,
+                  params: dict[str, Any]) -> RunAnswer | None:
+    """After the import rolled back (its refusal row with it), put the refusal in the ledger.
+
+    The database has no autonomous transaction, so the refused call is made
+    again, alone, in its own transaction: the dispatcher undoes a refused call
+    itself, so a refusal again changes nothing but its ledger row, which is
+    kept; should the call now succeed (its refusal depended on the import's
+    own writes), that transaction is rolled back and nothing is kept.
+    """
+    import psycopg
+
+    kept: RunAnswer | None = None
+    with conn.transaction():
+        again = rt.apply(name, params)
+        if again.status not in ("refused", "failed"):
+            raise psycopg.Rollback()
+        kept = again
+    return kept

@@ -1,0 +1,96 @@
+CREATE FUNCTION public.fn_iu_gate_watchdog(p_actor text)
+RETURNS jsonb
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $fn$
+DECLARE
+    c_governable CONSTANT text[] := ARRAY[
+        'iu_core.composer_enabled', 'iu_core.structure_ops_enabled', 'iu_core.delivery_enabled',
+        'iu_core.three_axis_auto_refresh_enabled', 'iu_core.operator_runtime_enabled',
+        'queue.job_substrate.enabled', 'queue.dlq.replay_enabled'];
+    v_gate       record;
+    v_transition uuid;
+    v_run        uuid;
+    v_reason     text;
+    v_closed     jsonb := '[]';
+BEGIN
+    IF p_actor IS NULL OR btrim(p_actor) = '' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = 'fn_iu_gate_watchdog: actor required (every transition names who made it)';
+    END IF;
+
+    -- A governable gate that is 'true' stays open only while its latest
+    -- transition is an 'open' that has not expired. Expired, never opened
+    -- through the protocol, or re-opened by hand after a close: closed.
+    FOR v_gate IN
+        SELECT c.key, lt.action AS last_action, lt.expires_at AS last_expires_at
+          FROM public.dot_config c
+          LEFT JOIN LATERAL (
+                SELECT t.action, t.expires_at
+                  FROM public.iu_gate_transition t
+                 WHERE t.gate_key = c.key
+                 ORDER BY t.created_at DESC, t.transition_id DESC
+                 LIMIT 1) AS lt ON true
+         WHERE c.key = ANY (c_governable)
+           AND c.value = 'true'
+         ORDER BY c.key
+           FOR UPDATE OF c
+    LOOP
+        IF v_gate.last_action = 'open' AND v_gate.last_expires_at >= now() THEN
+            CONTINUE;
+        END IF;
+
+        v_reason := CASE
+            WHEN v_gate.last_action = 'open'
+                THEN format('watchdog: open expired at %s', v_gate.last_expires_at)
+            WHEN v_gate.last_action IS NULL
+                THEN 'watchdog: open without a protocol transition (no TTL)'
+            ELSE 'watchdog: re-opened outside the protocol after a ' || v_gate.last_action
+        END;
+        v_transition := gen_random_uuid();
+
+        UPDATE public.dot_config SET value = 'false' WHERE key = v_gate.key;
+
+        v_run := public.fn_dot_iu_command_log(
+            'dot_iu_gate_watchdog', 'health', 'apply', 'applied', true,
+            md5(jsonb_build_object('gate_key', v_gate.key, 'actor', p_actor)::text),
+            jsonb_build_object(v_gate.key, 'true'),
+            jsonb_build_object('transition_id', v_transition, 'action', 'watchdog_close',
+                               'prev_value', 'true', 'new_value', 'false',
+                               'expired_at', v_gate.last_expires_at),
+            p_actor);
+
+        INSERT INTO public.iu_gate_transition
+            (transition_id, gate_key, action, prev_value, new_value, actor, reason, run_id, created_at)
+        VALUES
+            (v_transition, v_gate.key, 'watchdog_close', 'true', 'false', p_actor, v_reason, v_run,
+             clock_timestamp());
+
+        v_closed := v_closed || jsonb_build_object('gate_key', v_gate.key,
+                                                   'expired_at', v_gate.last_expires_at,
+                                                   'reason', v_reason,
+                                                   'transition_id', v_transition, 'run_id', v_run);
+    END LOOP;
+
+    -- A sweep that closed nothing is still audited: one ledger row per call at
+    -- least (a 'verify' run: checked, nothing to do).
+    v_run := NULL;
+    IF jsonb_array_length(v_closed) = 0 THEN
+        v_run := public.fn_dot_iu_command_log(
+            'dot_iu_gate_watchdog', 'health', 'verify', 'verified', true,
+            md5(jsonb_build_object('actor', p_actor)::text),
+            (SELECT coalesce(jsonb_object_agg(c.key, c.value), '{}')
+               FROM public.dot_config c WHERE c.key = ANY (c_governable)),
+            jsonb_build_object('closed_count', 0),
+            p_actor);
+    END IF;
+
+    RETURN jsonb_build_object('status', 'ok',
+                              'closed_count', jsonb_array_length(v_closed),
+                              'closed', v_closed,
+                              'run_id', v_run,
+                              'checked_at', now());
+END
+$fn$;
