@@ -9,7 +9,6 @@ that `db upgrade`, `db verify` and `inventory --check` carry on from there.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -22,6 +21,7 @@ import pytest
 from iu_core import migrate
 from iu_core.config import Target
 from iu_core.fingerprint import current_heads
+from iu_core.sqlfiles import expand
 
 from . import directus
 from .conftest import ROOT, Databases, connect
@@ -70,7 +70,8 @@ def state(target: Target) -> tuple:
 
 
 def sha(rel: str) -> str:
-    return hashlib.sha256((ROOT / rel).read_bytes()).hexdigest()
+    """What iucore records for a file: the sha256 of the text psql runs (`\\ir` includes inlined)."""
+    return expand(ROOT / rel).sha256
 
 
 # ---------------------------------------------------------------- adopt

@@ -37,7 +37,8 @@ def files_under(d: Path) -> list[str]:
 
 
 def add_collection(target: Target, key: str, kind: str = "file") -> None:
-    """A collection row as any writer with table access could leave it (fn_iu_compose takes `a/../x` too)."""
+    """A collection row as a writer with table access could leave it before least_privilege
+    (whose CHECK refuses unsafe keys; fn_iu_compose took `a/../x` before it)."""
     with connect(target) as c:
         c.execute("INSERT INTO public.iu_collection (collection_key, collection_kind, title, created_by)"
                   " VALUES (%s, %s, 'T', 'pytest')", (key, kind))
@@ -82,7 +83,9 @@ def unwritable(d: Path) -> Iterator[Path]:
 def test_render_refuses_a_key_that_is_not_a_plain_relative_path(
         new_db, run_cli, tmp_path: Path, key: str, needle: str) -> None:
     key = key.format(u=uuid.uuid4().hex)
-    target = new_db(head())
+    # The database refuses such keys since least_privilege (a CHECK): render must
+    # still refuse a row written before it, so the collection lives at gate_protocol.
+    target = new_db("gate_protocol")
     add_collection(target, key)
     out = tmp_path / "deep" / "out"
     res = run_cli(target, "dot", "render", key, "--out", str(out))

@@ -235,9 +235,9 @@ def test_parameter_errors_are_exit_2_before_the_database(run_cli, pairs: list[st
 
 
 @pytest.mark.parametrize(("pairs", "needle"), [
-    (["steps=" + "[" * 5000 + "]" * 5000], "nested at most"),
-    (['steps=[{"title": "\\u0000"}]'], "\\u0000 in a string"),
-    (['steps=[{"title": "\\udc80"}]'], "lone surrogate escape"),
+    (["steps=" + "[" * 5000 + "]" * 5000], "nested deeper than 64 levels"),
+    (['steps=[{"title": "\\u0000"}]'], "holds a NUL byte"),
+    (['steps=[{"title": "\\udc80"}]'], "lone surrogate U+DC80"),
     (["steps=[NaN]"], "is not valid JSON"),
     (["steps=[1, Infinity]"], "is not valid JSON"),
     (["title=a\udc80b"], "lone surrogate"),

@@ -225,7 +225,7 @@ def _run(direction: str, target: Target, name: str, *, approval_id: str | None, 
     path = ds.file(direction)
     if not path.is_file():
         raise UnknownDataScript(f"{ds.label} has no {direction} file ({path.relative_to(project)})", script=name)
-    parsed = parse_script(path, ROLLBACK_SECTIONS)  # a malformed file: exit 2 before connecting
+    parsed = parse_script(path, ROLLBACK_SECTIONS, project)  # a malformed file: exit 2 before connecting
     session = MigrationSession(project=project, target=target, options=options, sink=sink, direction=direction)
     run = ScriptRun(revision=ds.label, direction=direction, script=parsed, checksums=ds.checksums())
     result = DataScriptResult(name=ds.name, direction=direction, mode=session.mode, run_id=session.run_id,

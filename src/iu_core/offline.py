@@ -219,7 +219,7 @@ def _revision_block(project: Path, rev: str, direction: str, before: list[str], 
                     run_id: str, options: RunOptions, generated: str) -> str:
     files = RevisionFiles(project, rev)
     path = files.forward if direction == "upgrade" else files.rollback
-    parse_script(path, MIGRATION_SECTIONS if direction == "upgrade" else ROLLBACK_SECTIONS)  # the conventions hold
+    parse_script(path, MIGRATION_SECTIONS if direction == "upgrade" else ROLLBACK_SECTIONS, project)  # the conventions hold
     body = expand(path, project).text  # `\ir` includes inlined: the script stands alone
     if not body.endswith("\n"):
         body += "\n"
