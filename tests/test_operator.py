@@ -515,14 +515,22 @@ def test_a_conflicting_manifest_changes_nothing(conn) -> None:
     other = parse("---\ncollection_key: k.1\ncollection_kind: file\ntitle: T\n---\n0 | a | x/a | section | CHANGED\n")
     from iu_core.errors import Refused
 
-    with pytest.raises(Refused):
+    def refusals() -> list[tuple[str, str, str]]:
+        return conn.execute("SELECT command_name, run_status, evidence->>'answer_status' FROM public.dot_iu_command_run"
+                            " WHERE actor = 'pytest' AND run_status = 'refused' ORDER BY created_at").fetchall()
+
+    with pytest.raises(Refused) as exc:
         import_manifest(conn, other, "pytest")
     assert export(conn, "k.1").text() == before
+    # every refusal is audited: the governed function's own refusal row, nothing else
+    assert refusals() == [("dot_iu_create_file_from_pieces", "refused", "duplicate")]
+    assert exc.value.data["run_id"]
     clash = parse("---\ncollection_key: k.2\ncollection_kind: file\ntitle: T\n---\n0 | a | x/a | piece | A\n")
     n = conn.execute("SELECT count(*) FROM public.iu_collection").fetchone()
     with pytest.raises(Refused):
         import_manifest(conn, clash, "pytest")
     assert conn.execute("SELECT count(*) FROM public.iu_collection").fetchone() == n
+    assert refusals()[1:] == [("dot_iu_clone_piece", "refused", "duplicate")]
 
 
 # ---------------------------------------------------------------- the demo

@@ -420,23 +420,37 @@ def import_manifest(conn: psycopg.Connection[Any], m: Manifest, actor: str) -> d
 
     from .operator import OperatorRuntime, ensure_answer
 
-    existing = conn.execute("SELECT 1 FROM public.iu_collection WHERE collection_key = %s",
+    rt = OperatorRuntime(conn, actor)
+    existing = conn.execute("SELECT collection_id::text FROM public.iu_collection WHERE collection_key = %s",
                             (m.collection_key,)).fetchone()
     if existing:
         now = export(conn, m.collection_key)
         if now.text() == m.text():
             return {"status": "in_sync", "collection_key": m.collection_key, "created_pieces": 0}
+        # The refusal is the governed function's own (fn_iu_compose answers
+        # 'duplicate' for a key that exists, before it looks at the pieces), so
+        # it is in the ledger like any other.
+        members = [r[0] for r in conn.execute(
+            "SELECT iu_id::text FROM public.iu_collection_member WHERE collection_id = %s ORDER BY piece_order",
+            (existing[0],))]
+        kept = _keep_refusal(conn, rt, "dot_iu_create_file_from_pieces", {
+            "collection_key": m.collection_key, "collection_kind": m.collection_kind, "title": m.title,
+            "piece_ids": members or [existing[0]]})
         raise Refused(f"collection {m.collection_key} exists and differs from the manifest; "
-                      "nothing was changed (retire or rename it first)", collection_key=m.collection_key)
+                      "nothing was changed (retire or rename it first)", collection_key=m.collection_key,
+                      run_id=kept.run_id if kept else None)
     units = {r[0]: r for r in conn.execute(
         "SELECT canonical_address, iu_id::text, unit_kind, title, lifecycle_status FROM public.information_unit"
         " WHERE canonical_address = ANY(%s)", ([p.address for p in m.pieces],))}
     for p in m.pieces:
         u = units.get(p.address)
         if u and (u[2] != p.unit_kind or u[3] != p.title or u[4] != "active"):
+            # fn_iu_create refuses an address that exists: its refusal row is the audit.
+            kept = _keep_refusal(conn, rt, "dot_iu_clone_piece", {
+                "canonical_address": p.address, "unit_kind": p.unit_kind, "title": p.title})
             raise Refused(f"piece {p.address} exists as {u[2]} {u[3]!r} ({u[4]}), the manifest says "
-                          f"{p.unit_kind} {p.title!r}; nothing was changed", address=p.address)
-    rt = OperatorRuntime(conn, actor)
+                          f"{p.unit_kind} {p.title!r}; nothing was changed", address=p.address,
+                          run_id=kept.run_id if kept else None)
     created = 0
     refused: tuple[str, dict[str, Any], RunAnswer] | None = None
     with conn.transaction():
