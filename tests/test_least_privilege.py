@@ -543,3 +543,60 @@ def test_hostile_values_reach_every_kind_of_argument_as_themselves(conn) -> None
     reasons = [r[0] for r in conn.execute("SELECT reason FROM public.iu_gate_transition WHERE action = 'close'"
                                           " ORDER BY created_at")]
     assert reasons == values
+
+
+def _params_for(cmd: Command, hostile: str, piece: str) -> dict[str, Any]:
+    """Parameters that reach the command's function: the hostile value in every text-like
+    parameter (text, text[], a jsonb string), real-looking values everywhere else."""
+    out: dict[str, Any] = {}
+    for p in cmd.params:
+        if p.fixed is not None:
+            continue
+        if p.type == "text":
+            out[p.name] = hostile
+        elif p.type == "text[]":
+            out[p.name] = [hostile]
+        elif p.type == "jsonb":
+            out[p.name] = [{"address": f"h/{uuid.uuid4().hex[:8]}", "title": hostile}]
+        elif p.type == "uuid":
+            out[p.name] = piece
+        elif p.type == "uuid[]":
+            out[p.name] = [piece]
+        elif p.type == "integer":
+            out[p.name] = 1
+        elif p.type == "boolean":
+            out[p.name] = True
+    return out
+
+
+@pytest.mark.parametrize("cmd", [c for c in COMMANDS if c.governed], ids=lambda c: c.name)
+def test_every_command_takes_hostile_text_as_text_under_hostile_settings(conn, cmd: Command) -> None:
+    """Each governed command, every text-like parameter holding injection shapes, in a
+    session where literals and the search path mean something else: the call is
+    answered by its own function (applied, refused or failed, never a syntax error),
+    one ledger row per call, and no gate, catalog or classification row moves."""
+    open_gates(conn, OPERATOR_RUNTIME, COMPOSER)
+    piece = OperatorRuntime(conn, "pytest").apply("dot_iu_clone_piece", {
+        "canonical_address": "h/piece", "unit_kind": "piece", "title": "P"}).answer["iu_id"]
+    watched = ("SELECT (SELECT json_agg(c ORDER BY key) FROM public.dot_config c),"
+               " (SELECT json_agg(k ORDER BY command_name) FROM public.dot_iu_command_catalog k),"
+               " (SELECT json_agg(g ORDER BY gate_key) FROM public.iu_gate_class g)")
+    protected = conn.execute(watched).fetchone()
+    conn.execute("CREATE SCHEMA evil")
+    for setting in ("standard_conforming_strings = off", "backslash_quote = on", "escape_string_warning = off",
+                    "search_path = evil, pg_temp, public"):
+        conn.execute(f"SET {setting}")
+    rt = OperatorRuntime(conn, "hostile")
+    shapes = ["x'); UPDATE public.dot_config SET value = 'true' WHERE key = 'iu_core.vector_sync_enabled'; --",
+              "\\'; SELECT 1; --", "$$; DROP TABLE public.dot_config; $$", "$iu$ ) ; -- $iu$", "%s %I %L"]
+    before = ledger_count(conn)
+    for v in shapes:
+        params = _params_for(cmd, v, piece)
+        ans = rt.verify(cmd.name, params) if cmd.mode == "verify" and not cmd.mutating \
+            else rt.apply(cmd.name, params)
+        assert ans.status in ("applied", "verified", "refused", "failed"), (v, ans)
+        error = str((ans.answer or {}).get("error", "")) if isinstance(ans.answer, dict) else ""
+        assert "syntax error" not in error and (ans.answer or {}).get("sqlstate") != "42601", (v, ans)
+    conn.execute("RESET ALL")
+    assert conn.execute(watched).fetchone() == protected
+    assert ledger_count(conn) == before + len(shapes)  # one row per call, nothing else ran
