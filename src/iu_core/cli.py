@@ -891,8 +891,9 @@ def proof_remove(obj: Ctx, actors: tuple[str, ...], dry_run: bool, yes_on_this_d
     Ledger rows, gate transitions, composer events (and the route attempts and
     dead letters on them), memberships, collections and pieces. Refuses, and
     deletes nothing, when other actors' rows depend on them. The demo writes as
-    iucore_demo, runtime_290 and runtime_500x_op_proof; the proof as
-    runtime_500x_op_proof (or its --actor).
+    iucore_demo, runtime_290, runtime_500x_op_proof and
+    runtime_500x_op_proof.gate_window; the proof as runtime_500x_op_proof (or
+    its --actor) and its gate window as that actor + ".gate_window".
     """
     from .db import connect
     from .demodata import remove
@@ -943,6 +944,8 @@ def proof_operator_runtime(obj: Ctx, collection_key: str, approval_id: str | Non
         g = res.final_gates
         click.echo(f"end-state: all_safe = {g.get('all_safe')} | all_governed_closed = "
                    f"{g.get('all_governed_closed')} | never_flip_intact = {g.get('never_flip_intact')}")
+        click.echo(f"ledger actors: {res.actor} (the steps), {res.gate_actor} (the gate window); remove "
+                   f"with: iucore proof remove --written-by {res.actor} --written-by {res.gate_actor}")
     if not res.ok:
         from .errors import Failed
 
