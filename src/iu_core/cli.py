@@ -455,16 +455,15 @@ def grant_cmd(obj: Ctx, readonly_roles: tuple[str, ...], operator_roles: tuple[s
     """
     from .db import connect
     from .errors import BadInput
-    from .roles import apply, plan_operator, plan_readonly
+    from .roles import apply_all, plan_operator, plan_readonly
 
     if not readonly_roles and not operator_roles:
         raise BadInput("name at least one role: --readonly ROLE and/or --operator ROLE")
     with connect(obj.target()) as conn:
         plans = [plan_readonly(conn, r) for r in readonly_roles] + [plan_operator(conn, r) for r in operator_roles]
         if not dry_run:
-            for p in plans:
-                apply(conn, p)
-    obj.emit([p.__dict__ for p in plans], "\n".join(
+            apply_all(conn, plans)
+    obj.emit([{"role": p.role, "kind": p.kind, "statements": p.statements} for p in plans], "\n".join(
         f"{p.kind} {p.role}: {len(p.statements)} grant(s)" + ("" if not dry_run else "\n  " + ";\n  ".join(p.statements) + ";")
         for p in plans))
 
