@@ -67,8 +67,9 @@ def test_proof_data_written_on_purpose_is_removed_by_actor(new_db, run_cli) -> N
     assert "DELETE FROM public.dot_iu_command_run WHERE actor = ANY(ARRAY['runtime_500x_op_proof']);" in dry.stdout
     assert "would delete" in dry.stdout
     assert counts(target) == written
+    # the seven steps and the composition are the proof's rows; its gate window has its own actor
     done = run_cli(target, "--json", "proof", "remove", "--written-by", "runtime_500x_op_proof",
-                   "--yes-on-this-database", name)
+                   "--written-by", "runtime_500x_op_proof.gate_window", "--yes-on-this-database", name)
     assert done.exit_code == 0, done.output
     out = json.loads(done.stdout)
     assert out["deleted"]["public.information_unit"] == 3 and out["deleted"]["public.iu_collection"] == 1

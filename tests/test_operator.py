@@ -451,6 +451,34 @@ def test_the_seven_step_proof_end_to_end(new_db, run_cli) -> None:
     assert again["ok"] and again["composed"] is False  # discovered, not recomposed
 
 
+def test_the_proofs_own_ledger_rows_are_its_seven_steps(new_db) -> None:
+    """Seed 000 §5: "+7 this proof, all actor runtime_500x_op_proof". On runtime/290's collection
+    the proof's actor writes exactly the seven step rows; the gate window (two opens, two closes,
+    the end-state check) is in the ledger too, under its own actor, with every gate transition."""
+    from iu_core import datascripts
+
+    target = new_db(head())
+    datascripts.apply(target, "290", approval_id=str(uuid.uuid4()), project=ROOT)
+    with connect(target) as c:
+        before = c.execute("SELECT count(*) FROM public.dot_iu_command_run").fetchone()[0]
+        res = run_proof(c)
+        assert res.ok and not res.composed, res.problems
+        rows = c.execute("SELECT actor, command_name, run_mode, run_status FROM public.dot_iu_command_run"
+                         " ORDER BY created_at OFFSET %s", (before,)).fetchall()
+        transitions = c.execute("SELECT DISTINCT actor FROM public.iu_gate_transition"
+                                " WHERE actor LIKE 'runtime_500x%%'").fetchall()
+    assert [r[1:] for r in rows if r[0] == "runtime_500x_op_proof"] == [
+        ("dot_iu_reorder_piece", "plan", "planned"), ("dot_iu_reorder_piece", "apply", "applied"),
+        ("dot_iu_validate_collection", "verify", "verified"), ("dot_iu_checkpoint_collection", "apply", "applied"),
+        ("dot_iu_reorder_piece", "apply", "applied"), ("dot_iu_validate_collection", "verify", "verified"),
+        ("dot_iu_reorder_piece", "apply", "refused")]
+    assert [r[1:] for r in rows if r[0] == "runtime_500x_op_proof.gate_window"] == [
+        ("dot_iu_gate_open", "apply", "applied")] * 2 + [("dot_iu_gate_close", "apply", "applied")] * 2 + [
+        ("dot_iu_gate_verify_closed", "verify", "verified")]
+    assert len(rows) == 12 and transitions == [("runtime_500x_op_proof.gate_window",)]
+    assert (res.actor, res.gate_actor) == ("runtime_500x_op_proof", "runtime_500x_op_proof.gate_window")
+
+
 def test_the_proof_closes_its_gates_when_a_step_fails_midway(conn) -> None:
     def boom(step):
         if step.n == 3:
@@ -540,6 +568,12 @@ def test_demo_runs_twice(empty_db, run_cli) -> None:
     n = len(list(migrate.script_directory(ROOT).walk_revisions()))
     assert f"rehearsed {n} revision(s); fingerprint unchanged" in first.stdout
     for needle in ("runtime/290 applied", "order restored: 0/intro 1/body 2/tail",
+                   # seed 000 §5: +7, all actor runtime_500x_op_proof; the gate window has its own actor
+                   "dot_iu_command_run 2 → 14: +7 runtime_500x_op_proof, +5 runtime_500x_op_proof.gate_window",
+                   # seed 001 §3's 8 composer events, and the 3 births of runtime/290 (docs/seeds.md)
+                   "seen=11, attempts_written=11, skipped=0, dead_lettered=0",
+                   "attempted: lifecycle 3 (iu_created 3); composer 8 (collection_created 1, "
+                   "piece_added_to_collection 3, collection_rendered 2, piece_reordered 2)",
                    "drift 0", "gates: all_safe = true", "demo complete"):
         assert needle in first.stdout, needle
     with connect(empty_db) as c:  # the demo ran the data script itself: audited like any run

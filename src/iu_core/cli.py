@@ -455,16 +455,15 @@ def grant_cmd(obj: Ctx, readonly_roles: tuple[str, ...], operator_roles: tuple[s
     """
     from .db import connect
     from .errors import BadInput
-    from .roles import apply, plan_operator, plan_readonly
+    from .roles import apply_all, plan_operator, plan_readonly
 
     if not readonly_roles and not operator_roles:
         raise BadInput("name at least one role: --readonly ROLE and/or --operator ROLE")
     with connect(obj.target()) as conn:
         plans = [plan_readonly(conn, r) for r in readonly_roles] + [plan_operator(conn, r) for r in operator_roles]
         if not dry_run:
-            for p in plans:
-                apply(conn, p)
-    obj.emit([p.__dict__ for p in plans], "\n".join(
+            apply_all(conn, plans)
+    obj.emit([{"role": p.role, "kind": p.kind, "statements": p.statements} for p in plans], "\n".join(
         f"{p.kind} {p.role}: {len(p.statements)} grant(s)" + ("" if not dry_run else "\n  " + ";\n  ".join(p.statements) + ";")
         for p in plans))
 
@@ -891,8 +890,9 @@ def proof_remove(obj: Ctx, actors: tuple[str, ...], dry_run: bool, yes_on_this_d
     Ledger rows, gate transitions, composer events (and the route attempts and
     dead letters on them), memberships, collections and pieces. Refuses, and
     deletes nothing, when other actors' rows depend on them. The demo writes as
-    iucore_demo, runtime_290 and runtime_500x_op_proof; the proof as
-    runtime_500x_op_proof (or its --actor).
+    iucore_demo, runtime_290, runtime_500x_op_proof and
+    runtime_500x_op_proof.gate_window; the proof as runtime_500x_op_proof (or
+    its --actor) and its gate window as that actor + ".gate_window".
     """
     from .db import connect
     from .demodata import remove
@@ -943,6 +943,8 @@ def proof_operator_runtime(obj: Ctx, collection_key: str, approval_id: str | Non
         g = res.final_gates
         click.echo(f"end-state: all_safe = {g.get('all_safe')} | all_governed_closed = "
                    f"{g.get('all_governed_closed')} | never_flip_intact = {g.get('never_flip_intact')}")
+        click.echo(f"ledger actors: {res.actor} (the steps), {res.gate_actor} (the gate window); remove "
+                   f"with: iucore proof remove --written-by {res.actor} --written-by {res.gate_actor}")
     if not res.ok:
         from .errors import Failed
 

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import migrate
 from .config import RunOptions, Target
@@ -22,6 +22,9 @@ from .errors import CheckFailed, Failed
 from .operator import OperatorRuntime, ensure_answer
 from .proof import DEFAULT_COLLECTION, run_proof
 from .transcript import format_table
+
+if TYPE_CHECKING:
+    import psycopg
 
 Say = Callable[[str], None]
 
@@ -32,6 +35,30 @@ HEALTH_VIEWS = {
     "dot_iu_command_registry": ["command_name", "runs", "applied", "refused", "failed", "last_status"],
     "dot_iu_route_attempt_summary": ["route_code", "attempt_status", "attempts"],
 }
+
+
+def worker_saw(conn: psycopg.Connection[Any], route: str) -> dict[str, dict[str, int]]:
+    """What the route's latest worker run attempted: {stream: {event_type: n}}, in event order.
+
+    One run is one transaction, so its attempts share their attempted_at.
+    """
+    out: dict[str, dict[str, int]] = {}
+    for stream, etype, n in conn.execute(
+            """SELECT e.event_stream, e.event_type, count(*)
+                 FROM public.iu_route_attempt a JOIN public.event_outbox e USING (event_id)
+                WHERE a.route_code = %(r)s
+                  AND a.attempted_at = (SELECT max(attempted_at) FROM public.iu_route_attempt
+                                         WHERE route_code = %(r)s)
+                GROUP BY 1, 2 ORDER BY min(e.created_at), 2""", {"r": route}):
+        out.setdefault(stream, {})[etype] = int(n)
+    return out
+
+
+def ledger_by_actor(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    """dot_iu_command_run rows per actor, the proof's own first."""
+    return {str(a): int(n) for a, n in conn.execute(
+        "SELECT actor, count(*) FROM public.dot_iu_command_run GROUP BY 1"
+        " ORDER BY actor <> 'runtime_500x_op_proof', 1")}
 
 
 class Demo:
@@ -77,12 +104,17 @@ class Demo:
             with self.step("4. runtime/290: three pieces, one collection, a checkpoint"):
                 self._compose_290()
             with self.step("5. seed 000's seven-step durable operator-runtime proof"):
+                before = ledger_by_actor(conn)
                 proof = run_proof(conn, actor="runtime_500x_op_proof")
                 for line in proof.table():
                     self.say("   " + line)
                 if not proof.ok:
                     raise Failed("proof failed: " + "; ".join(proof.problems))
                 self.say(f"   order restored: {' '.join(proof.order_after)}; events {proof.events}")
+                after = ledger_by_actor(conn)
+                grew = {a: after[a] - before.get(a, 0) for a in after if after[a] != before.get(a, 0)}
+                self.say(f"   dot_iu_command_run {sum(before.values())} → {sum(after.values())}: "
+                         + ", ".join(f"+{n} {a}" for a, n in grew.items()))
             rt = OperatorRuntime(conn, self.actor)
             with self.step("6. route worker dry-run (no external delivery is possible)"):
                 a = ensure_answer(rt.apply("dot_iu_route_worker_run", {"route_code": "iu_outbound_default",
@@ -90,6 +122,14 @@ class Demo:
                 self.say(f"   fn_iu_route_worker_run('iu_outbound_default', 200) → seen={a['seen']}, "
                          f"attempts_written={a['attempts_written']}, skipped={a['skipped']}, "
                          f"dead_lettered={a['dead_lettered']}")
+                if a["attempts_written"]:
+                    saw = worker_saw(conn, "iu_outbound_default")
+                    self.say("   attempted: " + "; ".join(
+                        f"{stream} {sum(types.values())} ({', '.join(f'{t} {n}' for t, n in types.items())})"
+                        for stream, types in saw.items()))
+                    if "iu_created" in saw.get("lifecycle", {}):
+                        self.say("   (seed 001 §3 saw only the composer events; here the birth gate's "
+                                 "iu_created events are pending too: docs/seeds.md says why)")
             with self.step("7. DOT inventory"):
                 rep = migrate.inventory(self.target, project=self.project)
                 j = rep.to_json()

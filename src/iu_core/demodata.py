@@ -23,13 +23,14 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from .errors import BadInput, Failed, NotEmbedded, Refused
+from .proof import DEFAULT_ACTOR as PROOF_ACTOR
+from .proof import gate_actor_of
 
 if TYPE_CHECKING:
     from .config import Target
 
-# The actors the proof and the demo write as.
-PROOF_ACTOR = "runtime_500x_op_proof"
-DEMO_ACTORS = ("iucore_demo", "runtime_290", PROOF_ACTOR)
+# The actors the proof and the demo write as (the proof's gate window has its own).
+DEMO_ACTORS = ("iucore_demo", "runtime_290", PROOF_ACTOR, gate_actor_of(PROOF_ACTOR))
 
 # (table, the rows of the actors), in an order the foreign keys allow.
 _EVENTS = "SELECT e.event_id FROM public.event_outbox e WHERE e.actor = ANY(%(actors)s)"

@@ -428,7 +428,7 @@ def inventory(target: Target, *, project: Path | None = None) -> Any:
     from .inventory import report
 
     project = project or find_project_root()
-    with connect(target) as conn:
+    with _reading(target) as conn:
         return report(conn, project)
 
 

@@ -218,6 +218,19 @@ def check_long_transactions(conn: psycopg.Connection[Any], max_age_s: float) -> 
             ORDER BY xact_start""",
         (max_age_s,),
     ).fetchall()
+    # Without pg_read_all_stats a role sees only its own sessions' transactions:
+    # the others' read as '<insufficient privilege>' with no xact_start. Not
+    # seeing is not "none": fail closed and say what the role needs.
+    hidden = conn.execute(
+        """SELECT count(*), string_agg(DISTINCT coalesce(usename, '?'), ', '), quote_ident(current_user)
+             FROM pg_stat_activity
+            WHERE datname = current_database() AND pid <> pg_backend_pid()
+              AND query = '<insufficient privilege>'""").fetchone()
+    if not rows and hidden and hidden[0]:
+        return Check("no long transaction to queue behind", False,
+                     f"{hidden[0]} session(s) of {hidden[1]} on this database are hidden from {hidden[2]}: "
+                     "their transactions cannot be seen, so none can be ruled out; "
+                     f"GRANT pg_read_all_stats TO {hidden[2]}")
     if not rows:
         return Check("no long transaction to queue behind", True, f"none older than {max_age_s:g}s")
     return Check("no long transaction to queue behind", False,

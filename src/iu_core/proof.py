@@ -5,6 +5,15 @@ first if absent), the reordered piece is the one at the live highest
 piece_order; no uuid is baked in. The composer and operator-runtime gates are
 opened through the gate protocol for the mutating window only and closed in
 `finally`, on failure and on Ctrl-C too.
+
+Two actors, so the ledger reads as seed 000 §5 does: the seven steps are the
+proof's own rows ("+7 this proof, all actor runtime_500x_op_proof"); the gate
+window around them (two opens, two closes, the end-state check) is recorded
+under `<actor>.gate_window`. Seed 000 flipped its gates before the gate
+protocol existed, so they left no ledger row; through the protocol (seed 002
+A4) every open and close is one, and they stay in the ledger, named as the
+window's. When the collection must be composed first, the minting and the
+composition are the proof's rows too (seed 000 found runtime/290's collection).
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ if TYPE_CHECKING:
 
 DEFAULT_COLLECTION = "iu_core.runtime290.file-001"
 DEFAULT_ACTOR = "runtime_500x_op_proof"
+GATE_WINDOW = ".gate_window"  # suffix of the actor the gate window is recorded under
 SEED_PIECES = (("intro", "Introduction"), ("body", "Body"), ("tail", "Closing notes"))
 
 
@@ -48,6 +58,8 @@ class Step:
 @dataclass
 class ProofResult:
     collection_key: str
+    actor: str = DEFAULT_ACTOR
+    gate_actor: str = DEFAULT_ACTOR + GATE_WINDOW
     collection_id: str | None = None
     composed: bool = False
     steps: list[Step] = field(default_factory=list)
@@ -74,6 +86,7 @@ class ProofResult:
     def to_json(self) -> dict[str, Any]:
         return {
             "ok": self.ok, "collection_key": self.collection_key, "collection_id": self.collection_id,
+            "actor": self.actor, "gate_actor": self.gate_actor,
             "composed": self.composed, "order_before": self.order_before, "order_after": self.order_after,
             "steps": [{"step": s.n, "call": s.call, "status": s.status, "expected": s.expected,
                        "mutating": s.mutating, "ledger_rows": s.ledger_rows} for s in self.steps],
@@ -87,6 +100,11 @@ def _order(conn: psycopg.Connection[Any], cid: str) -> list[str]:
         """SELECT m.piece_order, coalesce(m.label, left(m.iu_id::text, 8))
              FROM public.iu_collection_member m WHERE m.collection_id = %s ORDER BY m.piece_order""",
         (cid,))]
+
+
+def gate_actor_of(actor: str) -> str:
+    """The actor the proof's gate window is recorded under."""
+    return actor + GATE_WINDOW
 
 
 def _ledger_rows(conn: psycopg.Connection[Any], run_id: str | None) -> int:
@@ -108,8 +126,9 @@ def run_proof(
 ) -> ProofResult:
     """Run the seven steps; gates are closed in `finally` whatever happens."""
     rt = OperatorRuntime(conn, actor)
+    window = OperatorRuntime(conn, gate_actor_of(actor))
     approval = approval_id or str(uuid.uuid4())
-    res = ProofResult(collection_key=collection_key)
+    res = ProofResult(collection_key=collection_key, actor=actor, gate_actor=window.actor)
     t0 = time.perf_counter()
     started = conn.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
     opened: list[str] = []
@@ -118,7 +137,7 @@ def run_proof(
         params: dict[str, Any] = {"gate_key": key, "reason": f"operator-runtime durable proof ({action})"}
         if action == "open":
             params.update(approval_id=approval, ttl_seconds=ttl_seconds)
-        ans = rt.apply(f"dot_iu_gate_{action}", params)
+        ans = window.apply(f"dot_iu_gate_{action}", params)
         if ans.status != "applied":
             raise Failed(f"gate {action} {key} was {ans.status}: {ans.guidance}")
         if say:
@@ -167,7 +186,7 @@ def run_proof(
                 gate("close", key)
             except Exception as exc:  # keep closing the others; report below
                 res.problems.append(f"could not close {key}: {exc}")
-    _judge(conn, rt, res, started)
+    _judge(conn, window, res, started)
     res.duration_ms = round((time.perf_counter() - t0) * 1000, 1)
     return res
 
@@ -204,7 +223,7 @@ def _find_or_compose(conn: psycopg.Connection[Any], rt: OperatorRuntime, res: Pr
     return cid
 
 
-def _judge(conn: psycopg.Connection[Any], rt: OperatorRuntime, res: ProofResult, started: Any) -> None:
+def _judge(conn: psycopg.Connection[Any], window: OperatorRuntime, res: ProofResult, started: Any) -> None:
     for s in res.steps:
         if not s.ok:
             res.problems.append(f"step {s.n} {s.call}: {s.status} with {s.ledger_rows} ledger row(s), "
@@ -230,7 +249,8 @@ def _judge(conn: psycopg.Connection[Any], rt: OperatorRuntime, res: ProofResult,
             res.problems.append(f"composer events {res.events}, expected 2 piece_reordered + 1 "
                                 "collection_rendered on the delayed lane, distinct ids")
     # Through the governed entry point too: the operator role reads no gate table itself.
-    v = rt.verify("dot_iu_gate_verify_closed", {})
+    # The end-state check closes the window, so it is the window's row.
+    v = window.verify("dot_iu_gate_verify_closed", {})
     res.final_gates = v.answer if isinstance(v.answer, dict) else {}
     if not res.final_gates.get("all_safe"):
         res.problems.append(f"gates not all safe at the end: {res.final_gates}")

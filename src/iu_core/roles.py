@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import BadInput
+from .errors import BadInput, MissingPrivilege
 
 if TYPE_CHECKING:
     import psycopg
@@ -47,6 +47,14 @@ class GrantPlan:
     role: str
     kind: str
     statements: list[str] = field(default_factory=list)
+    # (kind, object, privilege) the role must hold once the plan ran: the post-check.
+    holds: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def grant(self, kind: str, obj: str, privilege: str, r: str) -> None:
+        """GRANT PRIVILEGE ON KIND OBJ TO r (r quoted), and check it afterwards."""
+        on = {"schema": "SCHEMA ", "table": "", "function": "FUNCTION "}[kind]
+        self.statements.append(f"GRANT {privilege} ON {on}{obj} TO {r}")
+        self.holds.append((kind, obj, privilege))
 
 
 def _ident(conn: psycopg.Connection[Any], name: str) -> str:
@@ -90,19 +98,21 @@ def _schema(conn: psycopg.Connection[Any], name: str) -> bool:
     return conn.execute("SELECT to_regnamespace(%s) IS NOT NULL", (name,)).fetchone() == (True,)
 
 
-def _readonly_grants(conn: psycopg.Connection[Any], r: str) -> list[str]:
-    out = [f"GRANT USAGE ON SCHEMA {s} TO {r}" for s in SCHEMAS if _schema(conn, s)]
-    views = [v[0] for v in conn.execute(
-        "SELECT 'public.' || quote_ident(c.relname) FROM pg_class c"
-        " WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'v' AND c.relname ~ %s"
-        " ORDER BY 1", (r"^v_(iu|dot_iu)_",))]
-    return out + [f"GRANT SELECT ON {v} TO {r}" for v in views]
+def _readonly_grants(conn: psycopg.Connection[Any], plan: GrantPlan, r: str) -> None:
+    for s in SCHEMAS:
+        if _schema(conn, s):
+            plan.grant("schema", s, "USAGE", r)
+    for (v,) in conn.execute(
+            "SELECT 'public.' || quote_ident(c.relname) FROM pg_class c"
+            " WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'v' AND c.relname ~ %s"
+            " ORDER BY 1", (r"^v_(iu|dot_iu)_",)):
+        plan.grant("table", v, "SELECT", r)
 
 
 def plan_readonly(conn: psycopg.Connection[Any], role: str) -> GrantPlan:
     r = _ident(conn, role)
     plan = GrantPlan(role, "readonly", _revoke_all(conn, role, r))
-    plan.statements += _readonly_grants(conn, r)
+    _readonly_grants(conn, plan, r)
     return plan
 
 
@@ -115,17 +125,44 @@ def plan_operator(conn: psycopg.Connection[Any], role: str) -> GrantPlan:
         raise BadInput(f"the operator policy needs revision least_privilege (the governed entry point "
                        f"{DISPATCHER}); database at {at}: run iucore db upgrade first", role=role)
     plan = GrantPlan(role, "operator", _revoke_all(conn, role, r))
-    plan.statements += _readonly_grants(conn, r)
-    plan.statements += [f"GRANT SELECT ON {t} TO {r}" for t in _existing(conn, OPERATOR_READ_TABLES)]
-    plan.statements.append(f"GRANT EXECUTE ON FUNCTION public.fn_dot_iu_execute(text, text, jsonb, text) TO {r}")
+    _readonly_grants(conn, plan, r)
+    for t in _existing(conn, OPERATOR_READ_TABLES):
+        plan.grant("table", t, "SELECT", r)
+    plan.grant("function", "public.fn_dot_iu_execute(text, text, jsonb, text)", "EXECUTE", r)
     return plan
 
 
 def apply(conn: psycopg.Connection[Any], plan: GrantPlan) -> GrantPlan:
+    """Run the plan in one transaction, then check the role holds what it grants, or undo it all.
+
+    A GRANT on an object the connected role neither owns nor holds WITH GRANT
+    OPTION grants nothing and only warns (SQLSTATE 01007); e.g. schema public,
+    which the database owner owns, when iucore runs as a role that does not.
+    A privilege the role already has through PUBLIC is held all the same.
+    """
     with conn.transaction():
         for stmt in plan.statements:
             conn.execute(stmt.encode())  # identifiers quoted by the server (quote_ident / regclass)
+        lacking = [f"{priv} on {kind} {obj}" for kind, obj, priv in plan.holds
+                   if conn.execute(f"SELECT has_{kind}_privilege(%s, %s, %s)",  # kind: schema|table|function
+                                   (plan.role, obj, priv)).fetchone() != (True,)]
+        if lacking:
+            who = conn.execute("SELECT current_user").fetchone()
+            raise MissingPrivilege(
+                f"the {plan.kind} policy for {plan.role!r} would leave it without {', '.join(lacking)}: "
+                f"{who[0] if who else 'this role'} neither owns those objects nor holds them WITH GRANT OPTION, "
+                "so its GRANT did nothing. Nothing was changed. Ask their owner (a DBA) to grant them to "
+                f"{plan.role!r}, or to this role WITH GRANT OPTION, and run db grant again",
+                role=plan.role, lacking=lacking)
     return plan
+
+
+def apply_all(conn: psycopg.Connection[Any], plans: list[GrantPlan]) -> list[GrantPlan]:
+    """Apply every plan in ONE transaction: all roles get their policy, or none changes."""
+    with conn.transaction():
+        for p in plans:
+            apply(conn, p)
+    return plans
 
 
 def privileges(conn: psycopg.Connection[Any], role: str) -> set[tuple[str, str]]:

@@ -139,8 +139,8 @@ def _classify(
         "sqlstate": sqlstate,
     }
     # A guard that never got to decide (connection lost, cancelled, out of
-    # resources, a lock it waited for) has failed, not refused.
-    infrastructure = sqlstate[:2] in _NOT_A_DECISION or sqlstate == "55P03"
+    # resources, a lock it waited for, a privilege the role lacks) has failed, not refused.
+    infrastructure = sqlstate[:2] in _NOT_A_DECISION or sqlstate in ("55P03", "42501")
     if stmt.section in GUARD_SECTIONS and not infrastructure:
         what = {"preflight": "preflight", "guard": "rollback guard" if run.direction == "downgrade"
                 else "guard"}[stmt.section]
@@ -153,6 +153,9 @@ def _classify(
         hint = " — another transaction holds a lock this revision needs; retry when it ends"
     elif sqlstate == "57014":
         hint = " — statement_timeout reached"
+    elif sqlstate == "42501":
+        hint = (" — the role running iucore lacks a privilege here (README: \"Running as an ordinary role\" "
+                "lists what it needs)")
     return RevisionFailed(
         f"{run.revision} {run.direction} failed in @{stmt.section} ({rel}:{stmt.line}): "
         f"{primary}{hint}; the revision was rolled back",
