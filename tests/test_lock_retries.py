@@ -9,10 +9,16 @@ read from the transcript, the audit row and pg_locks.
 
 from __future__ import annotations
 
+import itertools
+import os
 import random
 import re
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -26,12 +32,15 @@ from iu_core.fingerprint import fingerprint, snapshot
 from iu_core.inventory import report as inventory_report
 from iu_core.lockretry import FIRST_SLEEP_S, MAX_SLEEP_S, LockRetries
 
-from .conftest import ROOT, connect
+from .conftest import PROJECTS, ROOT, connect
 
 HEAD = "least_privilege"
 GATE_ROW = "iu_core.composer_enabled"
 OTHER_ROW = "iu_core.delivery_enabled"
 HOLDER_APP = "pytest-holder"
+SAMPLE = PROJECTS / "sample"
+BIN = Path(sys.executable).parent
+_roles = itertools.count()
 
 
 def opts(**kw: Any) -> RunOptions:
@@ -254,6 +263,64 @@ def test_lock_retries_0_fails_at_the_first_lock_timeout_as_before(new_db, holder
     assert "lock timeout on try" not in res.output and heads(target) == [HEAD]
     *_, (rev, _direction, _mode, outcome, evidence) = log_rows(target)
     assert (rev, outcome) == ("least_privilege", "failed") and "lock_retries" not in evidence
+
+
+def test_a_signal_while_retrying_is_audited_on_the_waiting_revision_with_its_tries(new_db, holder_for) -> None:
+    target = new_db(HEAD)
+    holder = holder_for(target)
+    holder.update_row()
+    env = {**os.environ, "IUCORE_DATABASE_URL": target.libpq, "IUCORE_ACTOR": "signal-test"}
+    proc = subprocess.Popen(
+        [str(BIN / "iucore"), "--project", str(ROOT), "db", "downgrade", "gate_protocol", "--lock-timeout", "100ms",
+         "--lock-retries", "100", "--retry-budget", "10min"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert proc.stdout is not None
+    try:
+        # from the 5th timeout on, the sleeps last 0.8 s and more: the signal lands between tries
+        for line in proc.stdout:
+            if line.startswith("-- lock timeout on try 5/101"):
+                break
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted by SIGINT during least_privilege downgrade: its transaction was rolled back" in err
+    assert "Traceback" not in err and heads(target) == [HEAD]
+    *_, (rev, _direction, _mode, outcome, evidence) = log_rows(target)
+    assert (rev, outcome) == ("least_privilege", "interrupted")
+    timeouts = evidence["lock_retries"]["timeouts"]
+    assert len(timeouts) >= 5 and {t["holders"][0]["pid"] for t in timeouts} == {holder.pid}
+
+
+@pytest.fixture
+def sample_owner(databases, new_db) -> Iterator[tuple[Target, Target]]:
+    """The sample project at a1 in a database owned by a non-superuser LOGIN role:
+    (the database as that role, the database as the superuser)."""
+    role = f"lr_owner_{os.getpid()}_{next(_roles)}"
+    databases.admin.execute(f'CREATE ROLE "{role}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE')
+    db = new_db().dbname
+    databases.admin.execute(f'ALTER DATABASE "{db}" OWNER TO "{role}"')
+    target = Target.of(**{**databases.target(db).params, "user": role})
+    migrate.upgrade(target, "a1", project=SAMPLE, options=opts())
+    yield target, databases.target(db)
+    databases.drop(db)
+    databases.admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+def test_a_role_without_pg_read_all_stats_still_names_the_holder_but_not_its_query(sample_owner, holder_for) -> None:
+    """The holder is another user's session: pid, application and user are public, the query is not."""
+    as_owner, as_superuser = sample_owner
+    holder = holder_for(as_superuser)
+    holder.lock("LOCK TABLE public.sample_t IN ACCESS SHARE MODE")  # a long reader; a2 alters the table
+    with pytest.raises(LockRetriesExhausted) as exc:
+        migrate.upgrade(as_owner, "a2", project=SAMPLE, options=opts(lock_retries=1))
+    e = exc.value
+    assert f"pid {holder.pid} (application {HOLDER_APP}, user " in e.message
+    assert e.data["holder"]["query"] == "<insufficient privilege>" and e.data["holder"]["transaction_open_s"] is None
+    assert e.data["tries"] == 2
 
 
 # --------------------------------------------------------------------------- a rehearsal
