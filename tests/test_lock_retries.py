@@ -353,6 +353,20 @@ def test_a_rehearsal_is_retried_whole_from_its_first_revision_and_persists_nothi
     assert rows == [(r, "rehearsal", "rehearsed", 2) for r in ("least_privilege", "gate_protocol", "034", "033")]
 
 
+def test_a_rehearsals_snapshot_waits_politely_too(new_db, holder_for) -> None:
+    """An ALTER TABLE of production holds dot_config: the snapshot before the rehearsal times
+    out and is read again; the rehearsal then runs."""
+    target = new_db(HEAD)
+    holder = holder_for(target)
+    holder.lock("LOCK TABLE public.dot_config IN ACCESS EXCLUSIVE MODE")
+    sink = Transcript()
+    sink.when("-- lock timeout on try 1/", lambda _: holder.release())
+    result = migrate.downgrade(target, "gate_protocol", project=ROOT, options=opts(rehearse=True), sink=sink)
+    line, = sink.retry_lines()
+    assert line.startswith(f"-- lock timeout on try 1/11 (the catalog snapshot) waiting on pid {holder.pid} ")
+    assert result.fingerprint_before == result.fingerprint_after and heads(target) == [HEAD]
+
+
 # --------------------------------------------------------------------------- production is not kept waiting
 
 

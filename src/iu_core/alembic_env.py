@@ -286,8 +286,7 @@ def _read(context: Any, session: MigrationSession, connection: Any, command: str
 
 
 def _write(context: Any, session: MigrationSession, connection: Any, opts: dict[str, Any]) -> None:
-    from alembic.util import CommandError
-
+    """Lock, bootstrap, checksum gate; then the run, with whom it waits for watched."""
     raw = session.raw
     assert raw is not None
     with _own_txn(connection):
@@ -301,9 +300,27 @@ def _write(context: Any, session: MigrationSession, connection: Any, opts: dict[
         except IUCoreError as exc:
             exc.data["now_at"] = current_heads(raw)
             raise
-    with _own_txn(connection):
-        session.heads_before = current_heads(raw)
-        snap_before = snapshot(raw, project=session.project) if session.options.rehearse else None
+    session.retries = retries = LockRetries(session.options, sink=session.sink)
+    retries.watch_backend(session.target, raw.info.backend_pid, f"iucore:{session.run_id[:8]}")
+    try:
+        _write_watched(context, session, connection, opts)
+    finally:
+        retries.close()
+
+
+def _write_watched(context: Any, session: MigrationSession, connection: Any, opts: dict[str, Any]) -> None:
+    """Read the position (and a rehearsal's snapshot), run the revisions, read again."""
+    from alembic.util import CommandError
+
+    raw, retries = session.raw, session.retries
+    assert raw is not None and retries is not None
+
+    def read_before() -> tuple[list[str], dict[str, dict[str, str]] | None]:
+        with _own_txn(connection):
+            return current_heads(raw), (snapshot(raw, project=session.project) if session.options.rehearse
+                                        else None)
+
+    session.heads_before, snap_before = retries.call("the catalog snapshot", read_before)
     destination = opts.get("destination_rev")
     if session.direction == "upgrade" and isinstance(destination, str):
         _refuse_upgrade_below(session, destination)
@@ -317,8 +334,6 @@ def _write(context: Any, session: MigrationSession, connection: Any, opts: dict[
         on_version_apply=_audit_stamp(session),
         **({"fn": _Plan(fn, session.project)} if fn is not None else {}),
     )
-    session.retries = LockRetries(session.options, sink=session.sink)
-    session.retries.watch_backend(session.target, raw.info.backend_pid, f"iucore:{session.run_id[:8]}")
     try:
         _run_with_lock_retries(context, session, connection)
     except IUCoreError as exc:
@@ -339,21 +354,23 @@ def _write(context: Any, session: MigrationSession, connection: Any, opts: dict[
             f"{str(exc).strip().splitlines()[0]}; rolled back",
         )
         raise _after_failure(connection, session, err) from exc
-    finally:
-        session.retries.close()
-    with _own_txn(connection):
-        if session.options.rehearse:
-            session.record_rehearsal()
-            snap_after = snapshot(raw, project=session.project)
-            session.fingerprint_before = fingerprint(snap_before or {})
-            session.fingerprint_after = fingerprint(snap_after)
-            if session.fingerprint_before != session.fingerprint_after:
-                changed = diff(snap_before or {}, snap_after)
-                raise RehearsalLeak(
-                    "rehearsal changed the database: " + "; ".join(changed[:20]),
-                    changed=changed,
-                )
-        session.heads_after = current_heads(raw)
+
+    def read_after() -> None:
+        with _own_txn(connection):  # a leak raises inside: its rehearsed rows are not kept
+            if session.options.rehearse:
+                session.record_rehearsal()
+                snap_after = snapshot(raw, project=session.project)
+                session.fingerprint_before = fingerprint(snap_before or {})
+                session.fingerprint_after = fingerprint(snap_after)
+                if session.fingerprint_before != session.fingerprint_after:
+                    changed = diff(snap_before or {}, snap_after)
+                    raise RehearsalLeak(
+                        "rehearsal changed the database: " + "; ".join(changed[:20]),
+                        changed=changed,
+                    )
+            session.heads_after = current_heads(raw)
+
+    retries.call("the catalog snapshot", read_after)
 
 
 def _run_once(context: Any, session: MigrationSession, connection: Any) -> None:

@@ -240,12 +240,11 @@ def _run(direction: str, target: Target, name: str, *, approval_id: str | None, 
         conn.commit()
         bootstrap(conn)
         conn.commit()
-        before = snapshot(conn, with_counts=True) if options.rehearse else None
-        conn.commit()
+        retries.watch_backend(target, conn.info.backend_pid, f"iucore:{session.run_id[:8]}")
+        before = retries.call("the rehearsal's snapshot", lambda: _counted(conn)) if options.rehearse else None
         if sink:
             tag = " (rehearsal: will ROLLBACK)" if options.rehearse else ""
             sink(f"== {ds.label} {direction}{tag} — {result.file} ==")
-        retries.watch_backend(target, conn.info.backend_pid, f"iucore:{session.run_id[:8]}")
         while True:
             session.current = run
             retries.begin_try()
@@ -275,8 +274,8 @@ def _run(direction: str, target: Target, name: str, *, approval_id: str | None, 
             if sink:
                 sink("ROLLBACK")
             session.record_rehearsal()
-            after = snapshot(conn, with_counts=True)
             conn.commit()
+            after = retries.call("the rehearsal's snapshot", lambda: _counted(conn))
             result.fingerprint_before, result.fingerprint_after = fingerprint(before or {}), fingerprint(after)
             result.tables_counted = len(after.get("count", {}))
             if result.fingerprint_before != result.fingerprint_after:
@@ -292,6 +291,12 @@ def _run(direction: str, target: Target, name: str, *, approval_id: str | None, 
         session.release_lock()
         conn.close()
     return result
+
+
+def _counted(conn: psycopg.Connection[Any]) -> dict[str, dict[str, str]]:
+    """The catalog snapshot with every IU Core table's row count, in a transaction of its own."""
+    with conn.transaction():
+        return snapshot(conn, with_counts=True)
 
 
 def _retry(conn: psycopg.Connection[Any], session: MigrationSession, retries: LockRetries, exc: IUCoreError,

@@ -23,8 +23,9 @@ import contextlib
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import IUCoreError, LockRetriesExhausted
 
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from .target import Target
     from .transcript import Sink
 
+T = TypeVar("T")
 LOCK_NOT_AVAILABLE = "55P03"
 # The sleep after the n-th lock timeout is drawn from [cap/2, cap], cap =
 # FIRST_SLEEP_S * 2^(n-1), at most MAX_SLEEP_S: quick retries while the holder
@@ -290,13 +292,32 @@ class LockRetries:
         budget = self.options.retry_budget_ms / 1000
         if u.tries >= self.max_tries or (budget > 0 and elapsed + sleep > budget):
             u.gave_up = True
-            self._say(f"-- lock timeout on try {u.tries}/{self.max_tries}{self._at(t)} waiting on "
+            self._say(f"-- lock timeout on try {u.tries}/{self.max_tries} ({where or unit}) waiting on "
                       f"{self._holder_text(holders)}; giving up after {elapsed:.1f} s")
             raise self._exhausted(u, direction, elapsed) from exc
         t.sleep_s = sleep
-        self._say(f"-- lock timeout on try {u.tries}/{self.max_tries}{self._at(t)} waiting on "
+        self._say(f"-- lock timeout on try {u.tries}/{self.max_tries} ({where or unit}) waiting on "
                   f"{self._holder_text(holders)}; retrying in {sleep:.1f} s")
         return sleep
+
+    def call(self, unit: str, read: Callable[[], T]) -> T:
+        """`read` (a transaction of its own that rolls itself back on error), retried on a lock timeout.
+
+        For what a run reads around its units (a rehearsal's catalog
+        snapshots): an ACCESS SHARE waits only behind an ACCESS EXCLUSIVE held
+        or queued, and then it waits like any other lock request.
+        """
+        while True:
+            self.begin_try()
+            try:
+                return read()
+            except Exception as exc:
+                if not self.retryable(exc):
+                    raise
+                self.sleep(self.timed_out(exc, unit))
+                self.next_try(unit)
+            finally:
+                self.end_try()
 
     def next_try(self, unit: str) -> None:
         """The unit runs again (after its sleep)."""
@@ -336,10 +357,6 @@ class LockRetries:
             return f"a lock whose holder was not seen{why}"
         extra = f" and {len(holders) - 1} more" if len(holders) > 1 else ""
         return holders[0].describe() + extra
-
-    @staticmethod
-    def _at(t: LockTimeout) -> str:
-        return f" ({t.where})" if t.where else ""
 
     def _say(self, line: str) -> None:
         if self.sink:
