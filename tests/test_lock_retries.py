@@ -363,7 +363,7 @@ def test_a_rehearsals_snapshot_waits_politely_too(new_db, holder_for) -> None:
     sink.when("-- lock timeout on try 1/", lambda _: holder.release())
     result = migrate.downgrade(target, "gate_protocol", project=ROOT, options=opts(rehearse=True), sink=sink)
     line, = sink.retry_lines()
-    assert line.startswith(f"-- lock timeout on try 1/11 (the catalog snapshot) waiting on pid {holder.pid} ")
+    assert line.startswith(f"-- lock timeout on try 1/11 (the catalog snapshot before the run) waiting on pid {holder.pid} ")
     assert result.fingerprint_before == result.fingerprint_after and heads(target) == [HEAD]
 
 

@@ -320,7 +320,7 @@ def _write_watched(context: Any, session: MigrationSession, connection: Any, opt
             return current_heads(raw), (snapshot(raw, project=session.project) if session.options.rehearse
                                         else None)
 
-    session.heads_before, snap_before = retries.call("the catalog snapshot", read_before)
+    session.heads_before, snap_before = retries.call("the catalog snapshot before the run", read_before)
     destination = opts.get("destination_rev")
     if session.direction == "upgrade" and isinstance(destination, str):
         _refuse_upgrade_below(session, destination)
@@ -370,7 +370,7 @@ def _write_watched(context: Any, session: MigrationSession, connection: Any, opt
                     )
             session.heads_after = current_heads(raw)
 
-    retries.call("the catalog snapshot", read_after)
+    retries.call("the catalog snapshot after the run", read_after)
 
 
 def _run_once(context: Any, session: MigrationSession, connection: Any) -> None:

@@ -241,7 +241,7 @@ def _run(direction: str, target: Target, name: str, *, approval_id: str | None, 
         bootstrap(conn)
         conn.commit()
         retries.watch_backend(target, conn.info.backend_pid, f"iucore:{session.run_id[:8]}")
-        before = retries.call("the rehearsal's snapshot", lambda: _counted(conn)) if options.rehearse else None
+        before = retries.call("the snapshot before the rehearsal", lambda: _counted(conn)) if options.rehearse else None
         if sink:
             tag = " (rehearsal: will ROLLBACK)" if options.rehearse else ""
             sink(f"== {ds.label} {direction}{tag} — {result.file} ==")
@@ -275,7 +275,7 @@ def _run(direction: str, target: Target, name: str, *, approval_id: str | None, 
                 sink("ROLLBACK")
             session.record_rehearsal()
             conn.commit()
-            after = retries.call("the rehearsal's snapshot", lambda: _counted(conn))
+            after = retries.call("the snapshot after the rehearsal", lambda: _counted(conn))
             result.fingerprint_before, result.fingerprint_after = fingerprint(before or {}), fingerprint(after)
             result.tables_counted = len(after.get("count", {}))
             if result.fingerprint_before != result.fingerprint_after:
