@@ -24,6 +24,14 @@
 
 -- @guard
 
+-- public is shared with Directus, whose role may CREATE there, and the DO
+-- blocks below call built-ins (cardinality, array_to_string, format …): with
+-- public on this session's path, a better-matching look-alike planted there
+-- would run here with the owner's rights. For this transaction the
+-- path is pg_catalog, pg_temp; every IU Core name below is schema-qualified.
+-- The RESET at the end of the file gives the session its own path back.
+SET LOCAL search_path = pg_catalog, pg_temp;
+
 -- Fail closed: least_privilege must be installed, or the database is not at it.
 DO $guard$
 DECLARE
@@ -214,3 +222,5 @@ SELECT 'least_privilege_rollback' AS "check",
        to_regclass('public.iu_gate_class') IS NULL AS classification_gone,
        (v ->> 'gate_count')::int AS protocol_gates
   FROM public.fn_iu_gate_verify_closed() AS v;
+
+RESET search_path;

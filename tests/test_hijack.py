@@ -463,3 +463,26 @@ def test_the_upgrade_names_each_role_that_may_create_in_an_iu_core_schema(new_db
             for r in roles:
                 c.execute(f"DROP OWNED BY {r}")
                 c.execute(f"DROP ROLE {r}")
+
+
+# ---------------------------------------------------------------- the revision's own run
+def test_running_least_privilege_runs_no_lookalike_planted_in_public(new_db) -> None:
+    """The upgrade and its rollback run in the migration owner's session, where production has
+    Directus's role able to CREATE in public: their DO blocks call cardinality, array_to_string,
+    format … on text[] and text. Each file searches pg_catalog, pg_temp for its transaction."""
+    target = new_db("gate_protocol")
+    role = f"hj_dx_{uuid.uuid4().hex[:8]}"
+    with connect(target) as owner:
+        owner.execute(f"CREATE ROLE {role} LOGIN")
+        owner.execute(f"GRANT USAGE, CREATE ON SCHEMA public TO {role}")
+        try:
+            with psycopg.connect(conninfo.make_conninfo(owner.info.dsn, user=role), autocommit=True) as creator:
+                trips = Tripwires(creator, owner)
+                plant_builtin_lookalikes(trips)
+                migrate.upgrade(target, "least_privilege", project=ROOT, options=RunOptions(actor="pytest"))
+                assert trips.tripped() == []
+                migrate.downgrade(target, "gate_protocol", project=ROOT, options=RunOptions(actor="pytest"))
+                assert trips.tripped() == []
+        finally:
+            owner.execute(f"DROP OWNED BY {role} CASCADE")
+            owner.execute(f"DROP ROLE {role}")

@@ -48,6 +48,14 @@
 
 -- @preflight
 
+-- public is shared with Directus, whose role may CREATE there, and the DO
+-- blocks below call built-ins (cardinality, array_to_string, format …): with
+-- public on this session's path, a better-matching look-alike planted there
+-- would run here with the migration owner's rights. For this transaction the
+-- path is pg_catalog, pg_temp; every IU Core name below is schema-qualified.
+-- The RESET at the end of the file gives the session its own path back.
+SET LOCAL search_path = pg_catalog, pg_temp;
+
 -- Refuse to re-apply over ourselves: none of least_privilege's objects may exist.
 DO $preflight$
 DECLARE
@@ -592,3 +600,5 @@ SELECT 'least_privilege_dispatcher' AS "check",
        (SELECT count(DISTINCT g.command_name) FROM public.dot_iu_command_gate AS g) AS gated_commands
   FROM pg_catalog.pg_proc AS p
  WHERE p.oid = 'public.fn_dot_iu_execute(text,text,jsonb,text)'::regprocedure;
+
+RESET search_path;
