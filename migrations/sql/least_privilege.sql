@@ -14,9 +14,11 @@
 --   * dot_iu_command_gate — the gates each catalogued command needs (the
 --     Python registry's, row for row), some only for an argument value;
 --   * fn_dot_iu_execute(text, text, jsonb, text) → jsonb — the one governed
---     entry point (SECURITY DEFINER): catalog lookup, gate check, the call
---     with bound parameters in a sub-block that undoes a refusal, one ledger
---     row; EXECUTE for no one but the roles `iucore db grant --operator` names;
+--     entry point (SECURITY DEFINER): catalog lookup, a target its own owner
+--     owns, gates read afresh at every call (READ COMMITTED callers only; no
+--     lock kept, so a close never waits), the call with bound parameters in a
+--     sub-block that undoes a refusal, one ledger row; EXECUTE for no one but
+--     the roles `iucore db grant --operator` names;
 --   * dot_iu_command_catalog.logs_itself (the gate-protocol commands);
 --   * dot_iu_command_run.session_user_name — who was logged in, beside the
 --     claimed actor (rows from before: '(unrecorded: before least_privilege)');
