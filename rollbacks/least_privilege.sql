@@ -9,7 +9,9 @@
 -- ({"session_user": …}) before the column goes; the dispatcher, the gate
 -- reading, the command gates and the classification are dropped; the seven
 -- replaced functions are restored from the SAME files their revisions ran
--- (\ir: written once, not re-typed), with the privileges those revisions set.
+-- (\ir: written once, not re-typed), with the privileges those revisions set
+-- and the search_path they pinned (public, pg_temp); the 28 functions the
+-- upgrade only ALTERed get that path back by ALTER.
 -- Not restored: grants the upgrade revoked from roles other than the owner
 -- (they bypassed the governed path); re-run the grant policy of the tool
 -- version you roll back to.
@@ -21,6 +23,14 @@
 -- =============================================================================
 
 -- @guard
+
+-- public is shared with Directus, whose role may CREATE there, and the DO
+-- blocks below call built-ins (cardinality, array_to_string, format …): with
+-- public on this session's path, a better-matching look-alike planted there
+-- would run here with the owner's rights. For this transaction the
+-- path is pg_catalog, pg_temp; every IU Core name below is schema-qualified.
+-- The RESET at the end of the file gives the session its own path back.
+SET LOCAL search_path = pg_catalog, pg_temp;
 
 -- Fail closed: least_privilege must be installed, or the database is not at it.
 DO $guard$
@@ -113,6 +123,10 @@ REVOKE EXECUTE ON FUNCTION public.fn_iu_gate_watchdog(text) FROM PUBLIC;
 
 DROP FUNCTION public.fn_iu_gate_state(text);
 
+-- The search_path the earlier revisions pinned, on the functions the upgrade
+-- only ALTERed (the ones restored above come back with their own).
+\ir ../migrations/sql/functions/least_privilege/search_path_restore.sql
+
 DROP TABLE public.dot_iu_command_gate;
 DROP TABLE public.iu_gate_class;
 
@@ -126,6 +140,28 @@ ALTER TABLE public.dot_iu_command_catalog DROP COLUMN logs_itself;
 -- and the substrate's readers back, nothing of least_privilege left.
 DO $assert$
 DECLARE
+    -- The 35 functions of substrate … gate_protocol, each pinned to public, pg_temp there.
+    c_chain text[] := ARRAY[
+        'public.fn_dot_config_touch()', 'public.fn_event_outbox_type_validate()',
+        'public.fn_iu_collection_add_piece(uuid,uuid,text,integer,text)',
+        'public.fn_iu_collection_remove_piece(uuid,uuid,text)', 'public.fn_iu_collection_render(uuid)',
+        'public.fn_iu_collection_reorder_piece(uuid,uuid,integer,text)', 'public.fn_iu_collection_validate(uuid)',
+        'public.fn_iu_compose(text,text,text,uuid[],text,text[])', 'public.fn_iu_core_routes_enabled()',
+        'public.fn_iu_create(text,text,text,text,text)', 'public.fn_iu_delivery_enabled()',
+        'public.fn_iu_emit_event(text,text,text,jsonb,text)', 'public.fn_iu_observe(text,integer)',
+        'public.fn_iu_piece_emit_event(text,uuid,jsonb,text)', 'public.fn_iu_piece_merge(uuid[],text,uuid,text,boolean)',
+        'public.fn_iu_piece_split(uuid,jsonb,uuid,text,boolean)', 'public.fn_iu_refresh_metadata_axes(uuid,text)',
+        'public.fn_iu_retire(uuid,text,text)', 'public.fn_iu_route_deliver(text,uuid)',
+        'public.fn_iu_route_worker_run(text,integer)', 'public.fn_iu_structure_consumer(uuid)',
+        'public.fn_iu_workflow_from_steps(text,text,jsonb,text)',
+        'public.fn_iu_collection_checkpoint(uuid,text)', 'public.fn_iu_composer_emit(text,uuid,jsonb,text)',
+        'public.fn_iu_piece_restore(uuid,text)', 'public.fn_iu_piece_soft_delete(uuid,text,text)',
+        'public.fn_iu_auto_instantiate_from_event(uuid,text,uuid,text,text,text,text)',
+        'public.fn_iu_auto_instantiate_rollback_by_actor(text,boolean)',
+        'public.fn_iu_gate_is_open(text)', 'public.fn_iu_gate_verify_closed(text)', 'public.fn_iu_healthcheck()',
+        'public.fn_iu_gate_open(text,uuid,text,text,integer)', 'public.fn_iu_gate_close(text,text,text)',
+        'public.fn_iu_gate_watchdog(text)',
+        'public.fn_dot_iu_command_log(text,text,text,text,boolean,text,jsonb,jsonb,text)'];
     v_missing text[];
     v_left    text[] := '{}';
 BEGIN
@@ -157,6 +193,16 @@ BEGIN
             coalesce(array_to_string(v_missing, ', '), 'none'), coalesce(nullif(array_to_string(v_left, ', '), ''), 'none'),
             (SELECT count(*) FROM public.dot_iu_command_catalog);
     END IF;
+    -- Every function of the chain is back on the path its revision pinned.
+    SELECT array_agg(f ORDER BY f) INTO v_missing
+      FROM unnest(c_chain) AS f
+     WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_proc AS p
+                        WHERE p.oid = to_regprocedure(f)
+                          AND p.proconfig = ARRAY['search_path=public, pg_temp']);
+    IF v_missing IS NOT NULL THEN
+        RAISE EXCEPTION 'least_privilege rollback assert: function(s) not back on search_path = public, pg_temp: %',
+            array_to_string(v_missing, ', ');
+    END IF;
     -- The restored writers are not for PUBLIC again; the restored readers are.
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_proc AS p,
                       aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) AS a
@@ -176,3 +222,5 @@ SELECT 'least_privilege_rollback' AS "check",
        to_regclass('public.iu_gate_class') IS NULL AS classification_gone,
        (v ->> 'gate_count')::int AS protocol_gates
   FROM public.fn_iu_gate_verify_closed() AS v;
+
+RESET search_path;

@@ -232,7 +232,8 @@ END
 $l3$;
 
 -- L4 who may call what: the dispatcher and the logger are SECURITY DEFINER with search_path
--- pinned (pg_temp last); PUBLIC executes no IU Core function that writes
+-- pg_catalog, pg_temp (never public, which Directus shares); PUBLIC executes no IU Core function
+-- that writes
 SELECT p.proname, p.prosecdef AS security_definer, p.proconfig AS settings,
        EXISTS (SELECT 1 FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) AS a
                 WHERE a.grantee = 0) AS public_execute
@@ -248,5 +249,42 @@ SELECT count(*) AS writers, count(*) FILTER (WHERE EXISTS (
  WHERE p.pronamespace = 'public'::regnamespace
    AND p.proname ~ '^fn_(iu|dot)_'
    AND p.provolatile = 'v' AND p.prorettype <> 'trigger'::regtype;
+
+-- L5 a role that may CREATE in public (Directus's own does) plants a better match for a built-in
+-- than pg_catalog's: cardinality(text[]) against cardinality(anyarray). Nothing inside IU Core calls
+-- it — the dispatcher, the logger, the gate functions and a composer mutator run as before
+CREATE FUNCTION public.cardinality(p_array text[])
+RETURNS integer
+LANGUAGE plpgsql
+AS $fn$
+BEGIN
+    RAISE EXCEPTION 'L5: the look-alike public.cardinality(text[]) was called (with % element(s))',
+        pg_catalog.cardinality(p_array);
+END
+$fn$;
+
+DO $l5$
+DECLARE
+    v_open jsonb := public.fn_dot_iu_execute(
+        'dot_iu_gate_open', 'apply',
+        jsonb_build_array('iu_core.composer_enabled', gen_random_uuid(), 'selftest L5', 'selftest_lp', 60),
+        'selftest_lp');
+    v_clone jsonb := public.fn_dot_iu_execute('dot_iu_clone_piece', 'apply',
+                                              '["selftest-lp/l5", "piece", "L5", "selftest_lp"]', 'selftest_lp');
+    v_refused jsonb := public.fn_dot_iu_execute('dot_iu_clone_piece', 'verify', '[]', 'selftest_lp');
+    v_verify jsonb := public.fn_dot_iu_execute('dot_iu_gate_verify_closed', 'verify', '[null]', 'selftest_lp');
+    v_close jsonb := public.fn_dot_iu_execute(
+        'dot_iu_gate_close', 'apply', '["iu_core.composer_enabled", "selftest L5", "selftest_lp"]', 'selftest_lp');
+BEGIN
+    IF v_open ->> 'status' <> 'applied' OR v_clone ->> 'status' <> 'applied'
+       OR v_refused ->> 'reason' <> 'verify_mutating' OR v_verify ->> 'status' <> 'verified'
+       OR v_close ->> 'status' <> 'applied' THEN
+        RAISE EXCEPTION 'L5: open %, clone %, refusal %, verify %, close %',
+            v_open ->> 'status', v_clone ->> 'status', v_refused ->> 'reason', v_verify ->> 'status',
+            v_close ->> 'status';
+    END IF;
+    RAISE NOTICE 'L5 the look-alike in public was never called: gate open, clone, a refusal, verify, gate close ran';
+END
+$l5$;
 
 ROLLBACK;

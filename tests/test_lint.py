@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from iu_core.lint import (
+    HISTORIC_TRUSTED_SCHEMAS,
+    TRUSTED_FROM,
     Chain,
     Finding,
     check_grant_public,
@@ -64,8 +66,9 @@ def test_plpgsql_rule_sees_inside_bodies_the_sql_parser_cannot(tmp_path: Path) -
 
 @pytest.mark.parametrize(
     ("setting", "ok"),
-    [("", False), ("SET search_path = public", False), ("SET search_path = pg_temp, public", False),
-     ("SET search_path = public, pg_temp", True), ("SET search_path TO public, pg_catalog, pg_temp", True)],
+    [("", False), ("SET search_path = pg_catalog", False), ("SET search_path = pg_temp, pg_catalog", False),
+     ("SET search_path = pg_catalog, pg_temp", True), ("SET search_path TO pg_catalog, pg_temp", True),
+     ("SET search_path = public, pg_temp", False)],
 )
 def test_security_definer_must_pin_search_path_ending_in_pg_temp(tmp_path: Path, setting: str, ok: bool) -> None:
     p = write(tmp_path, OK_HEAD + f"CREATE FUNCTION public.fn_x() RETURNS int LANGUAGE sql SECURITY DEFINER {setting}"
@@ -128,18 +131,21 @@ def test_every_run_sets_the_framework_timeouts(new_db) -> None:
 # ---------------------------------------------------------------- SECURITY DEFINER search_path
 @pytest.mark.parametrize(
     ("setting", "rules"),
-    [pytest.param("SET search_path = pg_temp, public", ["secdef-path"], id="pg_temp-first"),
-     pytest.param("SET search_path = public", ["secdef-path"], id="pg_temp-absent"),
-     pytest.param('SET search_path = public, "PG_TEMP"', ["secdef-path", "secdef-schema"],
+    [pytest.param("SET search_path = pg_temp, pg_catalog", ["secdef-path"], id="pg_temp-first"),
+     pytest.param("SET search_path = pg_catalog", ["secdef-path"], id="pg_temp-absent"),
+     pytest.param('SET search_path = pg_catalog, "PG_TEMP"', ["secdef-path", "secdef-schema"],
                   id="quoted-PG_TEMP-is-another-schema"),
-     pytest.param("SET search_path = 'public, pg_temp'", ["secdef-path", "secdef-schema"],
+     pytest.param("SET search_path = 'pg_catalog, pg_temp'", ["secdef-path", "secdef-schema"],
                   id="one-string-is-one-schema-name"),
-     pytest.param('SET search_path = "$user", public, pg_temp', ["secdef-schema"], id="dollar-user"),
-     pytest.param("SET search_path = staging, public, pg_temp", ["secdef-schema"], id="untrusted-before-public"),
+     pytest.param('SET search_path = "$user", pg_catalog, pg_temp', ["secdef-schema"], id="dollar-user"),
+     pytest.param("SET search_path = staging, pg_catalog, pg_temp", ["secdef-schema"], id="untrusted-schema"),
+     pytest.param("SET search_path = public, pg_temp", ["secdef-schema"], id="public-is-shared-with-directus"),
+     pytest.param("SET search_path = pg_catalog, cutter_governance, pg_temp", ["secdef-schema"],
+                  id="an-iu-core-schema-is-not-the-catalog"),
      pytest.param("SET search_path FROM CURRENT", ["secdef-path"], id="from-current"),
      pytest.param("SET search_path TO DEFAULT", ["secdef-path"], id="to-default"),
-     pytest.param("SET search_path = public, cutter_governance, pg_catalog, pg_temp", [], id="trusted-only"),
-     pytest.param("SET search_path = PUBLIC, PG_TEMP", [], id="unquoted-names-fold-to-lower-case")],
+     pytest.param("SET search_path = pg_catalog, pg_temp", [], id="trusted-only"),
+     pytest.param("SET search_path = PG_CATALOG, PG_TEMP", [], id="unquoted-names-fold-to-lower-case")],
 )
 def test_a_security_definer_path_is_a_literal_trusted_list_ending_in_pg_temp(
         tmp_path: Path, setting: str, rules: list[str]) -> None:
@@ -151,6 +157,56 @@ def test_a_security_definer_path_is_a_literal_trusted_list_ending_in_pg_temp(
         assert "named after the role" in found[0].message
 
 
+def test_the_files_of_earlier_revisions_are_judged_by_the_rule_they_were_written_under(tmp_path: Path) -> None:
+    """History (DESIGN §3) pinned public, pg_temp; it still lints clean, and nothing looser does."""
+    historic = sql_file(tmp_path, "CREATE FUNCTION public.fn_x(p uuid) RETURNS int LANGUAGE sql SECURITY DEFINER "
+                                  "SET search_path = public, cutter_governance, pg_catalog, pg_temp AS $$ SELECT 1 $$;\n")
+    assert check_secdef(historic, trusted=HISTORIC_TRUSTED_SCHEMAS) == []
+    found = check_secdef(historic)
+    assert got(found) == [("secdef-schema", 4), ("secdef-schema", 4)]
+    assert f"from revision {TRUSTED_FROM} on" in found[0].message and "Directus" in found[0].message
+    untrusted = sql_file(tmp_path, "CREATE FUNCTION public.fn_x(p uuid) RETURNS int LANGUAGE sql SECURITY DEFINER "
+                                   "SET search_path = staging, public, pg_temp AS $$ SELECT 1 $$;\n", "y.sql")
+    assert got(check_secdef(untrusted, trusted=HISTORIC_TRUSTED_SCHEMAS)) == [("secdef-schema", 4)]
+
+
+def _copy_project(tmp_path: Path) -> Path:
+    import shutil
+
+    project = tmp_path / "project"
+    for part in ("migrations", "rollbacks", "selftests", "runtime"):
+        shutil.copytree(ROOT / part, project / part, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "alembic.ini", project / "alembic.ini")
+    return project
+
+
+def test_from_least_privilege_on_a_definer_searches_pg_catalog_only(tmp_path: Path) -> None:
+    """The rule follows the state a file leaves: least_privilege's own files are strict, the
+    rollback that restores gate_protocol's paths and the files before it are history."""
+    project = _copy_project(tmp_path)
+    split = "public.fn_iu_piece_split(uuid, jsonb, uuid, text, boolean)"  # SECURITY DEFINER since substrate
+    repin = f"ALTER FUNCTION {split} SET search_path = public, pg_temp;\n"
+    forward = project / "migrations" / "sql" / f"{TRUSTED_FROM}.sql"
+    text = forward.read_text()
+    assert text.count("-- @postcheck\n") == 1
+    forward.write_text(text.replace("-- @postcheck\n", repin + "-- @postcheck\n"))
+    line = forward.read_text().splitlines().index(repin.strip()) + 1
+    dispatcher = project / "migrations" / "sql" / "functions" / TRUSTED_FROM / "fn_dot_iu_execute.sql"
+    dispatcher.write_text(dispatcher.read_text().replace("SET search_path = pg_catalog, pg_temp",
+                                                         "SET search_path = public, pg_temp"))
+    # the same ALTER in the rollback of the revision before: it restores history, and passes
+    before = project / "rollbacks" / "gate_protocol.sql"
+    text = before.read_text()
+    assert text.count("-- @assert\n") == 1
+    before.write_text(text.replace("-- @assert\n", repin + "-- @assert\n"))
+    found = sorted((f.rule, f.file, f.line) for f in lint_project(project))
+    assert [(r, f) for r, f, _ in found] == [
+        ("secdef-schema", f"migrations/sql/functions/{TRUSTED_FROM}/fn_dot_iu_execute.sql"),
+        ("secdef-schema", f"migrations/sql/{TRUSTED_FROM}.sql"),
+    ]
+    assert found[1][2] == line
+
+
 def test_an_invoker_function_needs_no_pinned_path(tmp_path: Path) -> None:
     p = sql_file(tmp_path, "CREATE FUNCTION public.fn_x() RETURNS int LANGUAGE sql SECURITY INVOKER "
                            "SET search_path = pg_temp, public AS $$ SELECT 1 $$;\n")
@@ -159,7 +215,7 @@ def test_an_invoker_function_needs_no_pinned_path(tmp_path: Path) -> None:
 
 INVOKER = "CREATE FUNCTION public.fn_x(p uuid) RETURNS int LANGUAGE sql {path}AS $$ SELECT 1 $$;\n"
 DEFINER = ("CREATE FUNCTION public.fn_x(p uuid) RETURNS int LANGUAGE sql SECURITY DEFINER "
-           "SET search_path = public, pg_temp AS $$ SELECT 1 $$;\n")
+           "SET search_path = pg_catalog, pg_temp AS $$ SELECT 1 $$;\n")
 
 
 def test_security_definer_given_by_alter_function_needs_a_pinned_path(tmp_path: Path) -> None:
@@ -167,13 +223,13 @@ def test_security_definer_given_by_alter_function_needs_a_pinned_path(tmp_path: 
     bad = sql_file(tmp_path, unpinned + "ALTER FUNCTION public.fn_x(uuid) SECURITY DEFINER;\n", "bad.sql")
     assert got(check_secdef(bad)) == [("secdef-path", 5)]
     pinned_here = sql_file(tmp_path, unpinned + "ALTER FUNCTION public.fn_x(uuid) SECURITY DEFINER "
-                                                "SET search_path = public, pg_temp;\n", "here.sql")
+                                                "SET search_path = pg_catalog, pg_temp;\n", "here.sql")
     assert check_secdef(pinned_here) == []
-    pinned_by_create = sql_file(tmp_path, INVOKER.format(path="SET search_path = public, pg_temp ")
+    pinned_by_create = sql_file(tmp_path, INVOKER.format(path="SET search_path = pg_catalog, pg_temp ")
                                 + "ALTER FUNCTION public.fn_x(uuid) SECURITY DEFINER;\n", "create.sql")
     assert check_secdef(pinned_by_create) == []
     # the ALTER names another overload, whose CREATE the linter never saw: fail closed
-    other = sql_file(tmp_path, INVOKER.format(path="SET search_path = public, pg_temp ")
+    other = sql_file(tmp_path, INVOKER.format(path="SET search_path = pg_catalog, pg_temp ")
                      + "ALTER FUNCTION public.fn_x(text) SECURITY DEFINER;\n", "other.sql")
     [finding] = check_secdef(other)
     assert (finding.rule, finding.line) == ("secdef-path", 5)
@@ -186,7 +242,7 @@ def test_security_definer_given_by_alter_function_needs_a_pinned_path(tmp_path: 
      pytest.param("RESET ALL", ["secdef-path"], id="reset-all"),
      pytest.param("SET search_path FROM CURRENT", ["secdef-path"], id="from-current"),
      pytest.param("SET work_mem = '64MB'", [], id="another-setting"),
-     pytest.param("SET search_path = public, pg_temp", [], id="re-pinned")],
+     pytest.param("SET search_path = pg_catalog, pg_temp", [], id="re-pinned")],
 )
 def test_an_alter_cannot_unpin_a_security_definer_path(tmp_path: Path, alter: str, rules: list[str]) -> None:
     p = sql_file(tmp_path, DEFINER + f"ALTER FUNCTION public.fn_x(uuid) {alter};\n")
@@ -197,7 +253,7 @@ def test_each_create_or_replace_stands_alone(tmp_path: Path) -> None:
     """CREATE OR REPLACE resets the SET clauses: an earlier file's pin does not carry over."""
     chain: Chain = {}
     assert check_secdef(sql_file(tmp_path, DEFINER, "first.sql"), chain) == []
-    later = DEFINER.replace("CREATE", "CREATE OR REPLACE").replace("SET search_path = public, pg_temp ", "")
+    later = DEFINER.replace("CREATE", "CREATE OR REPLACE").replace("SET search_path = pg_catalog, pg_temp ", "")
     assert got(check_secdef(sql_file(tmp_path, later, "later.sql"), dict(chain))) == [("secdef-path", 4)]
     repinned = DEFINER.replace("CREATE", "CREATE OR REPLACE")
     assert check_secdef(sql_file(tmp_path, repinned, "repinned.sql"), dict(chain)) == []
@@ -205,7 +261,7 @@ def test_each_create_or_replace_stands_alone(tmp_path: Path) -> None:
 
 def test_a_create_or_replace_drops_the_pin_an_earlier_alter_gave(tmp_path: Path) -> None:
     chain: Chain = {}
-    first = INVOKER.format(path="") + "ALTER FUNCTION public.fn_x(uuid) SET search_path = public, pg_temp;\n"
+    first = INVOKER.format(path="") + "ALTER FUNCTION public.fn_x(uuid) SET search_path = pg_catalog, pg_temp;\n"
     assert check_secdef(sql_file(tmp_path, first, "first.sql"), chain) == []
     alter = "ALTER FUNCTION public.fn_x(uuid) SECURITY DEFINER;\n"
     assert check_secdef(sql_file(tmp_path, alter, "alter.sql"), dict(chain)) == []  # the pin still holds
@@ -224,7 +280,7 @@ def test_a_security_definer_body_does_not_change_its_search_path(
         tmp_path: Path, body: str, language: str, rules: list[str]) -> None:
     text = body if language == "sql" else f"BEGIN\n{body}\nEND"
     p = sql_file(tmp_path, "CREATE FUNCTION public.fn_x() RETURNS void LANGUAGE " + language
-                 + " SECURITY DEFINER SET search_path = public, pg_temp AS $$\n" + text + "\n$$;\n")
+                 + " SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$\n" + text + "\n$$;\n")
     line = 4 if language == "sql" else 6
     assert got(check_secdef(p)) == [(r, line) for r in rules]
 
@@ -235,7 +291,7 @@ def test_a_security_definer_function_stays_with_the_migration_owner(tmp_path: Pa
     assert got(check_secdef(sql_file(tmp_path, DEFINER + give.format(role="iu_operator"), "a.sql"))) == [
         ("secdef-owner", 5)]
     assert check_secdef(sql_file(tmp_path, DEFINER + give.format(role="CURRENT_USER"), "b.sql")) == []
-    invoker = INVOKER.format(path="SET search_path = public, pg_temp ")
+    invoker = INVOKER.format(path="SET search_path = pg_catalog, pg_temp ")
     assert check_secdef(sql_file(tmp_path, invoker + give.format(role="iu_operator"), "c.sql")) == []
     # given away first, made SECURITY DEFINER after: the owner is what runs it
     later = invoker + give.format(role="iu_operator") + "ALTER FUNCTION public.fn_x(uuid) SECURITY DEFINER;\n"
@@ -389,7 +445,7 @@ def dynamic_fn(body: str, definer: bool = True) -> str:
     """A PL/pgSQL function whose body ends with `body`; the last line of `body` is line 8 + its newlines."""
     return ("CREATE FUNCTION public.fn_d(p_key text, p_schema text, p_table text, p_col text, p_n integer)\n"
             f"RETURNS bigint LANGUAGE plpgsql {'SECURITY DEFINER' if definer else ''} "
-            "SET search_path = public, pg_temp AS $$\n"
+            "SET search_path = pg_catalog, pg_temp AS $$\n"
             "DECLARE v text; v_a text[] := '{}'; n bigint; r record; c refcursor;\n"
             "BEGIN\n" + body + "\n    RETURN n;\nEND $$;\n")
 
@@ -499,12 +555,12 @@ def test_lint_project_reads_the_files_in_chain_order(tmp_path: Path) -> None:
               *(project / "rollbacks").glob("*")]:
         f.unlink()
     fn = ("CREATE {verb} FUNCTION public.fn_g(p uuid) RETURNS void LANGUAGE sql {sec} AS $$ SELECT $$;\n")
-    pinned = "SECURITY DEFINER SET search_path = public, pg_temp"
+    pinned = "SECURITY DEFINER SET search_path = pg_catalog, pg_temp"
     files = {
         "r1": (fn.format(verb="", sec=pinned) + "REVOKE EXECUTE ON FUNCTION public.fn_g(uuid) FROM PUBLIC;\n",
                "DROP FUNCTION public.fn_g(uuid);\n", ["public.fn_g(uuid)"]),
         "r2": (fn.format(verb="OR REPLACE", sec="SECURITY DEFINER")
-               + "CREATE FUNCTION public.fn_h() RETURNS int LANGUAGE sql SET search_path = public, pg_temp "
+               + "CREATE FUNCTION public.fn_h() RETURNS int LANGUAGE sql SET search_path = pg_catalog, pg_temp "
                  "AS $$ SELECT 1 $$;\nREVOKE EXECUTE ON FUNCTION public.fn_h() FROM PUBLIC;\n",
                fn.format(verb="OR REPLACE", sec=pinned) + "ALTER FUNCTION public.fn_h() SECURITY DEFINER;\n"
                "DROP FUNCTION public.fn_h();\n", ["public.fn_h()"]),

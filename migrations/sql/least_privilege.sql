@@ -14,9 +14,11 @@
 --   * dot_iu_command_gate — the gates each catalogued command needs (the
 --     Python registry's, row for row), some only for an argument value;
 --   * fn_dot_iu_execute(text, text, jsonb, text) → jsonb — the one governed
---     entry point (SECURITY DEFINER): catalog lookup, gate check, the call
---     with bound parameters in a sub-block that undoes a refusal, one ledger
---     row; EXECUTE for no one but the roles `iucore db grant --operator` names;
+--     entry point (SECURITY DEFINER): catalog lookup, a target its own owner
+--     owns, gates read afresh at every call (READ COMMITTED callers only; no
+--     lock kept, so a close never waits), the call with bound parameters in a
+--     sub-block that undoes a refusal, one ledger row; EXECUTE for no one but
+--     the roles `iucore db grant --operator` names;
 --   * dot_iu_command_catalog.logs_itself (the gate-protocol commands);
 --   * dot_iu_command_run.session_user_name — who was logged in, beside the
 --     claimed actor (rows from before: '(unrecorded: before least_privilege)');
@@ -26,9 +28,18 @@
 --   fn_iu_gate_is_open, fn_dot_iu_command_log (hardened: md5 digest, catalog
 --   category, whitelisted evidence, classified snapshot, session_user),
 --   fn_iu_healthcheck, fn_iu_gate_open / close / verify_closed / watchdog.
+-- Pins (ALTER FUNCTION, one statement per function): search_path = pg_catalog,
+--   pg_temp on every IU Core function the earlier revisions created, definer or
+--   not (whatever a SECURITY DEFINER chain calls, triggers included, runs with
+--   the owner's rights); the functions above pin it themselves. public is
+--   shared with Directus, whose own role may CREATE there: with public on the
+--   path, an overload it plants (public.cardinality(text[]) is a better match
+--   than pg_catalog.cardinality(anyarray)) would run as the owner. Every body
+--   names IU Core objects schema-qualified, so nothing else needs the path.
 -- Revokes: EXECUTE on every IU Core function that writes and every table
--- privilege but SELECT on the governed tables, from every role but the owner
--- (grants made before this revision; `iucore db grant` gives what a role needs).
+-- privilege but SELECT on the governed tables (public's and every table of
+-- cutter_governance), from every role but the owner (grants made before this
+-- revision; `iucore db grant` gives what a role needs).
 --
 -- Sections (docs/sql-conventions.md): @preflight, @body, @postcheck.
 -- No transaction control here: iucore runs the file as ONE transaction. To run
@@ -38,6 +49,14 @@
 -- =============================================================================
 
 -- @preflight
+
+-- public is shared with Directus, whose role may CREATE there, and the DO
+-- blocks below call built-ins (cardinality, array_to_string, format …): with
+-- public on this session's path, a better-matching look-alike planted there
+-- would run here with the migration owner's rights. For this transaction the
+-- path is pg_catalog, pg_temp; every IU Core name below is schema-qualified.
+-- The RESET at the end of the file gives the session its own path back.
+SET LOCAL search_path = pg_catalog, pg_temp;
 
 -- Refuse to re-apply over ourselves: none of least_privilege's objects may exist.
 DO $preflight$
@@ -130,6 +149,29 @@ BEGIN
     IF v_open IS NOT NULL THEN
         RAISE EXCEPTION 'least_privilege preflight: every role may CREATE in schema(s) % — a SECURITY DEFINER function could be hijacked there. Run REVOKE CREATE ON SCHEMA % FROM PUBLIC (the PostgreSQL 15+ default) and retry',
             array_to_string(v_open, ', '), array_to_string(v_open, ', ');
+    END IF;
+END
+$preflight$;
+
+-- A role other than the schema's owner that may CREATE in public or
+-- cutter_governance is expected in production (Directus's own role creates
+-- its tables in public, DESIGN §7a): named, not refused. From this revision on
+-- nothing such a role creates runs with the owner's rights through IU Core:
+-- no IU Core function searches public (pg_catalog, pg_temp; every IU Core
+-- object schema-qualified) and the dispatcher runs only its owner's functions.
+DO $preflight$
+DECLARE
+    v_roles text[];
+BEGIN
+    SELECT array_agg(r.grant_text ORDER BY r.grant_text) INTO v_roles
+      FROM (SELECT DISTINCT format('%s on %s', pg_catalog.pg_get_userbyid(a.grantee), n.nspname) AS grant_text
+              FROM pg_catalog.pg_namespace AS n,
+                   aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) AS a
+             WHERE n.nspname IN ('public', 'cutter_governance')
+               AND a.privilege_type = 'CREATE' AND a.grantee <> 0 AND a.grantee <> n.nspowner) AS r;
+    IF v_roles IS NOT NULL THEN
+        RAISE NOTICE 'least_privilege preflight: role(s) other than the schema owner may CREATE in an IU Core schema: % — expected where Directus shares public; from this revision on no IU Core function searches public and the dispatcher runs only its owner''s functions, so nothing they create there runs with the owner''s rights through IU Core',
+            array_to_string(v_roles, ', ');
     END IF;
 END
 $preflight$;
@@ -341,9 +383,11 @@ REVOKE ALL ON FUNCTION public.fn_iu_gate_watchdog(text) FROM PUBLIC;
 -- -----------------------------------------------------------------------------
 -- The old operator policy granted EXECUTE on the mutators and the logger and
 -- DML on the data tables: with them a login could write without a gate or
--- forge the ledger. Every role but an object's owner loses EXECUTE on every
--- IU Core function that writes (volatile, not a trigger function) and every
--- table privilege but SELECT on the tables only governed functions write.
+-- forge the ledger (and with INSERT on cutter_governance.review_decision forge
+-- the review decision split/merge require). Every role but an object's owner
+-- loses EXECUTE on every IU Core function that writes (volatile, not a trigger
+-- function) and every table privilege but SELECT on the tables only governed
+-- functions write: public's IU Core tables and every table of cutter_governance.
 -- Each revocation is named; `iucore db grant` gives a role what it needs.
 DO $revoke$
 DECLARE
@@ -363,10 +407,11 @@ BEGIN
         SELECT format('TABLE %s', c.oid::regclass), pg_catalog.pg_get_userbyid(a.grantee), a.privilege_type
           FROM pg_catalog.pg_class AS c,
                aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) AS a
-         WHERE c.relnamespace = 'public'::regnamespace
-           AND c.relkind = 'r'
-           AND (c.relname ~ '^(dot|iu)_'
-                OR c.relname IN ('information_unit', 'event_outbox', 'event_type_registry'))
+         WHERE c.relkind = 'r'
+           AND (c.relnamespace = 'cutter_governance'::regnamespace
+                OR (c.relnamespace = 'public'::regnamespace
+                    AND (c.relname ~ '^(dot|iu)_'
+                         OR c.relname IN ('information_unit', 'event_outbox', 'event_type_registry'))))
            AND a.grantee <> 0 AND a.grantee <> c.relowner AND a.privilege_type <> 'SELECT'
          ORDER BY 1, 2, 3
     LOOP
@@ -377,10 +422,48 @@ BEGIN
 END
 $revoke$;
 
+-- -----------------------------------------------------------------------------
+-- 7. Every IU Core function searches pg_catalog, then pg_temp — never public
+-- -----------------------------------------------------------------------------
+-- public is shared with Directus, whose role may CREATE there. PostgreSQL
+-- prefers an exact argument match wherever it sits on the path, so with public
+-- on it an overload planted there (public.cardinality(text[]) against
+-- pg_catalog.cardinality(anyarray), public.format(text, text), an operator
+-- ||(text[], text) …) would be chosen over the built-in and run with the
+-- rights of whoever runs the function: the owner, for everything a SECURITY
+-- DEFINER function calls. pg_temp is searched for tables and types only, and
+-- last. Every body names IU Core objects schema-qualified (a test scans them).
+-- The functions least_privilege (re)creates above pin the same path themselves;
+-- the other 28, one ALTER FUNCTION each, grouped by the revision that made them:
+\ir functions/least_privilege/search_path_pin.sql
+
 -- @postcheck
 
 DO $postcheck$
 DECLARE
+    -- Every IU Core function of the chain: the 9 of this revision, the 28 it pins.
+    c_pinned text[] := ARRAY[
+        'public.fn_dot_config_touch()', 'public.fn_event_outbox_type_validate()',
+        'public.fn_iu_collection_add_piece(uuid,uuid,text,integer,text)',
+        'public.fn_iu_collection_remove_piece(uuid,uuid,text)', 'public.fn_iu_collection_render(uuid)',
+        'public.fn_iu_collection_reorder_piece(uuid,uuid,integer,text)', 'public.fn_iu_collection_validate(uuid)',
+        'public.fn_iu_compose(text,text,text,uuid[],text,text[])', 'public.fn_iu_core_routes_enabled()',
+        'public.fn_iu_create(text,text,text,text,text)', 'public.fn_iu_delivery_enabled()',
+        'public.fn_iu_emit_event(text,text,text,jsonb,text)', 'public.fn_iu_observe(text,integer)',
+        'public.fn_iu_piece_emit_event(text,uuid,jsonb,text)', 'public.fn_iu_piece_merge(uuid[],text,uuid,text,boolean)',
+        'public.fn_iu_piece_split(uuid,jsonb,uuid,text,boolean)', 'public.fn_iu_refresh_metadata_axes(uuid,text)',
+        'public.fn_iu_retire(uuid,text,text)', 'public.fn_iu_route_deliver(text,uuid)',
+        'public.fn_iu_route_worker_run(text,integer)', 'public.fn_iu_structure_consumer(uuid)',
+        'public.fn_iu_workflow_from_steps(text,text,jsonb,text)',
+        'public.fn_iu_collection_checkpoint(uuid,text)', 'public.fn_iu_composer_emit(text,uuid,jsonb,text)',
+        'public.fn_iu_piece_restore(uuid,text)', 'public.fn_iu_piece_soft_delete(uuid,text,text)',
+        'public.fn_iu_auto_instantiate_from_event(uuid,text,uuid,text,text,text,text)',
+        'public.fn_iu_auto_instantiate_rollback_by_actor(text,boolean)',
+        'public.fn_iu_gate_state(text)', 'public.fn_iu_gate_is_open(text)', 'public.fn_iu_gate_verify_closed(text)',
+        'public.fn_iu_healthcheck()', 'public.fn_iu_gate_open(text,uuid,text,text,integer)',
+        'public.fn_iu_gate_close(text,text,text)', 'public.fn_iu_gate_watchdog(text)',
+        'public.fn_dot_iu_command_log(text,text,text,text,boolean,text,jsonb,jsonb,text)',
+        'public.fn_dot_iu_execute(text,text,jsonb,text)'];
     c_functions text[] := ARRAY[
         'public.fn_iu_gate_state(text)',
         'public.fn_iu_gate_is_open(text)',
@@ -397,6 +480,17 @@ BEGIN
     SELECT array_agg(f) INTO v_missing FROM unnest(c_functions) AS f WHERE to_regprocedure(f) IS NULL;
     IF v_missing IS NOT NULL THEN
         RAISE EXCEPTION 'least_privilege post-check: function(s) not resolvable: %', array_to_string(v_missing, ', ');
+    END IF;
+
+    -- Every IU Core function searches pg_catalog, then pg_temp, and nothing else.
+    SELECT array_agg(f ORDER BY f) INTO v_missing
+      FROM unnest(c_pinned) AS f
+     WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_proc AS p
+                        WHERE p.oid = to_regprocedure(f)
+                          AND p.proconfig = ARRAY['search_path=pg_catalog, pg_temp']);
+    IF v_missing IS NOT NULL OR cardinality(c_pinned) <> 37 THEN
+        RAISE EXCEPTION 'least_privilege post-check: function(s) whose search_path is not exactly pg_catalog, pg_temp: %',
+            coalesce(array_to_string(v_missing, ', '), 'none (but the list is not the 37 of the chain)');
     END IF;
 
     -- Every key in dot_config is classified (an unclassified key reads shut),
@@ -420,9 +514,9 @@ BEGIN
       FROM pg_catalog.pg_proc AS p
      WHERE p.oid IN (to_regprocedure('public.fn_dot_iu_execute(text,text,jsonb,text)'),
                      to_regprocedure('public.fn_dot_iu_command_log(text,text,text,text,boolean,text,jsonb,jsonb,text)'))
-       AND NOT (p.prosecdef AND coalesce('search_path=public, pg_temp' = ANY (p.proconfig), false));
+       AND NOT (p.prosecdef AND coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false));
     IF v_missing IS NOT NULL THEN
-        RAISE EXCEPTION 'least_privilege post-check: not SECURITY DEFINER with search_path = public, pg_temp: %',
+        RAISE EXCEPTION 'least_privilege post-check: not SECURITY DEFINER with search_path = pg_catalog, pg_temp: %',
             array_to_string(v_missing, ', ');
     END IF;
     SELECT array_agg(p.oid::regprocedure::text ORDER BY p.oid::regprocedure::text) INTO v_missing
@@ -461,14 +555,16 @@ BEGIN
         RAISE EXCEPTION 'least_privilege post-check: exactly the 3 gate-protocol writers log themselves';
     END IF;
 
-    -- No role but the owner holds a write privilege on a governed table.
+    -- No role but the owner holds a write privilege on a governed table
+    -- (public's IU Core tables, every table of cutter_governance).
     SELECT array_agg(DISTINCT c.oid::regclass::text) INTO v_missing
       FROM pg_catalog.pg_class AS c,
            aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) AS a
-     WHERE c.relnamespace = 'public'::regnamespace
-       AND c.relkind = 'r'
-       AND (c.relname ~ '^(dot|iu)_'
-            OR c.relname IN ('information_unit', 'event_outbox', 'event_type_registry'))
+     WHERE c.relkind = 'r'
+       AND (c.relnamespace = 'cutter_governance'::regnamespace
+            OR (c.relnamespace = 'public'::regnamespace
+                AND (c.relname ~ '^(dot|iu)_'
+                     OR c.relname IN ('information_unit', 'event_outbox', 'event_type_registry'))))
        AND a.grantee <> c.relowner AND a.privilege_type <> 'SELECT';
     IF v_missing IS NOT NULL THEN
         RAISE EXCEPTION 'least_privilege post-check: a role other than the owner can still write: %',
@@ -506,3 +602,5 @@ SELECT 'least_privilege_dispatcher' AS "check",
        (SELECT count(DISTINCT g.command_name) FROM public.dot_iu_command_gate AS g) AS gated_commands
   FROM pg_catalog.pg_proc AS p
  WHERE p.oid = 'public.fn_dot_iu_execute(text,text,jsonb,text)'::regprocedure;
+
+RESET search_path;

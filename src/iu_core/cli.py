@@ -47,6 +47,10 @@ class Ctx:
             self._settings = Settings.resolve(project=self.project, url=self.url, actor=self.actor)
         return self._settings
 
+    def flag_actor(self) -> str | None:
+        """--actor when given, checked where every setting is resolved (Settings); else None."""
+        return self.settings().actor if self.actor else None
+
     def target(self) -> Target:
         if self._target is None:
             from .server import resolve_target
@@ -178,7 +182,7 @@ def _options(obj: Ctx, rehearse: bool, lock_timeout: str | None, statement_timeo
         lock_timeout=lock_timeout, statement_timeout=statement_timeout, lock_wait=lock_wait,
         lock_retries=obj.lock_retries, retry_budget=obj.retry_budget,
     ).with_(rehearse=rehearse)
-    return opts.with_(actor=obj.actor) if obj.actor else opts
+    return opts.with_(actor=obj.settings().actor)
 
 
 def _reject_online_only(**given: Any) -> None:
@@ -622,9 +626,7 @@ def dot() -> None:
 
 
 def _actor(obj: Ctx) -> str:
-    from .config import default_actor
-
-    return obj.actor or default_actor()
+    return obj.settings().actor
 
 
 def _print_answer(obj: Ctx, ans: Any) -> None:
@@ -648,11 +650,11 @@ def _print_answer(obj: Ctx, ans: Any) -> None:
 @click.pass_obj
 def dot_list(obj: Ctx) -> None:
     """Commands with category, mutating, reversible, governed, and availability here."""
-    from .db import connect
+    from .migrate import NEEDS_DOT_LIST, reading
     from .operator import list_commands
     from .transcript import format_table
 
-    with connect(obj.target()) as conn:
+    with reading(obj.target(), NEEDS_DOT_LIST) as conn:
         rows = list_commands(conn)
     if obj.as_json:
         obj.emit(rows)
@@ -669,7 +671,7 @@ def dot_explain(obj: Ctx, command: str, params: tuple[str, ...]) -> None:
     """Print the ready-to-run governed SQL for COMMAND key=value… (psql can run it)."""
     from .operator import explain
 
-    sql = explain(command, list(params), actor=obj.actor)
+    sql = explain(command, list(params), actor=obj.flag_actor())
     obj.emit({"command": command, "sql": sql}, sql)
 
 
@@ -961,7 +963,7 @@ def proof_operator_runtime(obj: Ctx, collection_key: str, approval_id: str | Non
 
     with connect(obj.target()) as conn:
         guard_writes(conn, obj.target(), yes_on_this_database, "the operator-runtime proof")
-        res = run_proof(conn, actor=obj.actor or DEFAULT_ACTOR, collection_key=collection_key,
+        res = run_proof(conn, actor=obj.flag_actor() or DEFAULT_ACTOR, collection_key=collection_key,
                         approval_id=approval_id, ttl_seconds=ttl, say=None if obj.as_json else click.echo)
     if obj.as_json:
         obj.emit(res.to_json())
@@ -995,7 +997,7 @@ def demo_cmd(obj: Ctx, yes_on_this_database: str | None) -> None:
 
     target = obj.target()
     click.echo(f"iucore demo on {target.display}" + (" (embedded PostgreSQL)" if target.embedded else ""))
-    Demo(target, obj.project_root(), click.echo, actor=obj.actor or "iucore_demo",
+    Demo(target, obj.project_root(), click.echo, actor=obj.flag_actor() or "iucore_demo",
          confirm_database=yes_on_this_database).run()
 
 

@@ -31,8 +31,8 @@ from .target import Target
 
 __all__ = [
     "DEFAULT_LOCK_RETRIES", "DEFAULT_LOCK_TIMEOUT", "DEFAULT_LOCK_WAIT", "DEFAULT_RETRY_BUDGET",
-    "DEFAULT_STATEMENT_TIMEOUT", "RunOptions", "Settings", "Target", "default_actor", "find_project_root",
-    "options_from_ini", "parse_count", "parse_duration",
+    "DEFAULT_STATEMENT_TIMEOUT", "RunOptions", "Settings", "Target", "check_actor", "default_actor",
+    "find_project_root", "options_from_ini", "parse_count", "parse_duration",
 ]
 
 # Defaults a DBA accepts on a busy production server (README, Timeouts).
@@ -90,9 +90,40 @@ class RunOptions:
         return replace(self, **kw)  # type: ignore[arg-type]
 
 
+# An actor is recorded in every audit and ledger row and shown in reports: a name, not a document.
+ACTOR_MAX_CHARS = 128
+
+
+def check_actor(value: str, source: str) -> str:
+    """`value` if it can name who runs this: UTF-8 text, printable (no NUL, newline or other control
+    or formatting character), not blank, at most ACTOR_MAX_CHARS characters; else ConfigError (exit 2,
+    before anything connects). `source` says where it came from (--actor, IUCORE_ACTOR, …). The
+    message shows a bad character by its code point, never the raw value."""
+    what = f"{source}: the actor"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        # argv and the environment arrive as bytes; Python hands over what is not UTF-8 as lone
+        # surrogates, which neither the database nor the audit can hold
+        raise ConfigError(f"{what} is not valid UTF-8 text; name who runs this in UTF-8 "
+                          "(e.g. --actor alice)", setting="actor") from None
+    if not value.strip():
+        raise ConfigError(f"{what} is blank; name who runs this (e.g. --actor alice)", setting="actor")
+    bad = next((ch for ch in value if not ch.isprintable()), None)
+    if bad is not None:
+        raise ConfigError(f"{what} holds a non-printing character (U+{ord(bad):04X}); use printable text",
+                          setting="actor")
+    if len(value) > ACTOR_MAX_CHARS:
+        raise ConfigError(f"{what} is {len(value)} characters long; at most {ACTOR_MAX_CHARS}",
+                          setting="actor")
+    return value
+
+
 def default_actor() -> str:
-    """$IUCORE_ACTOR, else the OS user."""
-    return os.environ.get("IUCORE_ACTOR") or _os_user()
+    """$IUCORE_ACTOR, else the OS user (checked like every actor: check_actor)."""
+    if os.environ.get("IUCORE_ACTOR"):
+        return check_actor(os.environ["IUCORE_ACTOR"], "IUCORE_ACTOR")
+    return check_actor(_os_user(), "the OS user name (the default actor; pass --actor NAME)")
 
 
 def _os_user() -> str:
@@ -205,11 +236,15 @@ class Settings:
                 raise ConfigError(f"{label('pg_major')}: {values['pg_major']!r} is not a number",
                                   setting="pg_major") from None
         sources["actor"] = "flag" if actor else ("IUCORE_ACTOR" if env.get("IUCORE_ACTOR") else "default")
+        resolved_actor = check_actor(
+            actor or env.get("IUCORE_ACTOR") or _os_user(),
+            {"flag": "--actor", "IUCORE_ACTOR": "IUCORE_ACTOR"}.get(
+                sources["actor"], "the OS user name (the default actor; pass --actor NAME)"))
         return cls(
             project=root,
             home=home.resolve(),
             pg_major=major,
-            actor=actor or env.get("IUCORE_ACTOR") or _os_user(),
+            actor=resolved_actor,
             lock_timeout_ms=parse_duration(str(values["lock_timeout"]), label("lock_timeout")),
             statement_timeout_ms=parse_duration(str(values["statement_timeout"]), label("statement_timeout")),
             lock_wait_ms=parse_duration(str(values["lock_wait"]), label("lock_wait")),

@@ -43,7 +43,7 @@ PINNED: tuple[Pin, ...] = (
         "\\' never ends a literal in a client encoding where a multibyte character can hold a backslash"),
     Pin("search_path", "public,pg_temp", "public,pg_temp",
         "unqualified names resolve to IU Core's schema, never to a role's or an attacker's schema; "
-        "temporary objects last (the same path every IU Core function pins)"),
+        "temporary objects last (IU Core's functions pin their own: pg_catalog, pg_temp)"),
     Pin("DateStyle", "ISO,MDY", "ISO, MDY", "dates read and print the same on every server (PostgreSQL's default)"),
     Pin("IntervalStyle", "postgres", "postgres", "intervals read and print the same on every server"),
     Pin("TimeZone", "UTC", "UTC", "timestamps print in UTC with their zone; date arithmetic is the same everywhere"),

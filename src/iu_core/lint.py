@@ -7,8 +7,10 @@ Rules, each with a name a finding carries (docs/sql-conventions.md says why):
                      search_path to a literal list with pg_temp present and LAST, by its latest CREATE
                      (each CREATE OR REPLACE stands alone) or a later ALTER; never FROM CURRENT, TO
                      DEFAULT or RESET; and its body never changes search_path (SET, set_config)
-  secdef-schema      that list names only trusted schemas: pg_catalog, public, cutter_governance,
-                     then pg_temp; no "$user", no other schema
+  secdef-schema      that list names only trusted schemas, then pg_temp: from revision TRUSTED_FROM
+                     (least_privilege) on, pg_catalog alone (public is shared with Directus, whose
+                     role may CREATE there); in the files of earlier revisions (history) also public
+                     and cutter_governance; never "$user" or another schema
   secdef-owner       a SECURITY DEFINER function stays owned by the role running the migration: no
                      ALTER … OWNER TO another role, no REASSIGN OWNED, no SET ROLE / SESSION AUTHORIZATION
   dynamic-sql        in a SECURITY DEFINER function every EXECUTE runs text that is SQL-safe by
@@ -53,10 +55,17 @@ from .sqlfiles import (
     split_statements,
 )
 
-# Schemas a SECURITY DEFINER function may search: the catalog and IU Core's own, which only the
-# migration owner can create in (PostgreSQL >= 15 gives PUBLIC no CREATE on `public`; a database
-# upgraded from an older major needs `REVOKE CREATE ON SCHEMA public FROM PUBLIC`).
-TRUSTED_SCHEMAS = ("pg_catalog", "public", "cutter_governance")
+# Schemas a SECURITY DEFINER function may search before pg_temp, from revision TRUSTED_FROM on:
+# the catalog only. IU Core's `public` is Directus's too, and Directus's own role may CREATE there
+# (DESIGN §7a): any schema a role other than the owner can create in lets that role plant a
+# better-matching overload (public.cardinality(text[]) beats pg_catalog.cardinality(anyarray))
+# that runs with the owner's rights. So every IU Core object is named schema-qualified instead.
+TRUSTED_SCHEMAS = ("pg_catalog",)
+TRUSTED_FROM = "least_privilege"
+# The files of the revisions before TRUSTED_FROM are history (DESIGN §3: applied by hand in
+# production, never edited): they pinned `public, pg_temp` and are judged by the rule they were
+# written under — the catalog and IU Core's own schemas. least_privilege re-pins their functions.
+HISTORIC_TRUSTED_SCHEMAS = ("pg_catalog", "public", "cutter_governance")
 SUPPRESSIBLE = frozenset({"dynamic-sql", "hidden-ddl", "grant-public"})
 
 
@@ -715,17 +724,18 @@ def _path_of(setstmt: Any) -> tuple[str, tuple[Any, ...]] | None:
     return kind, values
 
 
-def _path_problems(path: tuple[str, tuple[Any, ...]] | None) -> list[tuple[str, str]]:
+def _path_problems(path: tuple[str, tuple[Any, ...]] | None,
+                   trusted: tuple[str, ...] = TRUSTED_SCHEMAS) -> list[tuple[str, str]]:
+    pin = "SET search_path = pg_catalog, pg_temp"  # right under either rule
     if path is None:
         return [("secdef-path", "search_path is not pinned (or was RESET): the caller's search_path resolves "
-                                "every name; add SET search_path = public, pg_temp")]
+                                f"every name; add {pin}")]
     how, items = path
     if how == "VAR_SET_CURRENT":
         return [("secdef-path", "SET search_path FROM CURRENT pins whatever path the migration session had, "
-                                "not a reviewed list; write SET search_path = public, pg_temp")]
+                                f"not a reviewed list; write {pin}")]
     if how != "VAR_SET_VALUE":
-        return [("secdef-path", "SET search_path TO DEFAULT leaves the path to the server default; "
-                                "write SET search_path = public, pg_temp")]
+        return [("secdef-path", f"SET search_path TO DEFAULT leaves the path to the server default; write {pin}")]
     out = []
     if "pg_temp" not in items:
         out.append(("secdef-path", f"search_path {', '.join(items)} has no pg_temp, so PostgreSQL searches it "
@@ -737,10 +747,16 @@ def _path_problems(path: tuple[str, tuple[Any, ...]] | None) -> list[tuple[str, 
         if s == "$user":
             out.append(("secdef-schema", '"$user" in search_path searches a schema named after the role, which '
                                          "whoever creates it controls; name the schemas"))
-        elif s not in TRUSTED_SCHEMAS and s != "pg_temp":
+        elif s not in trusted and s != "pg_temp":
+            why = ("whoever can create in it can shadow the names this function resolves"
+                   if s not in HISTORIC_TRUSTED_SCHEMAS else
+                   f"from revision {TRUSTED_FROM} on, a SECURITY DEFINER function searches pg_catalog only: "
+                   "a role other than the owner may CREATE in an IU Core schema (public is shared with "
+                   "Directus, whose role does) and plant there an overload of a built-in that matches "
+                   f"better and runs with the owner's rights; write {pin} and schema-qualify every IU Core "
+                   "object")
             out.append(("secdef-schema", f"schema {s!r} in search_path is not trusted (trusted: "
-                                         f"{', '.join(TRUSTED_SCHEMAS)}, then pg_temp): whoever can create in it "
-                                         "can shadow the names this function resolves"))
+                                         f"{', '.join(trusted)}, then pg_temp): {why}"))
     return out
 
 
@@ -789,13 +805,15 @@ def _input_params(node: Any) -> list[str]:
     return out
 
 
-def check_secdef(path: Path, chain: Chain | None = None, *, rolled_back: bool = False) -> list[Finding]:
+def check_secdef(path: Path, chain: Chain | None = None, *, rolled_back: bool = False,
+                 trusted: tuple[str, ...] = TRUSTED_SCHEMAS) -> list[Finding]:
     """secdef-path, secdef-schema, secdef-owner and dynamic-sql over one file.
 
     `chain` holds what earlier files made of each function (updated in place), so that an ALTER
     FUNCTION … SECURITY DEFINER is judged with the path its CREATE pinned, and a CREATE OR REPLACE
     with only its own. `rolled_back`: a self-test (BEGIN … ROLLBACK), where SET ROLE is a way to
-    test a privilege, not an owner change that lasts."""
+    test a privilege, not an owner change that lasts. `trusted`: the schemas the path may name
+    before pg_temp (HISTORIC_TRUSTED_SCHEMAS for the files of revisions before TRUSTED_FROM)."""
     f, chain = _read(path), ({} if chain is None else chain)
     out: list[Finding] = []
     touched: dict[Sig, _Touch] = {}
@@ -853,7 +871,7 @@ def check_secdef(path: Path, chain: Chain | None = None, *, rolled_back: bool = 
         what = (f"SECURITY DEFINER {r.name}" if r.secdef else f"{r.name} (may be SECURITY DEFINER)") + (
             "" if r.seen else " (its CREATE is in no file iucore lints)")
         if t.created or t.secdef_set or t.path_set:
-            for rule, msg in _path_problems(r.path):
+            for rule, msg in _path_problems(r.path, trusted):
                 out += f.finding(rule, t.line, f"{what}: {msg}")
         if r.owner is not None and (t.created or t.secdef_set or t.owner_line):
             out += f.finding("secdef-owner", t.owner_line or t.line,
@@ -1042,13 +1060,24 @@ def lint_project(project: Path) -> list[Finding]:
     findings: list[Finding] = []
     chain: Chain = {}
     # base first: the order the files run in, so each file sees what the earlier ones made
-    for script_rev in reversed(list(script_directory(project).walk_revisions())):
+    revisions = list(reversed(list(script_directory(project).walk_revisions())))
+    # A file is judged by the trusted-schema rule of the state it leaves: a migration or self-test
+    # by its own revision's, a rollback by its down revision's (it restores history), the runtime
+    # scripts by the head's. A chain without TRUSTED_FROM has no history to spare: strict throughout.
+    names = [r.revision for r in revisions]
+    start = names.index(TRUSTED_FROM) if TRUSTED_FROM in names else None
+
+    def rule_at(index: int) -> tuple[str, ...]:
+        return TRUSTED_SCHEMAS if start is None or index >= start else HISTORIC_TRUSTED_SCHEMAS
+
+    for i, script_rev in enumerate(revisions):
         rev = script_rev.revision
         adds, _ = declared_delta(script_rev.module)
         after_migration: Chain = dict(chain)
         for kind, path in (("migration", project / "migrations" / "sql" / f"{rev}.sql"),
                            ("rollback", project / "rollbacks" / f"{rev}.sql"),
                            ("selftest", project / "selftests" / f"{rev}.sql")):
+            trusted = rule_at(i - 1 if kind == "rollback" else i)
             if not path.is_file():
                 if kind != "selftest":
                     findings.append(Finding("parse", str(path), 1, "missing file"))
@@ -1059,10 +1088,11 @@ def lint_project(project: Path) -> list[Finding]:
                 continue
             findings += check_plpgsql(path) + check_timeouts(path) + check_hidden_ddl(path) + check_grant_public(path)
             if kind == "migration":
-                findings += check_secdef(path, chain) + check_revoke(path, adds["function"])
+                findings += check_secdef(path, chain, trusted=trusted) + check_revoke(path, adds["function"])
                 after_migration = dict(chain)
             else:  # runs on the state after this revision's migration, and leaves the chain alone
-                findings += check_secdef(path, dict(after_migration), rolled_back=kind == "selftest")
+                findings += check_secdef(path, dict(after_migration), rolled_back=kind == "selftest",
+                                         trusted=trusted)
     # The runtime data scripts and their rollbacks (@guard, @body, @assert) run on the head state.
     from .datascripts import scripts as runtime_scripts
 
@@ -1073,7 +1103,9 @@ def lint_project(project: Path) -> list[Finding]:
                 continue
             found = check_parse(path, "rollback")
             findings += found or (check_plpgsql(path) + check_timeouts(path) + check_hidden_ddl(path)
-                                  + check_grant_public(path) + check_secdef(path, dict(chain), rolled_back=True))
+                                  + check_grant_public(path)
+                                  + check_secdef(path, dict(chain), rolled_back=True,
+                                                 trusted=rule_at(len(revisions) - 1)))
     for path in shipped_files(project):
         findings += check_hardcode(path)
     return [Finding(f.rule, _rel(f.file, project), f.line, f.message) for f in findings]

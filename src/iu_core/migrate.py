@@ -28,18 +28,34 @@ if TYPE_CHECKING:
     from alembic.script import ScriptDirectory
 
 
+# What each verb that only reads (or probes and rolls back) needs, said when the role lacks it.
+NEEDS_AUDIT = ("iucore's reads need USAGE on schema iucore and SELECT on its tables: GRANT them, "
+               "or connect as their owner")
+NEEDS_INVENTORY = ("inventory reads iucore.alembic_version and the rows of public.dot_config, "
+                   "public.event_type_registry and public.iu_outbound_route: GRANT USAGE ON SCHEMA iucore and "
+                   "SELECT on those tables to the role, or connect as the migration owner")
+NEEDS_PREFLIGHT = ("db preflight is the write identity's checklist: it reads iucore's audit and IU Core's "
+                   "tables and probes a write to public.dot_config that it rolls back; run it as the migration "
+                   "owner (the role that runs iucore db upgrade), or GRANT that role to this one")
+NEEDS_SELFTEST = ("self-tests replay each applied revision's checks with the migration owner's rights, inside "
+                  "a transaction they roll back (they read schema iucore and every IU Core table and call the "
+                  "writers): run them as the owner, or GRANT that role to this one")
+NEEDS_DOT_LIST = ("dot list reads public.dot_iu_command_catalog: GRANT SELECT ON public.dot_iu_command_catalog, "
+                  "or give the role the operator policy (iucore db grant --operator ROLE)")
+
+
 @contextmanager
-def _reading(target: Target) -> Iterator[psycopg.Connection[Any]]:
-    """A connection for a read verb; a privilege the role lacks is bad input, not a traceback."""
+def reading(target: Target, needs: str = NEEDS_AUDIT, *, app: str = "iucore") -> Iterator[psycopg.Connection[Any]]:
+    """A connection for a verb that reads; a privilege the role lacks is bad input (exit 2) that
+    names what was denied and what the verb needs (`needs`), not a traceback."""
     import psycopg
 
-    with connect(target) as conn:
+    with connect(target, app=app) as conn:
         try:
             yield conn
         except psycopg.errors.InsufficientPrivilege as exc:
             raise MissingPrivilege(
-                f"cannot read {target.display}: {exc.diag.message_primary or exc} (iucore's reads need USAGE "
-                "on schema iucore and SELECT on its tables: GRANT them, or connect as their owner)",
+                f"cannot read {target.display}: {exc.diag.message_primary or exc} ({needs})",
                 sqlstate=exc.sqlstate,
             ) from None
 
@@ -278,7 +294,7 @@ def verify(target: Target, *, project: Path | None = None) -> Any:
     from .checksums import verify as _verify
 
     project = project or find_project_root()
-    with _reading(target) as conn:
+    with reading(target) as conn:
         report = _verify(conn, project)
         report.ssot = ssot(conn, project, report.applied)
         return report
@@ -289,7 +305,7 @@ def preflight(target: Target, *, project: Path | None = None, **kw: Any) -> Any:
     from .preflight import run
 
     project = project or find_project_root()
-    with connect(target) as conn:
+    with reading(target, NEEDS_PREFLIGHT) as conn:
         return run(conn, project, **kw)
 
 
@@ -310,7 +326,7 @@ def selftest(target: Target, names: list[str] | None = None, *, project: Path | 
 
     project = project or find_project_root()
     retries = LockRetries(options or RunOptions(), sink=sink)
-    with connect(target, app="iucore:selftest") as conn:
+    with reading(target, NEEDS_SELFTEST, app="iucore:selftest") as conn:
         retries.watch_backend(target, conn.info.backend_pid, "iucore:selftest")
         try:
             return run(conn, project, names, record=record, retries=retries)
@@ -402,7 +418,7 @@ def current(target: Target, *, project: Path | None = None) -> dict[str, Any]:
     """The applied revision(s), the script head(s) and what is pending."""
     project = project or find_project_root()
     graph = revision_graph(project)
-    with _reading(target) as conn:
+    with reading(target) as conn:
         heads = current_heads(conn)
     referenced = {d for downs in graph.values() for d in downs}
     script_heads = sorted(r for r in graph if r not in referenced)
@@ -435,7 +451,7 @@ def inventory(target: Target, *, project: Path | None = None) -> Any:
     from .inventory import report
 
     project = project or find_project_root()
-    with _reading(target) as conn:
+    with reading(target, NEEDS_INVENTORY) as conn:
         return report(conn, project)
 
 
@@ -443,5 +459,5 @@ def history(target: Target, *, limit: int = 50, revision: str | None = None) -> 
     """The audit log, newest first."""
     if limit < 1:
         raise BadInput(f"--limit must be at least 1, got {limit}")
-    with _reading(target) as conn:
+    with reading(target) as conn:
         return audit.history(conn, limit=limit, revision=revision)

@@ -11,7 +11,7 @@ CREATE OR REPLACE FUNCTION public.fn_dot_iu_command_log(
 RETURNS uuid
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
     v_cat    record;

@@ -6,7 +6,7 @@ CREATE OR REPLACE FUNCTION public.fn_dot_iu_execute(
 RETURNS jsonb
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
     -- Answers that mean "nothing was done" (the function's guidance says why).
@@ -21,6 +21,7 @@ DECLARE
     v_args     jsonb := coalesce(p_args, '[]'::jsonb);
     v_actor    text := p_actor;
     v_digest   text;
+    v_owner    oid;
     v_n        integer;
     v_nargs    integer;  -- the target's argument count, and how many may be left to their defaults
     v_ndefault integer;
@@ -54,6 +55,16 @@ BEGIN
     -- in a sub-block that undoes the call when it refuses or fails, and exactly
     -- one ledger row is written through fn_dot_iu_command_log (the gate-protocol
     -- functions log themselves). The digest is md5 of the command and p_args.
+    --
+    -- It runs as its owner: its search_path is pg_catalog, pg_temp (public is
+    -- shared with Directus, whose role may CREATE there: nothing it plants is
+    -- on this path), every IU Core object is schema-qualified, every literal
+    -- passed to an IU Core function has that function's own type, and the
+    -- target must belong to the dispatcher's own owner. Gates are read afresh
+    -- by every call and no gate row stays locked after it, so an emergency
+    -- close never waits for a caller's open transaction; that is why a caller
+    -- must be READ COMMITTED (a REPEATABLE READ or SERIALIZABLE snapshot would
+    -- keep reading an open that has since been closed).
 
     IF p_run_mode IS NULL OR p_run_mode NOT IN ('plan', 'apply', 'verify') THEN
         -- The ledger's run_mode cannot hold it: refused, and not logged.
@@ -76,16 +87,24 @@ BEGIN
     IF v_actor IS NULL OR btrim(v_actor) = '' THEN
         v_actor := session_user;
         v_reason := 'actor_required';
+    ELSIF current_setting('transaction_isolation') <> 'read committed' THEN
+        v_reason := 'isolation_not_read_committed';
     ELSIF p_run_mode = 'verify' AND v_cmd.mutating THEN
         v_reason := 'verify_mutating';
     ELSIF jsonb_typeof(v_args) <> 'array' THEN
         v_reason := 'invalid_args';
     END IF;
 
-    -- The target: one function of the catalog's, unambiguous, not variadic, answering jsonb.
+    -- The target: the catalog's one function, unambiguous (no other function of
+    -- that name in public), not variadic, answering jsonb — and its owner's: a
+    -- function of that name that some other role created (public is shared)
+    -- would run with the owner's rights from here, so it is refused.
     IF v_reason IS NULL THEN
+        SELECT d.proowner INTO v_owner
+          FROM pg_catalog.pg_proc AS d
+         WHERE d.oid = 'public.fn_dot_iu_execute(text,text,jsonb,text)'::pg_catalog.regprocedure;
         -- argtypes 1-based like argnames (an oidvector cast to oid[] keeps its 0 lower bound)
-        SELECT p.oid, p.proname, n.nspname, p.pronargs, p.pronargdefaults,
+        SELECT p.oid, p.proname, n.nspname, p.proowner, p.pronargs, p.pronargdefaults,
                ARRAY(SELECT u.t FROM unnest(p.proargtypes) WITH ORDINALITY AS u (t, o) ORDER BY u.o) AS argtypes,
                coalesce(p.proargnames, '{}') AS argnames
           INTO v_fn
@@ -99,6 +118,8 @@ BEGIN
                  WHERE o.pronamespace = p.pronamespace AND o.proname = p.proname) = 1;
         IF NOT FOUND THEN
             v_reason := 'target_unresolvable';
+        ELSIF v_owner IS NULL OR v_fn.proowner IS DISTINCT FROM v_owner THEN
+            v_reason := 'target_untrusted';
         ELSE
             v_nargs := v_fn.pronargs;
             v_ndefault := v_fn.pronargdefaults;
@@ -145,24 +166,29 @@ BEGIN
     IF v_reason IS NOT NULL THEN
         v_run := public.fn_dot_iu_command_log(
             p_command, v_cmd.category, p_run_mode, CASE WHEN v_reason = 'target_unresolvable' THEN 'failed' ELSE 'refused' END,
-            v_cmd.mutating, v_digest, '{}', jsonb_build_object('reason', v_reason), v_actor);
+            v_cmd.mutating, v_digest, '{}'::jsonb, jsonb_build_object('reason', v_reason), v_actor);
         RETURN jsonb_build_object(
             'status', CASE WHEN v_reason = 'target_unresolvable' THEN 'failed' ELSE 'refused' END,
             'reason', v_reason, 'command', p_command, 'mode', p_run_mode, 'answer', NULL, 'run_id', v_run,
             'closed_gates', '[]'::jsonb, 'gate_snapshot', '{}'::jsonb, 'params_digest', v_digest,
             'guidance', CASE v_reason
                 WHEN 'actor_required' THEN 'An actor is required: every run names who claims it.'
+                WHEN 'isolation_not_read_committed' THEN format('The dispatcher runs only in a READ COMMITTED transaction (this one is %s): every call must read the gates as committed now, so that a close takes effect at the next call. Run it in its own transaction or a READ COMMITTED one.', current_setting('transaction_isolation'))
                 WHEN 'verify_mutating' THEN p_command || ' mutates; verify runs read commands only (use apply).'
                 WHEN 'invalid_args' THEN format('The arguments must be a JSON array of at most %s value(s), at least %s, by position, each of a shape its argument type takes.',
                                                 coalesce(v_nargs::text, 'the function''s'), coalesce((v_nargs - v_ndefault)::text, 'its required'))
+                WHEN 'target_untrusted' THEN 'The function the catalog names for this command is not owned by the dispatcher''s owner (no revision installed it): it is never run.'
                 ELSE 'The catalog''s target function of this command does not resolve to exactly one function answering jsonb.' END,
-            'next_action', CASE WHEN v_reason = 'target_unresolvable' THEN 'inspect_catalog' ELSE 'fix_input_and_retry' END);
+            'next_action', CASE WHEN v_reason IN ('target_unresolvable', 'target_untrusted') THEN 'inspect_catalog'
+                                WHEN v_reason = 'isolation_not_read_committed' THEN 'use_read_committed'
+                                ELSE 'fix_input_and_retry' END);
     END IF;
 
     -- The gates this call needs (public.dot_iu_command_gate), in order: a
     -- conditional one when its argument, cast to the argument's type, equals
-    -- the rule's value — or when that cannot be decided (fail closed). Held
-    -- FOR SHARE until the call commits, so no protocol close interleaves.
+    -- the rule's value — or when that cannot be decided (fail closed). Read
+    -- now, as committed (READ COMMITTED, checked above); no lock is kept, so a
+    -- protocol close never waits for this caller and the next call sees it.
     IF p_run_mode IN ('plan', 'apply') THEN
         FOR v_rule IN
             SELECT g.gate_key, g.when_arg, g.when_value
@@ -187,9 +213,6 @@ BEGIN
                 v_gates := v_gates || v_rule.gate_key;
             END IF;
         END LOOP;
-        IF p_run_mode = 'apply' THEN
-            PERFORM 1 FROM public.dot_config AS c WHERE c.key = ANY (v_gates) ORDER BY c.key FOR SHARE;
-        END IF;
         SELECT coalesce(jsonb_object_agg(g.k, public.fn_iu_gate_state(g.k)), '{}'),
                coalesce(array_agg(g.k ORDER BY g.ord) FILTER (WHERE public.fn_iu_gate_state(g.k) <> 'open'), '{}')
           INTO v_snapshot, v_closed

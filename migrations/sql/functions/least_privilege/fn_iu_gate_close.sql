@@ -5,7 +5,7 @@ CREATE OR REPLACE FUNCTION public.fn_iu_gate_close(
 RETURNS jsonb
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
     -- least_privilege: the class of a gate is public.iu_gate_class's, not a list of our own.

@@ -2,7 +2,7 @@ CREATE OR REPLACE FUNCTION public.fn_iu_gate_state(p_gate_key text)
 RETURNS text
 LANGUAGE sql
 STABLE
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $fn$
     -- The one reading of a gate (least_privilege), for every check: the
     -- functions' own (fn_iu_gate_is_open), the dispatcher's, the verify, the

@@ -2,7 +2,7 @@ CREATE OR REPLACE FUNCTION public.fn_iu_gate_verify_closed(p_gate_key text DEFAU
 RETURNS jsonb
 LANGUAGE plpgsql
 STABLE
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
     v_answer jsonb;

@@ -2,7 +2,7 @@ CREATE OR REPLACE FUNCTION public.fn_iu_gate_watchdog(p_actor text)
 RETURNS jsonb
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
     v_gate       record;

@@ -2,7 +2,7 @@ CREATE OR REPLACE FUNCTION public.fn_iu_healthcheck()
 RETURNS jsonb
 LANGUAGE sql
 STABLE
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $fn$
     -- least_privilege: all_governed_closed is the gate verify's (the classified
     -- governable gates, TTL enforced), not a list of its own.
@@ -21,6 +21,6 @@ AS $fn$
                                       CASE WHEN c.value IN ('true', 'false') THEN to_jsonb(c.value = 'true')
                                            ELSE to_jsonb(c.value) END), '{}')
                     FROM public.dot_config AS c),
-        'all_governed_closed', coalesce((public.fn_iu_gate_verify_closed(NULL) ->> 'all_governed_closed')::boolean,
+        'all_governed_closed', coalesce((public.fn_iu_gate_verify_closed(NULL::text) ->> 'all_governed_closed')::boolean,
                                         false));
 $fn$;
