@@ -149,14 +149,14 @@ def test_the_users_own_options_still_apply_where_they_do_not_conflict(owner, mon
     url = Target.parse(target.display + "&options=" + quote("-c search_path=evil -c statement_timeout=4321"))
     with connect(url) as conn:
         assert conn.execute("SELECT current_setting('statement_timeout'), current_setting('work_mem'),"
-                            " current_setting('search_path')").fetchone() == ("4321ms", "4MB", "public,pg_temp")
+                            " current_setting('search_path')").fetchone() == ("4321ms", "4MB", "pg_catalog,pg_temp")
 
 
 def test_session_options_put_ours_last() -> None:
     opts = session_options("-c search_path=evil")
     assert opts.startswith("-c search_path=evil ")
     assert opts.endswith(f"-c {PINNED[-1].name}={PINNED[-1].value}")
-    assert opts.index("search_path=public,pg_temp") > opts.index("search_path=evil")
+    assert opts.index("search_path=pg_catalog,pg_temp") > opts.index("search_path=evil")
 
 
 def test_alembic_runs_on_a_connection_from_the_factory(owner, databases, monkeypatch) -> None:

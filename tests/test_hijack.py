@@ -486,3 +486,35 @@ def test_running_least_privilege_runs_no_lookalike_planted_in_public(new_db) -> 
         finally:
             owner.execute(f"DROP OWNED BY {role} CASCADE")
             owner.execute(f"DROP ROLE {role}")
+
+
+def test_no_iucore_session_runs_a_lookalike_planted_in_public(new_db) -> None:
+    """Every connection iucore opens searches pg_catalog, pg_temp (iu_core.db.PINNED): the
+    whole chain's upgrade, the self-tests and a runtime data script, all run as the owner
+    while another role that may CREATE in public has planted exact-type look-alikes of the
+    built-ins their DO blocks call, run none of them."""
+    from iu_core import datascripts
+    from iu_core.selftest import available
+
+    target = new_db()
+    role = f"hj_dx_{uuid.uuid4().hex[:8]}"
+    with connect(target) as owner:
+        owner.execute(f"CREATE ROLE {role} LOGIN")
+        owner.execute(f"GRANT USAGE, CREATE ON SCHEMA public TO {role}")
+        try:
+            with psycopg.connect(conninfo.make_conninfo(owner.info.dsn, user=role), autocommit=True) as creator:
+                trips = Tripwires(creator, owner)
+                plant_builtin_lookalikes(trips)
+                opts = RunOptions(actor="pytest")
+                migrate.upgrade(target, "head", project=ROOT, options=opts)
+                assert trips.tripped() == []
+                # least_privilege's own self-test plants public.cardinality(text[]) itself (L5)
+                names = [n for n in available(ROOT) if n != "least_privilege"]
+                results = migrate.selftest(target, names, project=ROOT, options=opts)
+                assert [(r.name, r.status, r.reason, r.diff) for r in results if not r.ok] == []
+                assert trips.tripped() == []
+                datascripts.apply(target, "290", approval_id=str(uuid.uuid4()), project=ROOT, options=opts)
+                assert trips.tripped() == []
+        finally:
+            owner.execute(f"DROP OWNED BY {role} CASCADE")
+            owner.execute(f"DROP ROLE {role}")

@@ -41,9 +41,12 @@ PINNED: tuple[Pin, ...] = (
         "a backslash in a '…' literal is a character, not an escape, as pglast and iucore's quoting assume"),
     Pin("backslash_quote", "safe_encoding", "safe_encoding",
         "\\' never ends a literal in a client encoding where a multibyte character can hold a backslash"),
-    Pin("search_path", "public,pg_temp", "public,pg_temp",
-        "unqualified names resolve to IU Core's schema, never to a role's or an attacker's schema; "
-        "temporary objects last (IU Core's functions pin their own: pg_catalog, pg_temp)"),
+    Pin("search_path", "pg_catalog,pg_temp", "pg_catalog,pg_temp",
+        "built-ins resolve to pg_catalog only: on a shared database other roles may create in public, "
+        "and an exact-type look-alike there (public.cardinality(text[])) would beat the built-in and run "
+        "as the migration owner; every file names IU Core's objects with their schema, so an "
+        "unqualified CREATE fails instead of landing anywhere; temporary objects last "
+        "(IU Core's functions pin the same path)"),
     Pin("DateStyle", "ISO,MDY", "ISO, MDY", "dates read and print the same on every server (PostgreSQL's default)"),
     Pin("IntervalStyle", "postgres", "postgres", "intervals read and print the same on every server"),
     Pin("TimeZone", "UTC", "UTC", "timestamps print in UTC with their zone; date arithmetic is the same everywhere"),

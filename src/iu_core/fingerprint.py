@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,6 +89,24 @@ SELECT 'type', ns.nspname || '.' || t.typname, t.typtype::text || coalesce(':' |
 """
 
 
+@contextmanager
+def fixed_search_path(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """Run under search_path = pg_catalog, pg_temp, then put the session's back.
+
+    pg_get_viewdef, pg_get_functiondef and format_type write a name without
+    its schema when the schema is on the session's path: a catalog read under
+    one fixed path reads the same from every connection (iucore's own, a
+    psql, a test's), so two fingerprints of one database are equal.
+    """
+    prev = conn.execute("SELECT pg_catalog.current_setting('search_path')").fetchone()
+    conn.execute("SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false)")
+    try:
+        yield
+    finally:
+        if prev is not None and conn.info.transaction_status != 3:  # not in a failed transaction
+            conn.execute("SELECT pg_catalog.set_config('search_path', %s, false)", (prev[0],))
+
+
 def snapshot(conn: psycopg.Connection[Any], *, with_counts: bool = False, project: Path | None = None,
              scope: Scope | None = None) -> dict[str, dict[str, str]]:
     """{kind: {name: definition}} of IU Core's objects, plus config rows and alembic_version.
@@ -96,8 +116,9 @@ def snapshot(conn: psycopg.Connection[Any], *, with_counts: bool = False, projec
     """
     snap: dict[str, dict[str, str]] = {}
     scope = scope or scope_of(project)
-    for kind, name, definition in conn.execute(_CATALOG_SQL, scope.params()):
-        snap.setdefault(kind, {})[name] = definition or ""
+    with fixed_search_path(conn):  # definitions render alike from any session
+        for kind, name, definition in conn.execute(_CATALOG_SQL, scope.params()):
+            snap.setdefault(kind, {})[name] = definition or ""
     present = {name for name in snap.get("table", {})}
     for table, cols in REFERENCE_TABLES.items():
         if table not in present:

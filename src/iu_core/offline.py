@@ -169,7 +169,7 @@ SET statement_timeout = {int(options.statement_timeout_ms)};
 
 def _pins() -> str:
     # Unquoted on purpose: a quoted '…' search_path would be ONE schema named
-    # "public,pg_temp". The values are iucore's own constants, never input.
+    # "pg_catalog,pg_temp". The values are iucore's own constants, never input.
     assert all(re.fullmatch(r"[A-Za-z_,]+", p.value) for p in PINNED)
     return "\n".join(f"SET {p.name} TO {p.value};" for p in PINNED)
 
