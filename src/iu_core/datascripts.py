@@ -246,7 +246,9 @@ def _run(direction: str, target: Target, name: str, *, approval_id: str | None, 
         try:
             # Bound, transaction-local: the value never becomes SQL text.
             conn.execute("SELECT set_config('iucore.approval_id', %s, true)", (approval or "",))
+            session.observe_before(run, [("runtime", ds.forward), ("runtime rollback", ds.rollback)])
             run_script(conn, run, sink, before_statement)
+            session.observe_after(run)
         except IUCoreError as exc:
             _after_failure(conn, session, exc, sink)
             raise

@@ -284,13 +284,25 @@ def verify(target: Target, *, project: Path | None = None) -> Any:
         return report
 
 
-def preflight(target: Target, *, project: Path | None = None, **kw: Any) -> Any:
-    """The mandatory-gates checklist (identity, write probe, gates, drift, checksums, lock…)."""
+def preflight(target: Target, *, project: Path | None = None, actor: str | None = None,
+              record: bool = True, **kw: Any) -> Any:
+    """The mandatory-gates checklist (read and write identity, server, backup, gates, prior
+    surface, drift, checksums, SSOT, the files to apply, lock, long transactions, tools),
+    recorded as an audit row so the next run's report shows it (`record=False`: not)."""
+    import time
+
+    from .config import default_actor
+    from .preflight import record as record_preflight
     from .preflight import run
 
     project = project or find_project_root()
+    started = time.time()
     with connect(target) as conn:
-        return run(conn, project, **kw)
+        rep = run(conn, project, **kw)
+        rep.target = target.display
+        if record:
+            record_preflight(conn, rep, actor=actor or default_actor(), started_at=started)
+        return rep
 
 
 def backup(target: Target, out_dir: Path, *, jobs: int | None = None, pg_dump: str | None = None,
@@ -302,13 +314,33 @@ def backup(target: Target, out_dir: Path, *, jobs: int | None = None, pg_dump: s
 
 
 def selftest(target: Target, names: list[str] | None = None, *, project: Path | None = None,
-             record: bool = False) -> Any:
-    """Replay the self-tests of the applied revisions against their recorded transcripts."""
+             record: bool = False, actor: str | None = None) -> Any:
+    """Replay the self-tests of the applied revisions against their recorded transcripts.
+
+    The outcome is audited (revision `selftest`, direction `check`: `passed`, or
+    `failed` with each result), so the report of the run before it can cite it.
+    """
+    import time
+
+    from .audit import record_check
+    from .config import default_actor
+    from .fingerprint import current_heads
     from .selftest import run
 
     project = project or find_project_root()
+    started = time.time()
     with connect(target) as conn:
-        return run(conn, project, names, record=record)
+        results = run(conn, project, names, record=record)
+        ok = all(r.ok for r in results)
+        ran = [r for r in results if r.status in ("passed", "failed", "mismatch")]
+        summary = (f"{sum(r.status == 'passed' for r in ran)}/{len(ran)} self-test(s) passed"
+                   + (f", {len(results) - len(ran)} not run" if len(ran) < len(results) else ""))
+        record_check(conn, kind="selftest", outcome="passed" if ok else "failed", actor=actor or default_actor(),
+                     started_at=started, duration_ms=(time.time() - started) * 1000,
+                     message=f"selftest: {summary}",
+                     evidence={"at": current_heads(conn), "summary": summary, "record": record,
+                               "results": [r.to_json() for r in results]})
+        return results
 
 
 def downgrade(

@@ -36,10 +36,15 @@ class ScriptRun:
     duration_ms: float = 0.0
     error: dict[str, Any] | None = None
     checksums: dict[str, str] = field(default_factory=dict)  # sha256 of the revision's files
+    # What the run observed of the database around the script (iu_core.observe), for its report.
+    observed: dict[str, Any] = field(default_factory=dict)
 
     def evidence(self) -> dict[str, Any]:
-        """Notices and result rows of the guard and check sections."""
-        ev: dict[str, Any] = {}
+        """Notices and result rows of the guard and check sections, the command tag of
+        every statement that ran (in order), and what the run observed around it."""
+        ev: dict[str, Any] = {"transcript": [
+            {"section": r.section, "file": self.script.rel(st.file), "line": r.line, "tag": r.tag}
+            for st, r in zip(self.script.statements, self.results, strict=False)]}
         for r in self.results:
             if r.section == "body":
                 continue
@@ -50,6 +55,8 @@ class ScriptRun:
                 sec["rows"].extend(dict(zip(r.columns, row, strict=False)) for row in r.rows or [])
         if self.error:
             ev["error"] = self.error
+        if self.observed:
+            ev["observed"] = self.observed
         return ev
 
 
