@@ -464,6 +464,14 @@ def inventory(target: Target, *, project: Path | None = None) -> Any:
         return report(conn, project)
 
 
+def report(target: Target, run_id: str | None = None) -> dict[str, Any]:
+    """One run (default: the last) as recorded: the data of its evidence appendix (iu_core.report)."""
+    from .report import build
+
+    with _reading(target) as conn:
+        return build(conn, run_id)
+
+
 def history(target: Target, *, limit: int = 50, revision: str | None = None) -> list[dict[str, Any]]:
     """The audit log, newest first."""
     if limit < 1:
