@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from iu_core import migrate
 from iu_core.config import RunOptions, Target
 from iu_core.preflight import MANDATORY
+from iu_core.report import TIMES
 
 from . import directus
 from .conftest import PROJECTS, ROOT, connect
@@ -35,28 +32,6 @@ NEW_ROWS = ["dot_iu_gate_close|health|mut=true|rev=true|{fn_iu_gate_close}",
             "dot_iu_gate_open|health|mut=true|rev=true|{fn_iu_gate_open}",
             "dot_iu_gate_verify_closed|read|mut=false|rev=true|{fn_iu_gate_verify_closed}",
             "dot_iu_gate_watchdog|health|mut=true|rev=true|{fn_iu_gate_watchdog}"]
-_roles = iter(range(10**6))
-
-
-@pytest.fixture
-def readonly_role(databases) -> Iterator[Callable[[Target], Target]]:
-    """readonly_role(target) → the same database as a real LOGIN role given the read-only policy
-    (`db grant --readonly`). Request it BEFORE new_db: it is dropped after the databases."""
-    from iu_core.roles import apply, plan_readonly
-
-    made: list[str] = []
-
-    def make(target: Target) -> Target:
-        name = f"rpt_ro_{os.getpid()}_{next(_roles)}"
-        databases.admin.execute(f'CREATE ROLE "{name}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE')
-        made.append(name)
-        with connect(target) as c:
-            apply(c, plan_readonly(c, name))
-        return Target.of(**{**target.params, "user": name})
-
-    yield make
-    for name in made:
-        databases.admin.execute(f'DROP ROLE IF EXISTS "{name}"')
 
 
 def catalog_size(target: Target) -> int:
@@ -157,10 +132,11 @@ def test_the_report_of_a_real_upgrade_holds_its_real_figures(readonly_role, new_
     assert row(a3, "`iu_enact.allow_no_review_decision`")[1:] == ["never_flip", "false (shut)", "false (shut)"]
 
     # A4: every statement's tag, in order, and the post-check rows
-    assert step["tags"] == GATE_PROTOCOL_TAGS + ["COMMIT"]
+    assert step["tags"] == [*GATE_PROTOCOL_TAGS, "COMMIT"]
     a4 = section(md, "A4")
-    assert ("`BEGIN / DO ×2 / CREATE TABLE / CREATE INDEX / COMMENT / CREATE FUNCTION ×4 / REVOKE ×3 / "
-            "INSERT 0 4 / DO / SELECT 1 ×4 / COMMIT`") in a4
+    x = TIMES
+    assert (f"`BEGIN / DO {x}2 / CREATE TABLE / CREATE INDEX / COMMENT / CREATE FUNCTION {x}4 / REVOKE {x}3 / "
+            f"INSERT 0 4 / DO / SELECT 1 {x}4 / COMMIT`") in a4
     assert "gate_protocol_catalog | t           |           30" in a4
 
     # A5: the object diff and the catalog rows, as the catalog says
@@ -206,7 +182,7 @@ def test_the_report_of_a_rehearsal_has_the_in_transaction_figures_and_the_proof(
     md, js = report(run_cli, target)
     assert js["mode"] == "rehearsal" and js["outcome"] == "rehearsed"
     step = js["steps"][0]
-    assert step["tags"] == GATE_PROTOCOL_TAGS + ["ROLLBACK"]
+    assert step["tags"] == [*GATE_PROTOCOL_TAGS, "ROLLBACK"]
     assert step["catalog"]["before"] == 26 and step["catalog"]["after"] == 30  # real, before the ROLLBACK
     assert row(section(md, "A6"), "`public.dot_iu_command_catalog`")[1:4] == ["26", "30", "+4"]
     proof = js["rehearsal"]

@@ -181,10 +181,11 @@ def check_read_identity(conn: psycopg.Connection[Any], read_target: Target | Non
             problems.append(f"{user} is a superuser: it can write anything")
         if user == mine[0]:
             problems.append(f"it is the run's own role {user!r}, not a read-only one")
-        attempts = ([("UPDATE public.dot_config", "UPDATE public.dot_config SET value = value WHERE key = %s",
-                      (PROBE_GATE,))] if _exists(conn, "public.dot_config") else [])
-        attempts.append(("CREATE TABLE public.iucore_read_probe",
-                         "CREATE TABLE public.iucore_read_probe (x int)", ()))
+        attempts: list[tuple[str, str, tuple[str, ...]]] = (
+            [("UPDATE public.dot_config", "UPDATE public.dot_config SET value = value WHERE key = %s",
+              (PROBE_GATE,))] if _exists(conn, "public.dot_config") else [])
+        attempts.append(("CREATE TABLE public.iucore_read_probe", "CREATE TABLE public.iucore_read_probe (x int)",
+                         ()))
         probe = ["BEGIN READ WRITE"]
         wrote = []
         rconn.execute("BEGIN READ WRITE")

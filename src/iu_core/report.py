@@ -1,6 +1,6 @@
 """`iucore db report [RUN_ID]`: one run as the seeds' evidence appendix.
 
-Seed 002's "Live Apply Appendix" (A1–A7), seed 003 §4–§12 and seed 004 were
+Seed 002's "Live Apply Appendix" (A1-A7), seed 003 §4-§12 and seed 004 were
 written by hand after each apply. This module renders the same appendix from
 what iucore recorded while the run happened (iucore.migration_log: the rows of
 the run, their `evidence` with what iu_core.observe saw inside each revision's
@@ -34,6 +34,8 @@ class UnknownRun(BadInput):
 
 _COLUMNS = ("log_id, run_id::text AS run_id, revision, direction, mode, outcome, actor, started_at,"
             " duration_ms::float8 AS duration_ms, message, checksums, evidence, db_user, client, backup, override")
+# As seed 002 A4 counts repeated statements: "CREATE FUNCTION" times 4.
+TIMES = "\N{MULTIPLICATION SIGN}"
 _PREFIX = re.compile(r"^[0-9a-f-]{4,36}$")
 
 
@@ -163,7 +165,7 @@ def _compress(tags: list[str]) -> str:
         while j + 1 < len(tags) and tags[j + 1] == tags[i]:
             j += 1
         n = j - i + 1
-        out.append(tags[i] + (f" ×{n}" if n > 1 else ""))
+        out.append(tags[i] + (f" {TIMES}{n}" if n > 1 else ""))
         i = j + 1
     return " / ".join(out)
 
@@ -333,7 +335,7 @@ def _cell(v: Any) -> str:
 def _table(head: list[str], rows: list[list[Any]]) -> list[str]:
     out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     out += ["| " + " | ".join(_cell(c) for c in r) + " |" for r in rows]
-    return out + [""]
+    return [*out, ""]
 
 
 def _when(iso: str) -> str:
@@ -356,7 +358,7 @@ def _identity_line(i: dict[str, Any] | None) -> str:
 
 
 def render(rep: dict[str, Any]) -> str:
-    """The report as Markdown: seed 002's appendix, A1–A7, for one run."""
+    """The report as Markdown: seed 002's appendix, A1-A7, for one run."""
     out: list[str] = []
     kind, mode = rep["kind"], rep["mode"]
     revs = rep["revisions"]
@@ -436,7 +438,7 @@ def _a2(rep: dict[str, Any]) -> list[str]:
     out = ["## A2 — Mandatory gates (the `db preflight` before this run)", ""]
     p = rep.get("preflight")
     if not p:
-        return out + ["No `db preflight` was recorded before this run.", ""]
+        return [*out, "No `db preflight` was recorded before this run.", ""]
     out.append(f"**{p.get('summary')}** — preflight run {_code(p['run_id'])} at {_when(p['started_at'])} by "
                f"{p['actor']} (database at {', '.join(p.get('at') or []) or 'base'}; pending "
                f"{', '.join(p.get('pending') or []) or 'nothing'}).")
@@ -457,19 +459,19 @@ def _a3(rep: dict[str, Any]) -> list[str]:
     if rep["kind"] == "adopt":
         state = (rep["adopt"].get("state") or {}).get("gates")
         if not state:
-            return out + ["Not recorded.", ""]
+            return [*out, "Not recorded.", ""]
         return out + _table(["gate", "class", "value (effective state)"],
                             [[_code(g["key"]), g["class"], _gate_cell(g)] for g in state])
     steps = [s for s in rep["steps"] if s["gates"]["before"] is not None or s["gates"]["after"] is not None]
     if not steps:
-        return out + ["Not recorded.", ""]
+        return [*out, "Not recorded.", ""]
     before = {g["key"]: g for g in steps[0]["gates"]["before"] or []}
     after = {g["key"]: g for g in steps[-1]["gates"]["after"] or []}
     classes = {k: g["class"] for k, g in {**before, **after}.items()}
     rows = [[_code(k), classes[k], _gate_cell(before.get(k)), _gate_cell(after.get(k))]
             for k in sorted(classes, key=lambda k: (classes[k], k))]
     if not rows:
-        return out + ["No gate in the database (no dot_config) before or after.", ""]
+        return [*out, "No gate in the database (no dot_config) before or after.", ""]
     out.append(f"Value and effective state; classes from {steps[-1]['gates']['source']}. Before: at the first "
                "revision's start; after: at the last revision's end (before its COMMIT or ROLLBACK).")
     out.append("")
@@ -527,10 +529,9 @@ def _a5(rep: dict[str, Any]) -> list[str]:
     out = ["## A5 — Object diff", ""]
     if rep["kind"] == "adopt":
         v = rep["adopt"].get("verified") or {}
-        return out + ["Nothing changed: adopt changes no IU Core object. Objects verified present per class:", ""] + (
-            _table(["class", "verified"], [[k, _n(n)] for k, n in sorted(v.items())]))
+        return [*out, "Nothing changed: adopt changes no IU Core object. Objects verified present per class:", "", *_table(["class", "verified"], [[k, _n(n)] for k, n in sorted(v.items())])]
     if rep["kind"] == "stamp":
-        return out + ["Not observed: a stamp runs nothing.", ""]
+        return [*out, "Not observed: a stamp runs nothing.", ""]
     for s in rep["steps"]:
         out += [f"### {s['revision']} {s['direction']}", ""]
         if not s["observed"] or s["objects"] is None:
@@ -589,7 +590,7 @@ def _a6(rep: dict[str, Any]) -> list[str]:
     if rep["kind"] in ("adopt", "stamp"):
         st = (rep.get("adopt") or {}).get("state") if rep["kind"] == "adopt" else None
         if not st:
-            return out + ["Nothing ran; not observed.", ""]
+            return [*out, "Nothing ran; not observed.", ""]
         out += [f"Nothing ran. The state adopted: schema size {_n(st.get('size_bytes'))} bytes ({SIZE_DEFINITION}); "
                 f"catalog {_n(st.get('catalog_rows'))} rows.", ""]
         return out + _table(["table", "rows", "count"], [[_code(t), _n(v[0]), v[1]]

@@ -235,7 +235,7 @@ class MigrationSession:
         from .fingerprint import fingerprint, snapshot
 
         run.observed.update(version=OBSERVED_VERSION, identity=self._who(),
-                            artifacts=artifacts(self.project, files))
+                            artifacts=self._artifacts(run.observed, files))
         state = self._observe(run.observed, "before")
         if state is not None:
             self._observing[id(run)] = state
@@ -262,8 +262,8 @@ class MigrationSession:
 
     def observe_state(self, files: list[tuple[str, Path]]) -> dict[str, Any]:
         """One observation with identity and artifacts (`db adopt`, which runs no script)."""
-        observed: dict[str, Any] = {"version": OBSERVED_VERSION, "identity": self._who(),
-                                    "artifacts": artifacts(self.project, files)}
+        observed: dict[str, Any] = {"version": OBSERVED_VERSION, "identity": self._who()}
+        observed["artifacts"] = self._artifacts(observed, files)
         state = self._observe(observed, "state")
         if state is not None:
             observed["state"] = state.summary()
@@ -296,6 +296,13 @@ class MigrationSession:
         proof.update(notes)
         return proof
 
+    def _artifacts(self, notes: dict[str, Any], files: list[tuple[str, Path]]) -> list[dict[str, Any]]:
+        try:
+            return artifacts(self.project, files)
+        except OSError as exc:  # an unreadable file: the run reads it next and says so itself
+            notes.setdefault("not_observed", []).append(f"artifacts: {exc}")
+            return []
+
     def _who(self) -> dict[str, Any]:
         if self._identity is None:
             got = self._guarded(None, "identity", identity)
@@ -306,7 +313,12 @@ class MigrationSession:
         from .scope import scope_of
 
         if self._scope is None:
-            self._scope = scope_of(self.project)
+            try:
+                self._scope = scope_of(self.project)
+            except Exception as exc:  # e.g. a project of runtime scripts only: no chain, no scope
+                if notes is not None:
+                    notes.setdefault("not_observed", []).append(f"{when}: no IU Core scope ({_first_line(exc)})")
+                return None
         scope = self._scope
         return self._guarded(notes, when, lambda c: observe(c, scope))
 
@@ -325,7 +337,7 @@ class MigrationSession:
             return None
         try:
             out = fn(conn)
-        except psycopg.Error as exc:
+        except Exception as exc:  # never a reason for the revision to fail
             conn.execute("ROLLBACK TO SAVEPOINT iucore_observe")
             conn.execute("RELEASE SAVEPOINT iucore_observe")
             if notes is not None:
