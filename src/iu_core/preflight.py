@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .scope import OURS_CTE
 from .session import LOCK_KEY
 
 if TYPE_CHECKING:
@@ -145,17 +146,31 @@ _WHO = ("SELECT current_user, current_database(), coalesce(host(inet_server_addr
         " (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)")
 
 
-def check_read_identity(conn: psycopg.Connection[Any], read_target: Target | None) -> Check:
+# IU Core's tables (iu_core.scope) the connected role may write, and IU Core's schemas it may create in.
+_WRITABLE_SQL = "WITH " + OURS_CTE + """
+SELECT 'table ' || ns.nspname || '.' || c.relname
+  FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
+ WHERE c.oid IN (SELECT oid FROM our_tab) AND c.relkind IN ('r', 'p')
+   AND has_table_privilege(c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')
+UNION ALL
+SELECT 'CREATE on schema ' || nspname FROM ns WHERE has_schema_privilege(oid, 'CREATE')
+ORDER BY 1"""
+
+
+def check_read_identity(conn: psycopg.Connection[Any], read_target: Target | None, project: Path) -> Check:
     """Seed 002 A2: the read identity, through the read-only role itself.
 
     Connects as that role, shows `role | database | server address | PostgreSQL
     version`, checks it reaches the same database as the run (name, oid and the
     server's start time), and proves it cannot write: inside a READ WRITE
-    transaction that is rolled back, an UPDATE of dot_config (or, before there
-    is one, a CREATE TABLE in public) must be refused for lack of privilege.
+    transaction that is rolled back, an UPDATE of dot_config (needing the
+    UPDATE privilege only) and a CREATE TABLE in public must both be refused
+    for lack of privilege, and the role may INSERT, UPDATE, DELETE or TRUNCATE
+    no IU Core table, nor CREATE in an IU Core schema.
     """
     from .db import connect
     from .errors import IUCoreError
+    from .scope import scope_of
 
     if read_target is None:
         return Check(READ, False, "not proven: give --read-url URL, the read-only role's connection (seed 002 "
@@ -181,9 +196,10 @@ def check_read_identity(conn: psycopg.Connection[Any], read_target: Target | Non
             problems.append(f"{user} is a superuser: it can write anything")
         if user == mine[0]:
             problems.append(f"it is the run's own role {user!r}, not a read-only one")
+        # WHERE false: only the UPDATE privilege is checked (no column is read), and no row is touched
         attempts: list[tuple[str, str, tuple[str, ...]]] = (
-            [("UPDATE public.dot_config", "UPDATE public.dot_config SET value = value WHERE key = %s",
-              (PROBE_GATE,))] if _exists(conn, "public.dot_config") else [])
+            [("UPDATE public.dot_config", "UPDATE public.dot_config SET value = %s WHERE false",
+              ("iucore-read-probe",))] if _exists(conn, "public.dot_config") else [])
         attempts.append(("CREATE TABLE public.iucore_read_probe", "CREATE TABLE public.iucore_read_probe (x int)",
                          ()))
         probe = ["BEGIN READ WRITE"]
@@ -205,6 +221,10 @@ def check_read_identity(conn: psycopg.Connection[Any], read_target: Target | Non
         finally:
             rconn.execute("ROLLBACK")
         probe.append("ROLLBACK")
+        writable = [r[0] for r in rconn.execute(_WRITABLE_SQL, scope_of(project).params())]
+        probe.append(f"may write: {', '.join(writable)}" if writable
+                     else "no INSERT/UPDATE/DELETE/TRUNCATE on any IU Core table, no CREATE in its schemas")
+        wrote += writable
         if wrote:
             problems.append("the read identity can write, or it could not be shown that it cannot: "
                             + ", ".join(wrote))
@@ -586,9 +606,11 @@ def check_long_transactions(conn: psycopg.Connection[Any], max_age_s: float) -> 
         (max_age_s,),
     ).fetchall()
     hidden = conn.execute(
+        # another role's session, its columns hidden (NULL, query '<insufficient privilege>');
+        # background workers have no user
         """SELECT count(*) FROM pg_stat_activity
             WHERE datname = current_database() AND pid <> pg_backend_pid()
-              AND backend_type = 'client backend' AND state IS NULL""").fetchone()
+              AND usename IS NOT NULL AND state IS NULL AND xact_start IS NULL""").fetchone()
     n_hidden = int(hidden[0]) if hidden else 0
     problems = [f"pid {r[0]} ({r[1]}, {r[2]}) open {r[3]}s: {r[4]!r}" for r in rows]
     if n_hidden:
@@ -646,7 +668,7 @@ def run(conn: psycopg.Connection[Any], project: Path, *, read_target: Target | N
     pending = [r for r in order if r not in applied]
     rep = PreflightReport(at=heads, pending=pending)
     steps: list[tuple[str, Callable[[], Check]]] = [
-        (READ, lambda: check_read_identity(conn, read_target)),
+        (READ, lambda: check_read_identity(conn, read_target, project)),
         (WRITE, lambda: check_write_probe(conn, expect_database, expect_user)),
         (SERVER, lambda: check_server(conn)),
         (BACKUP, lambda: check_backup(conn, backup_dir, backup_max_age_s)),
