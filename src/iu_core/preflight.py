@@ -567,15 +567,31 @@ def check_no_hardcode(project: Path, pending: list[str]) -> Check:
                                             "findings": found})
 
 
+_LINTED: dict[tuple[str, tuple[tuple[str, int, int], ...]], list[Any]] = {}
+
+
+def _lint(project: Path) -> list[Any]:
+    """`iucore lint` of the project, once per process while its SQL and revision files are unchanged
+    (it reads the whole chain: each file is judged by what the earlier ones made)."""
+    from .lint import lint_project
+
+    files = [p for d in ("migrations", "rollbacks", "selftests", "runtime") for p in (project / d).rglob("*")
+             if p.is_file()]
+    key = (str(project.resolve()), tuple(sorted((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files)))
+    if key not in _LINTED:
+        if len(_LINTED) > 16:
+            _LINTED.clear()
+        _LINTED[key] = lint_project(project)
+    return _LINTED[key]
+
+
 def check_conventions(project: Path, pending: list[str]) -> Check:
     """The pending files parse (sections, statements, PL/pgSQL) and pass every static gate
     of `iucore lint` (SECURITY DEFINER paths, REVOKE FROM PUBLIC, no hidden DDL, no timeouts)."""
-    from .lint import lint_project
-
     if not pending:
         return Check(CONVENTIONS, True, "at head: no file to apply")
     files = {str(p.relative_to(project)) for p in pending_files(project, pending)}
-    findings = [f for f in lint_project(project) if f.rule != "no-hardcode" and f.file in files]
+    findings = [f for f in _lint(project) if f.rule != "no-hardcode" and f.file in files]
     lines = [str(f) for f in findings]
     return Check(CONVENTIONS, not findings,
                  "; ".join(lines[:10]) + (f" … and {len(lines) - 10} more" if len(lines) > 10 else "") if findings
