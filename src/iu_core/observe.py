@@ -17,6 +17,30 @@ total size, this transaction's INSERT/UPDATE/DELETE counts per table
 (pg_stat_xact_all_tables), the reference rows (config keys, event types,
 routes, the command catalog) and every classified gate's effective state.
 
+The keys, per revision (and runtime script) audit row, under evidence["observed"]:
+
+  version      1 (this layout)
+  identity     database, database_oid, current_user, session_user, server_address,
+               server_port, server_version, server_version_num, server_started_at
+  artifacts    [{path, kind (revision|migration|rollback|selftest|selftest transcript|
+               runtime|runtime rollback|include), bytes, sha256, md5, sha256_expanded?}]
+  before/after {objects: {class: count}, catalog_rows, size_bytes,
+               counts: {table: [rows, "exact"|"estimate"]},
+               gates: [{key, class, value, state}], gates_source}
+  changes      {objects: {class: {before, after, added[], removed[], changed[]}},
+               functions: [{name, change (added|changed|removed), volatility,
+                            security_definer, search_path, before?}],
+               catalog: {before, after, added[row], removed[row], changed[{before, after}]} | null,
+               tables: [{table, before, after, method, delta, ins_upd_del [i, u, d]}],
+               config_values_changed: [{key, before, after}],
+               size_bytes: {before, after, delta}}
+  rehearsal    (rehearsed rows) {fingerprint_before, fingerprint_after, state_before,
+               state_after, tables_counted, tables_changed[], unchanged, differences?}
+  not_observed [what could not be observed, and why] (only when something could not)
+
+beside evidence["transcript"]: [{section, file, line, tag}] of every statement run.
+`db adopt` records identity, artifacts and `state` (one observation) instead.
+
 The schema size is defined as the sum of pg_total_relation_size (heap, TOAST
 and indexes) of IU Core's tables, materialized views and sequences: the
 relations iu_core.scope calls IU Core's; never the whole database.
