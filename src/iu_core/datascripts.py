@@ -259,7 +259,7 @@ def _run(direction: str, target: Target, name: str, *, approval_id: str | None, 
             raise err from exc
         session.current = None
         session.done.append(run)
-        result.statements, result.duration_ms, result.evidence = len(run.results), run.duration_ms, run.evidence()
+        result.statements, result.duration_ms, result.evidence = len(run.results), run.duration_ms, run.checks()
         if options.rehearse:
             conn.rollback()
             if sink:

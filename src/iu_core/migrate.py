@@ -213,7 +213,7 @@ def _run(
                 "statements": len(r.results),
                 "duration_ms": round(r.duration_ms, 1),
                 "outcome": "rehearsed" if options.rehearse else "applied",
-                "evidence": r.evidence(),
+                "evidence": r.checks(),  # the audit row has the whole evidence (db report)
             }
             for r in session.done
         ],

@@ -40,11 +40,20 @@ class ScriptRun:
     observed: dict[str, Any] = field(default_factory=dict)
 
     def evidence(self) -> dict[str, Any]:
-        """Notices and result rows of the guard and check sections, the command tag of
-        every statement that ran (in order), and what the run observed around it."""
+        """What the audit row keeps: the guard and check sections' evidence (`checks`), the
+        command tag of every statement that ran, in order, and what the run observed around it."""
         ev: dict[str, Any] = {"transcript": [
             {"section": r.section, "file": self.script.rel(st.file), "line": r.line, "tag": r.tag}
             for st, r in zip(self.script.statements, self.results, strict=False)]}
+        ev.update(self.checks())
+        if self.observed:
+            ev["observed"] = self.observed
+        return ev
+
+    def checks(self) -> dict[str, Any]:
+        """Notices and result rows of the guard and check sections, and the error if any
+        (what a run's result prints; the audit row keeps more, see `evidence`)."""
+        ev: dict[str, Any] = {}
         for r in self.results:
             if r.section == "body":
                 continue
@@ -55,8 +64,6 @@ class ScriptRun:
                 sec["rows"].extend(dict(zip(r.columns, row, strict=False)) for row in r.rows or [])
         if self.error:
             ev["error"] = self.error
-        if self.observed:
-            ev["observed"] = self.observed
         return ev
 
 
