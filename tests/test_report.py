@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,10 @@ from iu_core import migrate
 from iu_core.config import RunOptions, Target
 from iu_core.preflight import MANDATORY
 from iu_core.report import TIMES
+from iu_core.server import bin_dir
 
 from . import directus
-from .conftest import PROJECTS, ROOT, connect
+from .conftest import PG_MAJOR, PROJECTS, ROOT, connect
 
 GATE_PROTOCOL_TAGS = ["BEGIN", "DO", "DO", "CREATE TABLE", "CREATE INDEX", "COMMENT", "CREATE FUNCTION",
                       "CREATE FUNCTION", "CREATE FUNCTION", "CREATE FUNCTION", "REVOKE", "REVOKE", "REVOKE",
@@ -381,3 +383,19 @@ def test_every_evidence_key_a_revision_records(new_db) -> None:
     assert set(obs["changes"]) == {"objects", "functions", "catalog", "tables", "config_values_changed", "size_bytes"}
     assert set(obs["artifacts"][0]) >= {"path", "kind", "bytes", "sha256", "md5"}
     assert obs["before"]["counts"]["public.dot_iu_command_catalog"] == [26, "exact"]
+
+
+def test_a_run_from_the_offline_script_says_what_was_not_recorded(empty_db, run_cli, tmp_path) -> None:
+    """`db upgrade --sql` run by psql writes the audit rows without iucore watching: the report
+    says so instead of inventing a transcript or figures."""
+    script = run_cli(None, "db", "upgrade", "a2", "--sql", project=PROJECTS / "sample")
+    assert script.exit_code == 0, script.output
+    path = tmp_path / "review.sql"
+    path.write_text(script.stdout)
+    ran = subprocess.run([str(bin_dir(PG_MAJOR) / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(path),
+                          empty_db.libpq], capture_output=True, text=True, check=False)
+    assert ran.returncode == 0, ran.stderr
+    md, js = report(run_cli, empty_db, project=PROJECTS / "sample")
+    assert js["revisions"] == ["a1", "a2"] and all(not s["observed"] and s["tags"] == [] for s in js["steps"])
+    assert "`statements not recorded for this row`" in section(md, "A4")
+    assert "Not observed (recorded without iucore's run-time observation" in section(md, "A5")

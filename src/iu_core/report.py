@@ -186,7 +186,8 @@ def _step(row: dict[str, Any], index: int, count: int) -> dict[str, Any]:
         ending = ["ROLLBACK"] if index == count - 1 else []
     else:
         ending = ["COMMIT"]
-    statement_tags = opening + tags + ending
+    # Without a recorded transcript (an offline script's row, an older iucore) the tags are unknown.
+    statement_tags = [*opening, *tags, *ending] if "transcript" in ev else []
     changes = obs.get("changes") or {}
     tables = changes.get("tables") or []
     step: dict[str, Any] = {
@@ -196,7 +197,8 @@ def _step(row: dict[str, Any], index: int, count: int) -> dict[str, Any]:
         "observed": bool(obs.get("version")), "not_observed": obs.get("not_observed") or [],
         "artifacts": obs.get("artifacts") or [],
         "transcript": ev.get("transcript") or [],
-        "tags": statement_tags, "tags_line": _compress(statement_tags),
+        "tags": statement_tags,
+        "tags_line": _compress(statement_tags) if statement_tags else "statements not recorded for this row",
         "checks": {k: v for k, v in ev.items() if k in ("preflight", "postcheck", "guard", "assert")},
         "error": ev.get("error"),
         "gates": {"before": (obs.get("before") or {}).get("gates"), "after": (obs.get("after") or {}).get("gates"),
