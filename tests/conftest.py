@@ -144,6 +144,31 @@ def conn_at(new_db: Callable[..., Target]) -> Iterator[Callable[[str], psycopg.C
         c.close()
 
 
+_readonly_roles = itertools.count()
+
+
+@pytest.fixture
+def readonly_role(databases: Databases) -> Iterator[Callable[[Target], Target]]:
+    """readonly_role(target) → the same database as a real LOGIN role (not superuser) given
+    the read-only policy of `db grant --readonly`. Request it BEFORE new_db: the role is
+    dropped after the databases it was granted on."""
+    from iu_core.roles import apply, plan_readonly
+
+    made: list[str] = []
+
+    def make(target: Target) -> Target:
+        name = f"ro_{os.getpid()}_{next(_readonly_roles)}"
+        databases.admin.execute(f'CREATE ROLE "{name}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE')
+        made.append(name)
+        with connect(target) as c:
+            apply(c, plan_readonly(c, name))
+        return Target.of(**{**target.params, "user": name})
+
+    yield make
+    for name in made:
+        databases.admin.execute(f'DROP ROLE IF EXISTS "{name}"')
+
+
 def connect(target: Target) -> psycopg.Connection[Any]:
     return psycopg.connect(target.libpq, autocommit=True)
 

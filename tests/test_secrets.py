@@ -406,7 +406,8 @@ def test_every_command_that_connects_fails_the_same_way_without_the_password(run
     shape = next(s for s in VALID if s.name == "very-long")
     commands = [
         ("db", "upgrade"), ("db", "downgrade", "base"), ("db", "current"), ("db", "history"), ("db", "verify"),
-        ("db", "preflight"), ("db", "grant", "--readonly", "someone"), ("db", "backup", "--out", str(tmp_path)),
+        ("db", "preflight"), ("db", "report"), ("db", "grant", "--readonly", "someone"),
+        ("db", "backup", "--out", str(tmp_path)),
         ("inventory", "--check"), ("selftest",), ("dot", "list"), ("dot", "verify", "dot_iu_gate_verify_closed"),
         ("dot", "render", "some.key"), ("gate", "status"), ("gate", "watchdog"),
         ("gate", "close", "iu_core.composer_enabled"), ("worker", "run"), ("proof", "operator-runtime"),

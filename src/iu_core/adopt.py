@@ -40,6 +40,7 @@ from . import audit
 from .config import RunOptions, Target
 from .db import connect
 from .errors import AdoptRefused, BadInput, Failed, RehearsalLeak
+from .observe import revision_files
 from .session import MigrationSession, RevisionFiles
 from .transcript import Sink
 
@@ -214,6 +215,8 @@ def adopt(target: Target, revision: str, *, project: Path, options: RunOptions,
                 "checks": [c.to_json() for c in checks],
                 "verified": {cls: sorted(names) for cls, names in rep.expected.items() if names},
                 "acknowledged": acked, "checksums": checksums,
+                # for `db report`: who, the files vouched for (sha256 and md5), the state adopted
+                "observed": session.observe_state([f for r in chain for f in revision_files(project, r)]),
             }
             for c in checks:
                 say(f"PASS {c.name}: {c.detail}" if c.ok else f"FAIL {c.name}: {'; '.join(c.differences)}")

@@ -22,10 +22,14 @@ VERSION_TABLE = "alembic_version"
 OUTCOMES = (
     "applied", "refused", "failed", "rehearsed", "interrupted",
     "adopted", "stamped",  # db adopt / db stamp (and plain `alembic stamp`)
+    "passed",  # a check that found nothing wrong (db preflight, selftest)
 )
 # Revisions go up and down; the runtime data scripts (iu_core.datascripts) are
-# audited here too, as revision 'runtime/<N>' with direction apply or rollback.
-DIRECTIONS = ("upgrade", "downgrade", "apply", "rollback")
+# audited here too, as revision 'runtime/<N>' with direction apply or rollback;
+# the checks a report cites (db preflight before a run, selftest after it) as
+# revision 'preflight' / 'selftest' with direction 'check'.
+DIRECTIONS = ("upgrade", "downgrade", "apply", "rollback", "check")
+CHECK_KINDS = ("preflight", "selftest")
 assert all(w.isidentifier() and w.islower() for w in OUTCOMES + DIRECTIONS)  # fixed words: safe to inline
 _OUTCOME_MARK = "iucore outcomes: " + ",".join(OUTCOMES) + "; directions: " + ",".join(DIRECTIONS)
 _OUTCOME_CHECK = "CHECK (outcome IN (" + ", ".join(f"'{o}'" for o in OUTCOMES) + "))"
@@ -175,6 +179,44 @@ def record(
             json.dumps(backup) if backup else None, json.dumps(override) if override else None,
         ),
     )
+
+
+def record_check(
+    conn: psycopg.Connection[Any],
+    *,
+    kind: str,
+    outcome: str,
+    actor: str,
+    started_at: float,
+    duration_ms: float,
+    message: str,
+    evidence: dict[str, Any],
+) -> tuple[str | None, str | None]:
+    """One row for a check run (db preflight, selftest), in its own transaction on an
+    autocommit connection: (run id, None), or (None, why it could not be written).
+
+    Schema iucore is bootstrapped if missing, as any run that writes does.
+    """
+    import uuid
+
+    import psycopg
+
+    from .errors import IUCoreError
+
+    assert kind in CHECK_KINDS, kind
+    run_id = str(uuid.uuid4())
+    try:
+        with conn.transaction():
+            bootstrap(conn)
+            record(conn, run_id=run_id, revision=kind, direction="check", mode="real", outcome=outcome,
+                   checksums={}, actor=actor, started_at=started_at, duration_ms=duration_ms,
+                   message=message, evidence=evidence)
+    except IUCoreError as exc:
+        return None, exc.message
+    except psycopg.Error as exc:
+        text = str(exc).strip()
+        return None, text.splitlines()[0] if text else type(exc).__name__
+    return run_id, None
 
 
 def insert_sql(

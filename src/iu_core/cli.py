@@ -421,31 +421,42 @@ def verify_cmd(obj: Ctx) -> None:
 
 
 @db.command("preflight")
+@click.option("--read-url", metavar="URL",
+              help="The read-only role's connection (seed 002 A2: context_pack_readonly); without it the "
+                   "read-identity gate fails.")
 @click.option("--expect-database", help="Fail unless connected to this database.")
 @click.option("--expect-user", help="Fail unless connected as this user.")
 @click.option("--backup-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Require a recent verified backup here.")
+              help="Where the recent verified backup of this database is (mandatory: without it the gate fails).")
 @click.option("--backup-max-age", default="24h", show_default=True, help="How recent the backup must be.")
 @click.option("--max-xact-age", default="60s", show_default=True,
               help="A transaction open longer than this fails the check.")
 @click.pass_obj
-def preflight_cmd(obj: Ctx, expect_database: str | None, expect_user: str | None,
+def preflight_cmd(obj: Ctx, read_url: str | None, expect_database: str | None, expect_user: str | None,
                   backup_dir: Path | None, backup_max_age: str, max_xact_age: str) -> None:
-    """The mandatory-gates checklist before a real apply; exit 0 only if every check passes.
+    """The 14 mandatory gates before a real apply; exit 0 only if every one passes.
 
-    Read identity, write identity (reversible probe on dot_config), every
-    governable gate closed and never-flip intact, no inventory drift, applied
-    checksums match, the migration lock free, no long transaction, and a recent
-    verified backup when --backup-dir is given. A failing check exits 3.
+    Read identity through the read-only role (--read-url; it must not be able
+    to write), write identity with a reversible probe on dot_config, server
+    health and version, a recent verified backup of this database
+    (--backup-dir), every gate closed and never-flip intact, the prior surface
+    verified (its objects and self-tests), no inventory drift, the applied
+    files' checksums, the SSOT (registry = catalog), no hardcoded secret in the
+    files to apply, those files follow the conventions, the migration lock
+    free, no long transaction, pg_dump/pg_restore of the server's major. A
+    check that cannot run fails. A failing gate exits 3. The run is recorded
+    in the audit (revision `preflight`), so `db report` of the next run shows it.
     """
     from . import migrate
     from .config import parse_duration
     from .errors import Refused
+    from .target import Target
     from .transcript import format_table
 
+    read_target = Target.parse(read_url) if read_url else None
     rep = migrate.preflight(
-        obj.target(), project=obj.project_root(), expect_database=expect_database,
-        expect_user=expect_user, backup_dir=backup_dir,
+        obj.target(), project=obj.project_root(), actor=obj.actor, read_target=read_target,
+        expect_database=expect_database, expect_user=expect_user, backup_dir=backup_dir,
         max_xact_age_s=parse_duration(max_xact_age, "--max-xact-age") / 1000,
         backup_max_age_s=parse_duration(backup_max_age, "--backup-max-age") / 1000,
     )
@@ -454,10 +465,46 @@ def preflight_cmd(obj: Ctx, expect_database: str | None, expect_user: str | None
     else:
         rows = [[c.name, "PASS" if c.ok else "FAIL", c.evidence] for c in rep.checks]
         click.echo("\n".join(format_table(["check", "status", "evidence"], rows)))
-        click.echo(f"{sum(c.ok for c in rep.checks)}/{len(rep.checks)} mandatory gates PASS")
+        click.echo(rep.summary())
+        click.echo(f"recorded as run {rep.recorded}" if rep.recorded
+                   else f"WARNING: not recorded in the audit: {rep.not_recorded}")
     if not rep.ok:
         raise Refused("preflight failed: " + "; ".join(f"{c.name}: {c.evidence}" for c in rep.failed),
                       failed=[c.name for c in rep.failed])
+
+
+@db.command("report")
+@click.argument("run_id", required=False)
+@click.option("--out", "out_file", type=click.Path(path_type=Path),
+              help="Write the report to this file (Markdown; JSON with --json) instead of stdout.")
+@click.pass_obj
+def report_cmd(obj: Ctx, run_id: str | None, out_file: Path | None) -> None:
+    """One run (default: the last) as the seeds' evidence appendix, in Markdown.
+
+    RUN_ID is a run's uuid or its first characters (`db history --json` shows
+    them). Real or rehearsal; upgrade, downgrade, adopt, stamp or a runtime
+    script. A1 target and read identity, every file's sha256 and md5; A2 the
+    `db preflight` checklist that preceded the run; A3 gates before and after;
+    A4 every statement's command tag and the post-check rows; A5 the object
+    diff per inventory class, catalog rows added/removed, volatility and
+    SECURITY DEFINER of what changed; A6 row counts of every IU Core table
+    before → after with Δ and the tables not written, schema size; A7 backup,
+    the self-test after the run, a rehearsal's proof that nothing persisted.
+    All of it recorded while the run happened. An unknown RUN_ID exits 2.
+    """
+    from . import migrate
+    from .report import render, write
+
+    rep = migrate.report(obj.target(), run_id)
+    if out_file is not None:
+        text = json.dumps(rep, indent=2, default=str, sort_keys=True) + "\n" if obj.as_json else render(rep)
+        written = write(out_file, text)
+        obj.emit({"run_id": rep["run_id"], "written": str(written)},
+                 f"iucore: report of run {rep['run_id']} written to {written}")
+    elif obj.as_json:
+        obj.emit(rep)
+    else:
+        click.echo(render(rep), nl=False)
 
 
 @db.command("grant")
@@ -551,7 +598,7 @@ def selftest_cmd(obj: Ctx, names: tuple[str, ...], record: bool, show: bool, loc
 
     opts = _options(obj, False, lock_timeout, statement_timeout, None)
     results = migrate.selftest(obj.target(), list(names) or None, project=obj.project_root(), record=record,
-                               options=opts, sink=obj.sink())
+                               options=opts, sink=obj.sink(), actor=obj.actor)
     if obj.as_json:
         obj.emit([r.to_json() for r in results])
     else:

@@ -251,7 +251,9 @@ def _run(direction: str, target: Target, name: str, *, approval_id: str | None, 
             try:
                 # Bound, transaction-local: the value never becomes SQL text.
                 conn.execute("SELECT set_config('iucore.approval_id', %s, true)", (approval or "",))
+                session.observe_before(run, [("runtime", ds.forward), ("runtime rollback", ds.rollback)])
                 run_script(conn, run, sink, before_statement)
+                session.observe_after(run)
                 break
             except IUCoreError as exc:
                 if retries.retryable(exc):
@@ -268,7 +270,7 @@ def _run(direction: str, target: Target, name: str, *, approval_id: str | None, 
                 retries.end_try()
         session.current = None
         session.done.append(run)
-        result.statements, result.duration_ms, result.evidence = len(run.results), run.duration_ms, run.evidence()
+        result.statements, result.duration_ms, result.evidence = len(run.results), run.duration_ms, run.checks()
         if options.rehearse:
             conn.rollback()
             if sink:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -162,4 +162,43 @@ def diff(before: dict[str, dict[str, str]], after: dict[str, dict[str, str]]) ->
                 out.append(f"+ {kind} {name}")
             elif a[name] != b[name]:
                 out.append(f"~ {kind} {name}")
+    return out
+
+
+# Up to this many rows a table is counted exactly (a bounded scan); above it the
+# figure is the planner's estimate (pg_class.reltuples), and says so.
+EXACT_COUNT_LIMIT = 100_000
+
+
+def row_counts(conn: psycopg.Connection[Any], tables: Iterable[str], *,
+               limit: int = EXACT_COUNT_LIMIT) -> dict[str, tuple[int, str]]:
+    """{table: (rows, method)} for tables named schema.name; method "exact" or "estimate".
+
+    A table the planner believes smaller than `limit` (or has never measured)
+    is counted, but the scan stops after limit + 1 rows: one that turns out
+    bigger gets the estimate too. Everything in two round trips; inside a
+    transaction the exact figures see the transaction's own writes (the
+    estimate does not: it only moves with VACUUM/ANALYZE).
+    """
+    from psycopg import sql
+
+    names = sorted(set(tables))
+    if not names:
+        return {}
+    est = {r[0]: float(r[1]) for r in conn.execute(
+        """SELECT t, c.reltuples FROM unnest(%s::text[]) AS t
+             JOIN pg_class c ON c.oid = to_regclass(t)""", (names,))}
+    out: dict[str, tuple[int, str]] = {}
+    counted = [t for t in names if t in est and est[t] < limit]
+    for t in names:
+        if t in est and t not in counted:
+            out[t] = (int(est[t]), "estimate")
+    if counted:
+        parts = [
+            sql.SQL("SELECT {}::text, (SELECT count(*) FROM (SELECT 1 FROM {} LIMIT {}) s)").format(
+                sql.Literal(t), sql.Identifier(*t.split(".", 1)), sql.Literal(limit + 1))
+            for t in counted
+        ]
+        for t, n in conn.execute(sql.SQL(" UNION ALL ").join(parts)):
+            out[t] = (int(n), "exact") if n <= limit else (max(int(est[t]), limit + 1), "estimate")
     return out

@@ -229,7 +229,7 @@ def _run(
                 "statements": len(r.results),
                 "duration_ms": round(r.duration_ms, 1),
                 "outcome": "rehearsed" if options.rehearse else "applied",
-                "evidence": r.evidence(),
+                "evidence": r.checks(),  # the audit row has the whole evidence (db report)
             }
             for r in session.done
         ],
@@ -300,13 +300,25 @@ def verify(target: Target, *, project: Path | None = None) -> Any:
         return report
 
 
-def preflight(target: Target, *, project: Path | None = None, **kw: Any) -> Any:
-    """The mandatory-gates checklist (identity, write probe, gates, drift, checksums, lock…)."""
+def preflight(target: Target, *, project: Path | None = None, actor: str | None = None,
+              record: bool = True, **kw: Any) -> Any:
+    """The mandatory-gates checklist (read and write identity, server, backup, gates, prior
+    surface, drift, checksums, SSOT, the files to apply, lock, long transactions, tools),
+    recorded as an audit row so the next run's report shows it (`record=False`: not)."""
+    import time
+
+    from .config import default_actor
+    from .preflight import record as record_preflight
     from .preflight import run
 
     project = project or find_project_root()
+    started = time.time()
     with reading(target, NEEDS_PREFLIGHT) as conn:
-        return run(conn, project, **kw)
+        rep = run(conn, project, **kw)
+        rep.target = target.display
+        if record:
+            record_preflight(conn, rep, actor=actor or default_actor(), started_at=started)
+        return rep
 
 
 def backup(target: Target, out_dir: Path, *, jobs: int | None = None, pg_dump: str | None = None,
@@ -318,20 +330,41 @@ def backup(target: Target, out_dir: Path, *, jobs: int | None = None, pg_dump: s
 
 
 def selftest(target: Target, names: list[str] | None = None, *, project: Path | None = None,
-             record: bool = False, options: RunOptions | None = None, sink: Sink | None = None) -> Any:
+             record: bool = False, options: RunOptions | None = None, sink: Sink | None = None,
+             actor: str | None = None) -> Any:
     """Replay the self-tests of the applied revisions against their recorded transcripts,
-    with the run's timeouts; a self-test that hits lock_timeout is retried whole."""
+    with the run's timeouts; a self-test that hits lock_timeout is retried whole.
+
+    The outcome is audited (revision `selftest`, direction `check`: `passed`, or
+    `failed` with each result), so the report of the run before it can cite it.
+    """
+    import time
+
+    from .audit import record_check
+    from .config import default_actor
+    from .fingerprint import current_heads
     from .lockretry import LockRetries
     from .selftest import run
 
     project = project or find_project_root()
+    started = time.time()
     retries = LockRetries(options or RunOptions(), sink=sink)
     with reading(target, NEEDS_SELFTEST, app="iucore:selftest") as conn:
         retries.watch_backend(target, conn.info.backend_pid, "iucore:selftest")
         try:
-            return run(conn, project, names, record=record, retries=retries)
+            results = run(conn, project, names, record=record, retries=retries)
         finally:
             retries.close()
+        ok = all(r.ok for r in results)
+        ran = [r for r in results if r.status in ("passed", "failed", "mismatch")]
+        summary = (f"{sum(r.status == 'passed' for r in ran)}/{len(ran)} self-test(s) passed"
+                   + (f", {len(results) - len(ran)} not run" if len(ran) < len(results) else ""))
+        record_check(conn, kind="selftest", outcome="passed" if ok else "failed", actor=actor or default_actor(),
+                     started_at=started, duration_ms=(time.time() - started) * 1000,
+                     message=f"selftest: {summary}",
+                     evidence={"at": current_heads(conn), "summary": summary, "record": record,
+                               "results": [r.to_json() for r in results]})
+        return results
 
 
 def downgrade(
@@ -453,6 +486,14 @@ def inventory(target: Target, *, project: Path | None = None) -> Any:
     project = project or find_project_root()
     with reading(target, NEEDS_INVENTORY) as conn:
         return report(conn, project)
+
+
+def report(target: Target, run_id: str | None = None) -> dict[str, Any]:
+    """One run (default: the last) as recorded: the data of its evidence appendix (iu_core.report)."""
+    from .report import build
+
+    with reading(target) as conn:
+        return build(conn, run_id)
 
 
 def history(target: Target, *, limit: int = 50, revision: str | None = None) -> list[dict[str, Any]]:

@@ -36,9 +36,23 @@ class ScriptRun:
     duration_ms: float = 0.0
     error: dict[str, Any] | None = None
     checksums: dict[str, str] = field(default_factory=dict)  # sha256 of the revision's files
+    # What the run observed of the database around the script (iu_core.observe), for its report.
+    observed: dict[str, Any] = field(default_factory=dict)
 
     def evidence(self) -> dict[str, Any]:
-        """Notices and result rows of the guard and check sections."""
+        """What the audit row keeps: the guard and check sections' evidence (`checks`), the
+        command tag of every statement that ran, in order, and what the run observed around it."""
+        ev: dict[str, Any] = {"transcript": [
+            {"section": r.section, "file": self.script.rel(st.file), "line": r.line, "tag": r.tag}
+            for st, r in zip(self.script.statements, self.results, strict=False)]}
+        ev.update(self.checks())
+        if self.observed:
+            ev["observed"] = self.observed
+        return ev
+
+    def checks(self) -> dict[str, Any]:
+        """Notices and result rows of the guard and check sections, and the error if any
+        (what a run's result prints; the audit row keeps more, see `evidence`)."""
         ev: dict[str, Any] = {}
         for r in self.results:
             if r.section == "body":

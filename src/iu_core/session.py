@@ -20,12 +20,16 @@ from . import audit
 from .config import RunOptions, Target
 from .errors import IUCoreError, LockBusy
 from .lockretry import LockRetries
+from .observe import VERSION as OBSERVED_VERSION
+from .observe import State, artifacts, compare, identity, observe, revision_files
 from .runner import ScriptRun, StatementHook, run_script
 from .sqlfiles import MIGRATION_SECTIONS, ROLLBACK_SECTIONS, checksum, parse_script
 from .transcript import Sink
 
 if TYPE_CHECKING:
     import psycopg
+
+    from .scope import Scope
 
 SESSION_KEY = "iucore.session"
 # The retry unit of a rehearsal: one transaction over all its revisions.
@@ -89,6 +93,12 @@ class MigrationSession:
     # The run's lock-timeout retries (iu_core.lockretry): what each audit row's
     # evidence says about the tries of its revision (or of the whole rehearsal).
     retries: LockRetries | None = None
+    # What the run observes for its report (iu_core.observe): per revision, and
+    # for a rehearsal the state before its first statement.
+    _observing: dict[int, State] = field(default_factory=dict, repr=False)
+    _rehearsal_before: dict[str, Any] | None = field(default=None, repr=False)
+    _scope: Scope | None = field(default=None, repr=False)
+    _identity: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def mode(self) -> str:
@@ -107,7 +117,9 @@ class MigrationSession:
         if self.sink:
             tag = " (rehearsal: will ROLLBACK)" if self.options.rehearse else ""
             self.sink(f"== {revision} {direction}{tag} — {script.path.relative_to(self.project)} ==")
+        self.observe_before(run, revision_files(self.project, revision))
         run_script(self.raw, run, self.sink, self.before_statement)
+        self.observe_after(run)
         self.current = None
         self.done.append(run)
         if not self.options.rehearse:
@@ -214,7 +226,12 @@ class MigrationSession:
         self.current = None
 
     def record_rehearsal(self) -> None:
+        """After the ROLLBACK: one `rehearsed` row per revision, each with the proof that
+        nothing persisted (the state before the first statement against the state now)."""
+        proof = self.rehearsal_proof()
         for run in self.done:
+            if proof is not None:
+                run.observed["rehearsal"] = proof
             self._record(run, "rehearsed", f"{run.revision} {run.direction} rehearsed (rolled back)")
 
     def evidence(self, run: ScriptRun) -> dict[str, Any]:
@@ -226,6 +243,123 @@ class MigrationSession:
             if tries:
                 ev["lock_retries"] = tries
         return ev
+    # -- what the report needs, recorded while the run happens (iu_core.observe) --
+    def observe_before(self, run: ScriptRun, files: list[tuple[str, Path]]) -> None:
+        """Inside the run's transaction, before its first statement: identity, the
+        files' checksums (sha256 and md5, includes too) and the state before."""
+        from .fingerprint import fingerprint, snapshot
+
+        run.observed.update(version=OBSERVED_VERSION, identity=self._who(),
+                            artifacts=self._artifacts(run.observed, files))
+        state = self._observe(run.observed, "before")
+        if state is not None:
+            self._observing[id(run)] = state
+            run.observed["before"] = state.summary()
+        if self.options.rehearse and self._rehearsal_before is None:
+            snap = self._guarded(run.observed, "rehearsal fingerprint",
+                                 lambda c: snapshot(c, project=self.project))
+            self._rehearsal_before = {
+                "fingerprint": fingerprint(snap) if snap is not None else None,
+                "snapshot": snap, "state": state.digest() if state is not None else None,
+                "tables": {t: v for t, v in state.counts.items() if v[1] == "exact"} if state else {},
+            }
+
+    def observe_after(self, run: ScriptRun) -> None:
+        """Inside the run's transaction, after its last statement: the state after and
+        what changed (objects, catalog rows, functions, row counts, writes, size)."""
+        state = self._observe(run.observed, "after")
+        before = self._observing.pop(id(run), None)
+        if state is None:
+            return
+        run.observed["after"] = state.summary()
+        if before is not None:
+            run.observed["changes"] = compare(before, state)
+
+    def observe_state(self, files: list[tuple[str, Path]]) -> dict[str, Any]:
+        """One observation with identity and artifacts (`db adopt`, which runs no script)."""
+        observed: dict[str, Any] = {"version": OBSERVED_VERSION, "identity": self._who()}
+        observed["artifacts"] = self._artifacts(observed, files)
+        state = self._observe(observed, "state")
+        if state is not None:
+            observed["state"] = state.summary()
+        return observed
+
+    def rehearsal_proof(self) -> dict[str, Any] | None:
+        """After a rehearsal's ROLLBACK: the catalog fingerprint and the observed state
+        (objects, reference rows, exact row counts) against those before it ran."""
+        from .fingerprint import diff, fingerprint, snapshot
+
+        before = self._rehearsal_before
+        if before is None or not self.done:
+            return None
+        notes: dict[str, Any] = {}
+        snap = self._guarded(notes, "rehearsal fingerprint", lambda c: snapshot(c, project=self.project))
+        state = self._observe(notes, "after rollback")
+        counts = {t: v for t, v in state.counts.items() if v[1] == "exact"} if state else {}
+        moved = sorted(t for t in set(before["tables"]) | set(counts) if before["tables"].get(t) != counts.get(t))
+        fp_after = fingerprint(snap) if snap is not None else None
+        proof = {
+            "fingerprint_before": before["fingerprint"], "fingerprint_after": fp_after,
+            "state_before": before["state"], "state_after": state.digest() if state is not None else None,
+            "tables_counted": len(counts), "tables_changed": moved,
+        }
+        proof["unchanged"] = (fp_after is not None and fp_after == before["fingerprint"]
+                              and proof["state_after"] is not None and proof["state_after"] == before["state"]
+                              and not moved)
+        if snap is not None and before["snapshot"] is not None and fp_after != before["fingerprint"]:
+            proof["differences"] = diff(before["snapshot"], snap)[:50]
+        proof.update(notes)
+        return proof
+
+    def _artifacts(self, notes: dict[str, Any], files: list[tuple[str, Path]]) -> list[dict[str, Any]]:
+        try:
+            return artifacts(self.project, files)
+        except OSError as exc:  # an unreadable file: the run reads it next and says so itself
+            notes.setdefault("not_observed", []).append(f"artifacts: {exc}")
+            return []
+
+    def _who(self) -> dict[str, Any]:
+        if self._identity is None:
+            got = self._guarded(None, "identity", identity)
+            self._identity = got if got is not None else {}
+        return self._identity
+
+    def _observe(self, notes: dict[str, Any] | None, when: str) -> State | None:
+        from .scope import scope_of
+
+        if self._scope is None:
+            try:
+                self._scope = scope_of(self.project)
+            except Exception as exc:  # e.g. a project of runtime scripts only: no chain, no scope
+                if notes is not None:
+                    notes.setdefault("not_observed", []).append(f"{when}: no IU Core scope ({_first_line(exc)})")
+                return None
+        scope = self._scope
+        return self._guarded(notes, when, lambda c: observe(c, scope))
+
+    def _guarded(self, notes: dict[str, Any] | None, what: str, fn: Any) -> Any:
+        """fn(conn) inside a savepoint: an observation that fails (a privilege, a lock
+        wait) is noted in the evidence and never fails or alters the revision."""
+        import psycopg
+
+        assert self.raw is not None
+        conn = self.raw
+        try:
+            conn.execute("SAVEPOINT iucore_observe")
+        except psycopg.Error as exc:  # e.g. the transaction is already aborted
+            if notes is not None:
+                notes.setdefault("not_observed", []).append(f"{what}: {_first_line(exc)}")
+            return None
+        try:
+            out = fn(conn)
+        except Exception as exc:  # never a reason for the revision to fail
+            conn.execute("ROLLBACK TO SAVEPOINT iucore_observe")
+            conn.execute("RELEASE SAVEPOINT iucore_observe")
+            if notes is not None:
+                notes.setdefault("not_observed", []).append(f"{what}: {_first_line(exc)}")
+            return None
+        conn.execute("RELEASE SAVEPOINT iucore_observe")
+        return out
 
     def _record(self, run: ScriptRun, outcome: str, message: str) -> None:
         assert self.raw is not None
@@ -245,3 +379,9 @@ class MigrationSession:
             backup=self.backup,
             override=self.override,
         )
+
+
+def _first_line(exc: Exception) -> str:
+    diag = getattr(exc, "diag", None)
+    text = str(exc).strip()
+    return (diag.message_primary if diag else None) or (text.splitlines()[0] if text else type(exc).__name__)
