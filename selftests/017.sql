@@ -11,7 +11,9 @@ BEGIN;
 -- T0 baseline: the pair is there (SECURITY INVOKER, search_path pinned, not for PUBLIC);
 -- the structure-ops gate is shut
 SELECT 'public.' || p.proname || '(' || oidvectortypes(p.proargtypes) || ')' AS function, p.prosecdef AS security_definer,
-       'search_path=public, pg_temp' = ANY (p.proconfig) AS search_path_pinned,
+       -- pinned, pg_temp last (the path itself is least_privilege's to tighten: pg_catalog, pg_temp)
+       EXISTS (SELECT 1 FROM unnest(p.proconfig) AS c
+                WHERE c LIKE 'search_path=%' AND c LIKE '%pg_temp') AS search_path_pinned,
        EXISTS (SELECT 1 FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) AS a
                 WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE') AS public_execute
   FROM pg_catalog.pg_proc p

@@ -32,6 +32,8 @@ from iu_core.operator import OperatorRuntime, ensure_answer
 from iu_core.preflight import run as preflight_run
 from iu_core.proof import run_proof
 from iu_core.registry import COMMANDS
+from iu_core.roles import apply as apply_grants
+from iu_core.roles import plan_readonly
 
 ACTOR = "seed-numbers"
 PROOF = "runtime_500x_op_proof"
@@ -309,9 +311,18 @@ def measure(target: Target, project: Path, major: int, say: Callable[[str], None
         m["000 §5 catalog at head"] = str(_count(conn, "public.dot_iu_command_catalog"))
 
         # ---- seed 003 §4: the mandatory gates before an apply
-        with tempfile.TemporaryDirectory() as tmp:
-            migrate.backup(target, Path(tmp))
-            pre = preflight_run(conn, project, backup_dir=Path(tmp)).to_json()
+        # with the read identity of seed 002 A2: a real read-only login (db grant --readonly)
+        reader = f"seed_numbers_ro_{uuid.uuid4().hex[:8]}"
+        conn.execute(f'CREATE ROLE "{reader}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE')
+        try:
+            apply_grants(conn, plan_readonly(conn, reader))
+            with tempfile.TemporaryDirectory() as tmp:
+                migrate.backup(target, Path(tmp))
+                pre = preflight_run(conn, project, backup_dir=Path(tmp),
+                                    read_target=Target.of(**{**target.params, "user": reader})).to_json()
+        finally:
+            conn.execute(f'DROP OWNED BY "{reader}"')
+            conn.execute(f'DROP ROLE "{reader}"')
         m["003 §4 mandatory gates"] = f"{pre['passed']}/{pre['total']} PASS"
     finally:
         conn.close()

@@ -122,9 +122,11 @@ def test_workflow_admin_owning_its_database_runs_the_whole_lifecycle(site, run_c
     ok(run_cli(admin, "db", "verify"))
     backup = json.loads(ok(run_cli(admin, "--json", "db", "backup", "--out", str(tmp_path))).stdout)
     assert backup["database"] == s.name and backup["toc_entries"] > 100 and backup["system_identifier"]
-    pre = json.loads(ok(run_cli(admin, "--json", "db", "preflight", "--backup-dir", str(tmp_path),
-                                "--expect-database", s.name, "--expect-user", s.admin)).stdout)
-    assert pre["ok"] and pre["passed"] == pre["total"] == 8, pre
+    blind = run_cli(admin, "--json", "db", "preflight", "--backup-dir", str(tmp_path),
+                    "--expect-database", s.name, "--expect-user", s.admin)
+    pre = json.loads(blind.stdout)  # no read identity proven yet: everything else passes
+    assert blind.exit_code == 3 and pre["passed"] == pre["total"] - 1 == 13, pre
+    assert [c["check"] for c in pre["checks"] if c["status"] == "FAIL"] == ["read identity (read-only role)"]
 
     with s.dba() as dba:  # everything iucore made is workflow_admin's
         strangers = dba.execute(
@@ -155,6 +157,12 @@ def test_workflow_admin_owning_its_database_runs_the_whole_lifecycle(site, run_c
 
     # the privilege policy, to roles the DBA made
     ok(run_cli(admin, "db", "grant", "--readonly", s.readonly, "--operator", s.operator))
+    # now the read identity is a real read-only login: all 14 mandatory gates pass as workflow_admin
+    ok(run_cli(admin, "db", "backup", "--out", str(tmp_path)))
+    pre = json.loads(ok(run_cli(admin, "--json", "db", "preflight", "--backup-dir", str(tmp_path),
+                                "--read-url", ro.display, "--expect-database", s.name,
+                                "--expect-user", s.admin)).stdout)
+    assert pre["ok"] and pre["passed"] == pre["total"] == 14, pre
 
     # the operator, as itself: gates through the protocol, a governed apply, gates shut again
     approval = str(uuid.uuid4())

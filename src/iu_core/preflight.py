@@ -624,14 +624,15 @@ def check_long_transactions(conn: psycopg.Connection[Any], max_age_s: float) -> 
     hidden = conn.execute(
         # another role's session, its columns hidden (NULL, query '<insufficient privilege>');
         # background workers have no user
-        """SELECT count(*) FROM pg_stat_activity
+        """SELECT count(*), string_agg(DISTINCT usename::text, ', '), quote_ident(current_user)
+             FROM pg_stat_activity
             WHERE datname = current_database() AND pid <> pg_backend_pid()
               AND usename IS NOT NULL AND state IS NULL AND xact_start IS NULL""").fetchone()
-    n_hidden = int(hidden[0]) if hidden else 0
     problems = [f"pid {r[0]} ({r[1]}, {r[2]}) open {r[3]}s: {r[4]!r}" for r in rows]
-    if n_hidden:
-        problems.append(f"{n_hidden} session(s) of other roles whose transactions this role may not see: cannot "
-                        "tell (GRANT pg_read_all_stats TO the role iucore uses)")
+    if hidden and hidden[0]:
+        problems.append(f"{hidden[0]} session(s) of {hidden[1]} on this database are hidden from {hidden[2]}: their "
+                        "transactions cannot be seen, so none can be ruled out; "
+                        f"GRANT pg_read_all_stats TO {hidden[2]}")
     if not problems:
         return Check(LONG_TXN, True, f"none older than {max_age_s:g}s")
     return Check(LONG_TXN, False, "; ".join(problems))
