@@ -25,11 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cases
 import harness
+import live
 from harness import ROOT, BenchServer, Row, load_average, machine_facts, markdown_table
 
 from iu_core.server import default_major
 
-GROUPS = ("migrations", "startup", "worker", "dot", "inventory")
+GROUPS = ("migrations", "startup", "worker", "dot", "inventory", "live")
 RESULTS = ROOT / "bench" / "RESULTS.md"
 
 
@@ -41,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", help=f"comma-separated subset of {','.join(GROUPS)}")
     ap.add_argument("--out", type=Path, default=RESULTS, help="where to write the results [bench/RESULTS.md]")
     ap.add_argument("--no-write", action="store_true", help="print only; do not write the results file")
+    ap.add_argument("--scenarios", help="live: comma-separated subset of "
+                    + ",".join(s.key for s in live.SCENARIOS))
     args = ap.parse_args(argv)
     groups = GROUPS if not args.only else tuple(g.strip() for g in args.only.split(","))
     unknown = set(groups) - set(GROUPS)
@@ -49,6 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.reps < 1:
         ap.error("--reps must be at least 1")
     harness.STATISTIC = args.stat
+    if args.scenarios:
+        wanted = [k.strip() for k in args.scenarios.split(",")]
+        bad = sorted(set(wanted) - {s.key for s in live.SCENARIOS})
+        if bad:
+            ap.error(f"unknown scenario(s) {bad}")
+        live.SCENARIOS = tuple(s for s in live.SCENARIOS if s.key in wanted)
 
     log: list[str] = []
 
@@ -62,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     bs = BenchServer(major)
     say(f"bench: starting an embedded PostgreSQL {major} in {bs.home} (default durability settings)")
     rows: list[Row] = []
+    verdicts: list[live.Verdict] = []
     try:
         bs.start()
         durability = {k: bs.setting(k) for k in ("fsync", "synchronous_commit", "full_page_writes")}
@@ -78,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             "worker": lambda: cases.route_worker(bs, args.reps, head_db, say),
             "dot": lambda: cases.dot_apply(bs, args.reps, head_db, say),
             "inventory": lambda: cases.inventory(bs, args.reps, head_db, say),
+            "live": lambda: verdicts.extend(live.live(bs, args.reps, say)) or [],
         }
         for g in GROUPS:
             if g in groups:
@@ -111,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(rows) - len(misses)}/{len(rows)} targets met"
         + (f"; missed: {'; '.join(misses)}." if misses else "."),
         "",
+        *(["## Live traffic (`--only live`)", "", live.LEGEND, "", live.table(verdicts), ""] if verdicts else []),
         "## Machine",
         "",
         *(f"- {k}: {v}" for k, v in facts.items()),
