@@ -388,11 +388,11 @@ def test_the_migration_lock_serialises_runtime_runs(head):
 
 
 def test_lock_timeout_applies_inside_the_run(head):
-    """A writer holding the gate row: the run fails after lock_timeout instead of queueing."""
+    """A writer holding the gate row: with --lock-retries 0 the run fails after lock_timeout instead of queueing."""
     with psycopg.connect(head.libpq) as blocker:
         blocker.execute("SELECT 1 FROM public.dot_config WHERE key = %s FOR UPDATE", (COMPOSER,))
         with pytest.raises(RevisionFailed) as exc:
-            datascripts.apply(head, "290", approval_id=approval(), options=opts(lock_timeout_ms=200))
+            datascripts.apply(head, "290", approval_id=approval(), options=opts(lock_timeout_ms=200, lock_retries=0))
         blocker.rollback()
     assert "another transaction holds a lock" in exc.value.message
     assert [r[:3] for r in audit(head, "runtime/290")] == [("apply", "real", "failed")]

@@ -171,6 +171,7 @@ def test_lock_held_by_another_run_exits_3_after_the_bounded_wait(empty_db: Targe
 
 
 def test_migration_blocked_by_a_table_lock_fails_within_lock_timeout(new_db) -> None:
+    """With --lock-retries 0 a lock timeout fails the revision at once (iu_core.lockretry retries otherwise)."""
     target = new_db("a1", SAMPLE)
     before = fp(target)
     with connect(target) as blocker:
@@ -178,7 +179,7 @@ def test_migration_blocked_by_a_table_lock_fails_within_lock_timeout(new_db) -> 
         blocker.execute("LOCK TABLE public.sample_t IN ACCESS SHARE MODE")  # a long reader
         with pytest.raises(RevisionFailed) as exc:
             migrate.upgrade(target, "a2", project=SAMPLE,
-                            options=RunOptions(lock_timeout_ms=200))
+                            options=RunOptions(lock_timeout_ms=200, lock_retries=0))
         blocker.execute("ROLLBACK")
     assert exc.value.data["sqlstate"] == "55P03"
     assert "another transaction holds a lock" in exc.value.message

@@ -50,7 +50,7 @@ def test_the_offline_script_of_the_whole_chain_reaches_the_online_end_state(new_
     revs = chain()
     for rev in revs:  # every file verbatim: no % doubled, no statement re-split
         assert expand(ROOT / "migrations" / "sql" / f"{rev}.sql").text in script  # verbatim, includes inlined
-    assert "SET lock_timeout = 5000;" in script and "SET statement_timeout = 60000;" in script
+    assert "SET lock_timeout = 200;" in script and "SET statement_timeout = 60000;" in script
     assert "pg_advisory_lock(" in script
 
     target = new_db()

@@ -3,11 +3,14 @@
 `iucore db upgrade` hands env.py a MigrationSession through the Alembic
 config; plain `alembic upgrade head` gets one built here from alembic.ini,
 the environment and `-x` arguments (`-x rehearse=true -x actor=NAME
--x lock_timeout=5s -x statement_timeout=60s -x lock_wait=30s`).
+-x lock_timeout=200ms -x statement_timeout=60s -x lock_wait=30s -x lock_retries=40
+-x retry_budget=3min`).
 
 What runs depends on the Alembic command:
 - a write (upgrade, downgrade, stamp, anything not known to be a read) takes
-  the advisory lock, bootstraps schema iucore and audits every revision;
+  the advisory lock, bootstraps schema iucore and audits every revision; a
+  lock timeout is retried (iu_core.lockretry): the revision that timed out in
+  a real run, the whole rehearsal in a rehearsal;
   SIGINT/SIGTERM roll the running revision back, audit it `interrupted` and
   end with exit 130/143;
 - a read (`current`, `history -i`, `show current`) only reads: no lock, no
@@ -42,9 +45,10 @@ from .errors import (
     StoppedPartWay,
 )
 from .fingerprint import current_heads, diff, fingerprint, snapshot
+from .lockretry import LockRetries
 from .runner import ScriptRun
 from .server import resolve_target
-from .session import SESSION_KEY, MigrationSession
+from .session import REHEARSAL_UNIT, SESSION_KEY, MigrationSession
 from .target import Target
 
 if TYPE_CHECKING:
@@ -108,7 +112,7 @@ def _plain_settings(config: Any) -> tuple[Settings, dict[str, str]]:
     settings = Settings.resolve(
         project=_project(config), ini=ini, url=x.get("url"), actor=x.get("actor"),
         lock_timeout=x.get("lock_timeout"), statement_timeout=x.get("statement_timeout"),
-        lock_wait=x.get("lock_wait"),
+        lock_wait=x.get("lock_wait"), lock_retries=x.get("lock_retries"), retry_budget=x.get("retry_budget"),
     )
     return settings, x
 
@@ -282,8 +286,7 @@ def _read(context: Any, session: MigrationSession, connection: Any, command: str
 
 
 def _write(context: Any, session: MigrationSession, connection: Any, opts: dict[str, Any]) -> None:
-    from alembic.util import CommandError
-
+    """Lock, bootstrap, checksum gate; then the run, with whom it waits for watched."""
     raw = session.raw
     assert raw is not None
     with _own_txn(connection):
@@ -297,12 +300,31 @@ def _write(context: Any, session: MigrationSession, connection: Any, opts: dict[
         except IUCoreError as exc:
             exc.data["now_at"] = current_heads(raw)
             raise
-    with _own_txn(connection):
-        session.heads_before = current_heads(raw)
-        snap_before = snapshot(raw, project=session.project) if session.options.rehearse else None
+    session.retries = retries = LockRetries(session.options, sink=session.sink)
+    retries.watch_backend(session.target, raw.info.backend_pid, f"iucore:{session.run_id[:8]}")
+    try:
+        _write_watched(context, session, connection, opts)
+    finally:
+        retries.close()
+
+
+def _write_watched(context: Any, session: MigrationSession, connection: Any, opts: dict[str, Any]) -> None:
+    """Read the position (and a rehearsal's snapshot), run the revisions, read again."""
+    from alembic.util import CommandError
+
+    raw, retries = session.raw, session.retries
+    assert raw is not None and retries is not None
+
+    def read_before() -> tuple[list[str], dict[str, dict[str, str]] | None]:
+        with _own_txn(connection):
+            return current_heads(raw), (snapshot(raw, project=session.project) if session.options.rehearse
+                                        else None)
+
+    session.heads_before, snap_before = retries.call("the catalog snapshot before the run", read_before)
     destination = opts.get("destination_rev")
     if session.direction == "upgrade" and isinstance(destination, str):
         _refuse_upgrade_below(session, destination)
+    fn = opts.get("fn")
     context.configure(
         connection=connection,
         target_metadata=None,
@@ -310,18 +332,10 @@ def _write(context: Any, session: MigrationSession, connection: Any, opts: dict[
         version_table=VERSION_TABLE,
         transaction_per_migration=not session.options.rehearse,
         on_version_apply=_audit_stamp(session),
+        **({"fn": _Plan(fn, session.project)} if fn is not None else {}),
     )
     try:
-        if session.options.rehearse:
-            trans = connection.begin()
-            try:
-                context.run_migrations()
-            finally:
-                trans.rollback()
-                if session.sink and session.done:
-                    session.sink("ROLLBACK")
-        else:
-            context.run_migrations()
+        _run_with_lock_retries(context, session, connection)
     except IUCoreError as exc:
         err = _after_failure(connection, session, exc)
         if err is exc:
@@ -340,19 +354,119 @@ def _write(context: Any, session: MigrationSession, connection: Any, opts: dict[
             f"{str(exc).strip().splitlines()[0]}; rolled back",
         )
         raise _after_failure(connection, session, err) from exc
+
+    def read_after() -> None:
+        with _own_txn(connection):  # a leak raises inside: its rehearsed rows are not kept
+            if session.options.rehearse:
+                session.record_rehearsal()
+                snap_after = snapshot(raw, project=session.project)
+                session.fingerprint_before = fingerprint(snap_before or {})
+                session.fingerprint_after = fingerprint(snap_after)
+                if session.fingerprint_before != session.fingerprint_after:
+                    changed = diff(snap_before or {}, snap_after)
+                    raise RehearsalLeak(
+                        "rehearsal changed the database: " + "; ".join(changed[:20]),
+                        changed=changed,
+                    )
+            session.heads_after = current_heads(raw)
+
+    retries.call("the catalog snapshot after the run", read_after)
+
+
+def _run_once(context: Any, session: MigrationSession, connection: Any) -> None:
+    """One try: the revisions still to run, each committed on its own, or (a
+    rehearsal) all of them in one transaction that is rolled back."""
+    if session.options.rehearse:
+        trans = connection.begin()
+        try:
+            context.run_migrations()
+        finally:
+            trans.rollback()
+            if session.sink and session.done:
+                session.sink("ROLLBACK")
+    else:
+        context.run_migrations()
+
+
+def _run_with_lock_retries(context: Any, session: MigrationSession, connection: Any) -> None:
+    """`_run_once` until it gets its locks (iu_core.lockretry, GitLab's WithLockRetries).
+
+    A lock timeout rolls the try back. A real run then retries the revision
+    that timed out: the ones before it stay committed and the plan goes on
+    from where the database is. A rehearsal is one transaction: it is retried
+    whole, from its first revision, so it never sleeps holding the locks of
+    the revisions it already ran. Each revision (each rehearsal) has its own
+    budget; when it is spent, LockRetriesExhausted, with the revision that
+    timed out as `session.current` for the audit.
+    """
+    retries = session.retries
+    assert retries is not None
+    while True:
+        retries.begin_try()
+        try:
+            _run_once(context, session, connection)
+            return
+        except Exception as exc:
+            if not retries.retryable(exc):
+                raise
+            run = _roll_back_try(connection, session)
+            rehearsal = session.options.rehearse
+            unit = REHEARSAL_UNIT if rehearsal else (run.revision if run else "run")
+            where = f"{run.error['file']}:{run.error['line']}" if run and run.error else None
+            sleep = retries.timed_out(exc, unit, run.direction if run else session.direction, where=where,
+                                      started=None if rehearsal or run is None else run.started)
+            # An interrupt while sleeping is audited on the revision that waits to run again.
+            retries.sleep(sleep)
+            retries.next_try(unit)
+            session.current = None
+        finally:
+            retries.end_try()
+
+
+def _roll_back_try(connection: Any, session: MigrationSession) -> ScriptRun | None:
+    """After a lock timeout: roll back, keep what committed, and return the revision
+    that timed out (left as `session.current`)."""
+    raw = session.raw
+    assert raw is not None
+    if connection.in_transaction():
+        connection.rollback()
+    raw.rollback()
     with _own_txn(connection):
-        if session.options.rehearse:
-            session.record_rehearsal()
-            snap_after = snapshot(raw, project=session.project)
-            session.fingerprint_before = fingerprint(snap_before or {})
-            session.fingerprint_after = fingerprint(snap_after)
-            if session.fingerprint_before != session.fingerprint_after:
-                changed = diff(snap_before or {}, snap_after)
-                raise RehearsalLeak(
-                    "rehearsal changed the database: " + "; ".join(changed[:20]),
-                    changed=changed,
-                )
-        session.heads_after = current_heads(raw)
+        heads = current_heads(raw)
+    committed, lost = session.settle(heads)
+    session.done, session.current = committed, lost
+    return lost
+
+
+class _Plan:
+    """Alembic's steps for the run, fixed by its first try.
+
+    A retry runs those not yet committed. Asking Alembic again would resolve a
+    relative destination (`-1`, `+2`) from the new position and overshoot.
+    """
+
+    def __init__(self, fn: Any, project: Path) -> None:
+        self.fn = fn
+        self.project = project
+        self.steps: list[Any] | None = None
+
+    def __call__(self, heads: Any, context: Any) -> list[Any]:
+        if self.steps is None:
+            self.steps = list(self.fn(heads, context))
+            return self.steps
+        from .checksums import applied_chain
+
+        applied = set(applied_chain(self.project, list(heads)))
+        return [s for s in self.steps if not _committed(s, applied)]
+
+
+def _committed(step: Any, applied: set[str]) -> bool:
+    """Whether a revision step's work is already in the database (a stamp step: never assumed)."""
+    script = getattr(step, "revision", None)
+    revision = getattr(script, "revision", None)
+    if getattr(step, "is_stamp", False) or not isinstance(revision, str):
+        return False
+    return (revision in applied) == bool(step.is_upgrade)
 
 
 def _refuse_upgrade_below(session: MigrationSession, destination: str) -> None:

@@ -32,6 +32,9 @@ class Ctx:
     as_json: bool
     actor: str | None
     project: str | None
+    # --lock-retries / --retry-budget of the command being run (see _retry_options)
+    lock_retries: str | None = None
+    retry_budget: str | None = None
     _target: Target | None = None
     _settings: Settings | None = None
     emitted: bool = False  # a JSON document went out: an error must not add a second
@@ -148,11 +151,22 @@ def db() -> None:
     """Apply, roll back and inspect revisions."""
 
 
+def _retry_options(f: Any) -> Any:
+    """--lock-retries and --retry-budget, kept in the Ctx (the commands' signatures stay as they are)."""
+    f = click.option("--retry-budget", expose_value=False, callback=_store_global,
+                     help="How long a unit may keep retrying lock timeouts, sleeps included [3min].")(f)
+    f = click.option("--lock-retries", expose_value=False, callback=_store_global,
+                     help="Retries of a unit (revision, rehearsal, script, self-test) that hit "
+                          "lock_timeout; 0: fail at the first [40].")(f)
+    return f
+
+
 def _timeout_options(f: Any) -> Any:
     f = click.option("--lock-wait", help="How long to wait for another run's migration lock [30s].")(f)
     f = click.option("--statement-timeout", help="statement_timeout for the run [60s].")(f)
-    f = click.option("--lock-timeout", help="lock_timeout for the run [5s].")(f)
-    return f
+    f = click.option("--lock-timeout", help="lock_timeout for the run: the longest production may queue "
+                                            "behind one of its lock requests [200ms].")(f)
+    return _retry_options(f)
 
 
 def _options(obj: Ctx, rehearse: bool, lock_timeout: str | None, statement_timeout: str | None,
@@ -162,6 +176,7 @@ def _options(obj: Ctx, rehearse: bool, lock_timeout: str | None, statement_timeo
     opts = options_from_ini(
         obj.project_root() / "alembic.ini",
         lock_timeout=lock_timeout, statement_timeout=statement_timeout, lock_wait=lock_wait,
+        lock_retries=obj.lock_retries, retry_budget=obj.retry_budget,
     ).with_(rehearse=rehearse)
     return opts.with_(actor=obj.actor) if obj.actor else opts
 
@@ -233,7 +248,8 @@ def upgrade(obj: Ctx, revision: str, rehearse: bool, backup_dir: Path | None,
 
     opts = _options(obj, rehearse, lock_timeout, statement_timeout, lock_wait)
     if as_sql:
-        _reject_online_only(rehearse=rehearse, backup_dir=backup_dir, allow_checksum_drift=allow_checksum_drift)
+        _reject_online_only(rehearse=rehearse, backup_dir=backup_dir, allow_checksum_drift=allow_checksum_drift,
+                            lock_retries=obj.lock_retries, retry_budget=obj.retry_budget)
         _print_script(obj, migrate.offline_sql("upgrade", revision, project=obj.project_root(), options=opts))
         return
     result = migrate.upgrade(obj.target(), revision, project=obj.project_root(), options=opts,
@@ -262,7 +278,7 @@ def downgrade(obj: Ctx, revision: str, rehearse: bool, as_sql: bool, lock_timeou
 
     opts = _options(obj, rehearse, lock_timeout, statement_timeout, lock_wait)
     if as_sql:
-        _reject_online_only(rehearse=rehearse)
+        _reject_online_only(rehearse=rehearse, lock_retries=obj.lock_retries, retry_budget=obj.retry_budget)
         _print_script(obj, migrate.offline_sql("downgrade", revision, project=obj.project_root(), options=opts))
         return
     result = migrate.downgrade(obj.target(), revision, project=obj.project_root(), options=opts,
@@ -512,19 +528,27 @@ def lint_cmd(obj: Ctx) -> None:
 @click.argument("names", nargs=-1)
 @click.option("--record", is_flag=True, help="Write selftests/<rev>.expected from this run (review it!).")
 @click.option("--show", is_flag=True, help="Print every transcript, not only failing ones.")
+@click.option("--statement-timeout", help="statement_timeout for the self-tests [60s].")
+@click.option("--lock-timeout", help="lock_timeout for the self-tests, as for a run [200ms].")
+@_retry_options
 @click.pass_obj
-def selftest_cmd(obj: Ctx, names: tuple[str, ...], record: bool, show: bool) -> None:
+def selftest_cmd(obj: Ctx, names: tuple[str, ...], record: bool, show: bool, lock_timeout: str | None,
+                 statement_timeout: str | None) -> None:
     """Replay BEGIN…ROLLBACK self-tests against their recorded transcripts.
 
     Runs the self-tests of the applied revisions (others are skipped with a
     reason), proves nothing persisted, and compares each transcript with
     selftests/<rev>.expected: a difference prints a unified diff and exits 4;
-    a self-test that raises or persists exits 1.
+    a self-test that raises or persists exits 1. Self-tests run with the
+    run's lock_timeout and statement_timeout; one that hits lock_timeout is
+    retried whole, and one that does on every try exits 3 naming the holder.
     """
     from . import migrate
-    from .errors import CheckFailed, Failed
+    from .errors import CheckFailed, Failed, LockRetriesExhausted
 
-    results = migrate.selftest(obj.target(), list(names) or None, project=obj.project_root(), record=record)
+    opts = _options(obj, False, lock_timeout, statement_timeout, None)
+    results = migrate.selftest(obj.target(), list(names) or None, project=obj.project_root(), record=record,
+                               options=opts, sink=obj.sink())
     if obj.as_json:
         obj.emit([r.to_json() for r in results])
     else:
@@ -537,8 +561,13 @@ def selftest_cmd(obj: Ctx, names: tuple[str, ...], record: bool, show: bool) -> 
                 click.echo(r.diff)
     failed = [r for r in results if r.status == "failed"]
     mismatched = [r for r in results if r.status == "mismatch"]
+    refused = [r for r in results if r.status == "refused"]
     if failed:
         raise Failed("self-test failed: " + "; ".join(f"{r.name}: {r.reason}" for r in failed))
+    if refused:
+        raise LockRetriesExhausted("self-test could not get its locks: "
+                                   + "; ".join(f"{r.name}: {r.reason}" for r in refused),
+                                   selftests=[r.name for r in refused])
     if mismatched:
         raise CheckFailed("self-test transcript mismatch: " + ", ".join(r.name for r in mismatched))
 

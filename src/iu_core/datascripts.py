@@ -6,7 +6,8 @@ the governed functions, gates opened through the protocol for the window.
 They are not revisions (no alembic_version entry) but run exactly like one:
 the same sectioned files (`@guard`, `@body`, `@assert`), the same statement
 runner and transcript, one transaction, the migration advisory lock and the
-run's timeouts, a guard error is a refusal, an audit row per run in
+run's timeouts (a lock timeout retries the whole script, iu_core.lockretry),
+a guard error is a refusal, an audit row per run in
 `iucore.migration_log` (revision `runtime/<N>`, direction `apply` or
 `rollback`, the sha256 of both files) and a rehearsal that runs everything,
 rolls back and proves nothing persisted: the catalog fingerprint and the row
@@ -27,8 +28,9 @@ from typing import TYPE_CHECKING, Any
 from .audit import bootstrap
 from .config import RunOptions, Target, find_project_root
 from .db import connect
-from .errors import BadInput, Failed, IUCoreError, RehearsalLeak
+from .errors import BadInput, Failed, IUCoreError, LockRetriesExhausted, RehearsalLeak
 from .fingerprint import diff, fingerprint, snapshot
+from .lockretry import LockRetries
 from .runner import ScriptRun, StatementHook, run_script
 from .session import MigrationSession
 from .sqlfiles import ROLLBACK_SECTIONS, parse_script, sha256_file
@@ -232,29 +234,38 @@ def _run(direction: str, target: Target, name: str, *, approval_id: str | None, 
                               file=str(path.relative_to(project)), checksums=run.checksums)
     conn = connect(target, autocommit=False, app=f"iucore:{session.run_id[:8]}")
     session.raw = conn
+    retries = session.retries = LockRetries(options, sink=sink)
     try:
         session.acquire_lock()
         conn.commit()
         bootstrap(conn)
         conn.commit()
-        before = snapshot(conn, with_counts=True) if options.rehearse else None
-        conn.commit()
+        retries.watch_backend(target, conn.info.backend_pid, f"iucore:{session.run_id[:8]}")
+        before = retries.call("the snapshot before the rehearsal", lambda: _counted(conn)) if options.rehearse else None
         if sink:
             tag = " (rehearsal: will ROLLBACK)" if options.rehearse else ""
             sink(f"== {ds.label} {direction}{tag} — {result.file} ==")
-        session.current = run
-        try:
-            # Bound, transaction-local: the value never becomes SQL text.
-            conn.execute("SELECT set_config('iucore.approval_id', %s, true)", (approval or "",))
-            run_script(conn, run, sink, before_statement)
-        except IUCoreError as exc:
-            _after_failure(conn, session, exc, sink)
-            raise
-        except psycopg.Error as exc:  # the connection died under the run
-            err = Failed(f"{ds.label} {direction} failed: {str(exc).strip().splitlines()[0]}; rolled back",
-                         script=name, direction=direction)
-            _after_failure(conn, session, err, sink)
-            raise err from exc
+        while True:
+            session.current = run
+            retries.begin_try()
+            try:
+                # Bound, transaction-local: the value never becomes SQL text.
+                conn.execute("SELECT set_config('iucore.approval_id', %s, true)", (approval or "",))
+                run_script(conn, run, sink, before_statement)
+                break
+            except IUCoreError as exc:
+                if retries.retryable(exc):
+                    run = _retry(conn, session, retries, exc, run, sink)
+                    continue
+                _after_failure(conn, session, exc, sink)
+                raise
+            except psycopg.Error as exc:  # the connection died under the run
+                err = Failed(f"{ds.label} {direction} failed: {str(exc).strip().splitlines()[0]}; rolled back",
+                             script=name, direction=direction)
+                _after_failure(conn, session, err, sink)
+                raise err from exc
+            finally:
+                retries.end_try()
         session.current = None
         session.done.append(run)
         result.statements, result.duration_ms, result.evidence = len(run.results), run.duration_ms, run.evidence()
@@ -263,8 +274,8 @@ def _run(direction: str, target: Target, name: str, *, approval_id: str | None, 
             if sink:
                 sink("ROLLBACK")
             session.record_rehearsal()
-            after = snapshot(conn, with_counts=True)
             conn.commit()
+            after = retries.call("the snapshot after the rehearsal", lambda: _counted(conn))
             result.fingerprint_before, result.fingerprint_after = fingerprint(before or {}), fingerprint(after)
             result.tables_counted = len(after.get("count", {}))
             if result.fingerprint_before != result.fingerprint_after:
@@ -276,9 +287,35 @@ def _run(direction: str, target: Target, name: str, *, approval_id: str | None, 
             session._record(run, "applied", f"{ds.label} {direction} applied (approval {approval})")
             conn.commit()
     finally:
+        retries.close()
         session.release_lock()
         conn.close()
     return result
+
+
+def _counted(conn: psycopg.Connection[Any]) -> dict[str, dict[str, str]]:
+    """The catalog snapshot with every IU Core table's row count, in a transaction of its own."""
+    with conn.transaction():
+        return snapshot(conn, with_counts=True)
+
+
+def _retry(conn: psycopg.Connection[Any], session: MigrationSession, retries: LockRetries, exc: IUCoreError,
+           run: ScriptRun, sink: Sink | None) -> ScriptRun:
+    """A try hit lock_timeout: roll it back, sleep, and return the run of the next try.
+
+    The whole script is one transaction, so it is retried whole, rehearsal or
+    not; when the budget is spent the refusal is audited like any other.
+    """
+    conn.rollback()
+    where = f"{run.error['file']}:{run.error['line']}" if run.error else None
+    try:
+        sleep = retries.timed_out(exc, run.revision, run.direction, where=where, started=run.started)
+    except LockRetriesExhausted as gave_up:
+        _after_failure(conn, session, gave_up, sink)
+        raise
+    retries.sleep(sleep)
+    retries.next_try(run.revision)
+    return ScriptRun(revision=run.revision, direction=run.direction, script=run.script, checksums=run.checksums)
 
 
 def _after_failure(conn: psycopg.Connection[Any], session: MigrationSession, exc: IUCoreError,

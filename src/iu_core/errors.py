@@ -73,6 +73,12 @@ class LockBusy(Refused):
     """Another run holds the migration advisory lock past the wait bound."""
 
 
+class LockRetriesExhausted(Refused):
+    """A lock timeout on every try until the retry budget or the number of retries was
+    spent (iu_core.lockretry): the unit (revision, rehearsal, data script, self-test) was
+    rolled back each time. Carries `revision`, `tries` and the `holder` last seen."""
+
+
 class ChecksumGate(Refused):
     """Upgrade refused: applied revisions' files cannot be verified against their apply."""
 

@@ -302,13 +302,20 @@ def backup(target: Target, out_dir: Path, *, jobs: int | None = None, pg_dump: s
 
 
 def selftest(target: Target, names: list[str] | None = None, *, project: Path | None = None,
-             record: bool = False) -> Any:
-    """Replay the self-tests of the applied revisions against their recorded transcripts."""
+             record: bool = False, options: RunOptions | None = None, sink: Sink | None = None) -> Any:
+    """Replay the self-tests of the applied revisions against their recorded transcripts,
+    with the run's timeouts; a self-test that hits lock_timeout is retried whole."""
+    from .lockretry import LockRetries
     from .selftest import run
 
     project = project or find_project_root()
-    with connect(target) as conn:
-        return run(conn, project, names, record=record)
+    retries = LockRetries(options or RunOptions(), sink=sink)
+    with connect(target, app="iucore:selftest") as conn:
+        retries.watch_backend(target, conn.info.backend_pid, "iucore:selftest")
+        try:
+            return run(conn, project, names, record=record, retries=retries)
+        finally:
+            retries.close()
 
 
 def downgrade(

@@ -8,6 +8,12 @@ volatile values (uuids, timestamps, hashes, durations) normalised so the
 transcript is stable run to run. It then proves nothing persisted (catalog
 fingerprint and the row count of every IU Core table unchanged) and compares
 the transcript with `selftests/<rev>.expected`.
+
+A self-test runs as politely as a migration: with the run's lock_timeout and
+statement_timeout, and a self-test that hits lock_timeout is rolled back and
+retried whole (iu_core.lockretry); the retries go to the run's transcript,
+never into the self-test's own. Its snapshots read the catalog and the tables
+with plain SELECTs in their own transactions (ACCESS SHARE: no writer waits).
 """
 
 from __future__ import annotations
@@ -18,12 +24,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import BadInput, SqlFileError
+from .errors import BadInput, LockRetriesExhausted, SqlFileError
+from .lockretry import LOCK_NOT_AVAILABLE, LockRetries
 from .sqlfiles import expand, split_statements
 from .transcript import format_table
 
 if TYPE_CHECKING:
     import psycopg
+
+    from .config import RunOptions
 
 _NORMALISE = [
     (re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I), "<uuid>"),
@@ -45,17 +54,21 @@ def normalise(text: str) -> str:
 @dataclass
 class SelftestResult:
     name: str
-    status: str  # passed | failed | mismatch | skipped | recorded
+    status: str  # passed | failed | mismatch | skipped | recorded | refused (a lock, every try)
     reason: str = ""
     transcript: list[str] = field(default_factory=list)
     diff: str = ""
+    lock_retries: dict[str, Any] | None = None  # its tries, when it hit lock_timeout
 
     @property
     def ok(self) -> bool:
         return self.status in ("passed", "skipped", "recorded")
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "status": self.status, "reason": self.reason, "diff": self.diff}
+        out: dict[str, Any] = {"name": self.name, "status": self.status, "reason": self.reason, "diff": self.diff}
+        if self.lock_retries:
+            out["lock_retries"] = self.lock_retries
+        return out
 
 
 @dataclass
@@ -167,11 +180,25 @@ def available(project: Path) -> list[str]:
     return [r for r in chain if (project / "selftests" / f"{r}.sql").is_file()]
 
 
-def run(conn: psycopg.Connection[Any], project: Path, names: list[str] | None = None,
-        *, record: bool = False) -> list[SelftestResult]:
-    from .checksums import applied_chain
-    from .fingerprint import current_heads, diff, snapshot
+def set_timeouts(conn: psycopg.Connection[Any], options: RunOptions) -> None:
+    """The run's lock_timeout and statement_timeout, for the session (integers: no text reaches SQL)."""
+    conn.execute(f"SET lock_timeout = {int(options.lock_timeout_ms)}")
+    conn.execute(f"SET statement_timeout = {int(options.statement_timeout_ms)}")
 
+
+def run(conn: psycopg.Connection[Any], project: Path, names: list[str] | None = None,
+        *, record: bool = False, retries: LockRetries | None = None) -> list[SelftestResult]:
+    """Replay the named (default: every applied) self-test on `conn`, an autocommit connection.
+
+    With `retries`, the session gets its options' timeouts and a self-test
+    that hits lock_timeout is retried whole; one that does on every try is
+    `refused`, and the others still run.
+    """
+    from .checksums import applied_chain
+    from .fingerprint import current_heads, diff
+
+    if retries is not None:
+        set_timeouts(conn, retries.options)
     known = available(project)
     for n in names or []:
         if n not in known:
@@ -186,16 +213,20 @@ def run(conn: psycopg.Connection[Any], project: Path, names: list[str] | None = 
                 name, "skipped", f"revision {name} is not applied (database at {', '.join(heads) or 'base'})"))
             continue
         steps = load(path)
-        before = snapshot(conn, with_counts=True, project=project)
-        lines, error = replay(conn, steps)
-        after = snapshot(conn, with_counts=True, project=project)
+        try:
+            before, lines, error, after = _replay_retried(conn, project, name, steps, retries)
+        except LockRetriesExhausted as exc:
+            results.append(SelftestResult(name, "refused", exc.message,
+                                          lock_retries=retries.evidence(name) if retries else None))
+            continue
         changed = diff(before, after)
         if changed:
             lines.append(f"-- iucore: PERSISTED after ROLLBACK: {'; '.join(changed)}")
         else:
             # no table count here: it depends on the revision, the transcript must not
             lines.append("-- iucore: nothing persisted (catalog fingerprint and every IU Core table's row count unchanged)")
-        res = SelftestResult(name, "passed", transcript=lines)
+        res = SelftestResult(name, "passed", transcript=lines,
+                             lock_retries=retries.evidence(name) if retries else None)
         expected_path = project / "selftests" / f"{name}.expected"
         if error or changed:
             res.status = "failed"
@@ -214,3 +245,36 @@ def run(conn: psycopg.Connection[Any], project: Path, names: list[str] | None = 
                     want, lines, f"selftests/{name}.expected", f"{name} (this run)", lineterm=""))
         results.append(res)
     return results
+
+
+Snapshot = dict[str, dict[str, str]]
+
+
+def _replay_retried(conn: psycopg.Connection[Any], project: Path, name: str, steps: list[Step],
+                    retries: LockRetries | None) -> tuple[Snapshot, list[str], dict[str, Any] | None, Snapshot]:
+    """Snapshot, replay, snapshot; a lock timeout anywhere in them retries all three
+    (the replay rolled itself back). Raises LockRetriesExhausted when every try timed out."""
+    from .fingerprint import snapshot
+
+    while True:
+        if retries is not None:
+            retries.begin_try()
+        try:
+            before = snapshot(conn, with_counts=True, project=project)
+            lines, error = replay(conn, steps)
+            if not (retries and retries.enabled and error and error["sqlstate"] == LOCK_NOT_AVAILABLE):
+                return before, lines, error, snapshot(conn, with_counts=True, project=project)
+            where: str | None = f"selftests/{name}.sql:{error['line']}"
+            cause: BaseException | None = None
+        except Exception as exc:
+            if retries is None or not retries.retryable(exc):
+                raise
+            if conn.info.transaction_status != 0:
+                conn.execute("ROLLBACK")
+            where, cause = None, exc
+        finally:
+            if retries is not None:
+                retries.end_try()
+        sleep = retries.timed_out(cause, name, "selftest", where=where)
+        retries.sleep(sleep)
+        retries.next_try(name)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from . import audit
 from .config import RunOptions, Target
 from .errors import IUCoreError, LockBusy
+from .lockretry import LockRetries
 from .runner import ScriptRun, StatementHook, run_script
 from .sqlfiles import MIGRATION_SECTIONS, ROLLBACK_SECTIONS, checksum, parse_script
 from .transcript import Sink
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     import psycopg
 
 SESSION_KEY = "iucore.session"
+# The retry unit of a rehearsal: one transaction over all its revisions.
+REHEARSAL_UNIT = "rehearsal"
 # One key for every iucore run against a database: bigint from a fixed name.
 LOCK_KEY = int.from_bytes(hashlib.sha256(b"iucore.migrations").digest()[:8], "big", signed=True)
 
@@ -83,6 +86,9 @@ class MigrationSession:
     # Upgrades pass the checksum gate first, under the lock, on this connection.
     direction: str = "upgrade"
     allow_checksum_drift: str | None = None
+    # The run's lock-timeout retries (iu_core.lockretry): what each audit row's
+    # evidence says about the tries of its revision (or of the whole rehearsal).
+    retries: LockRetries | None = None
 
     @property
     def mode(self) -> str:
@@ -211,6 +217,16 @@ class MigrationSession:
         for run in self.done:
             self._record(run, "rehearsed", f"{run.revision} {run.direction} rehearsed (rolled back)")
 
+    def evidence(self, run: ScriptRun) -> dict[str, Any]:
+        """The run's evidence, with its lock-timeout tries when it had any (the
+        rehearsal's, for every revision of a rehearsal: it is retried whole)."""
+        ev = run.evidence()
+        if self.retries is not None:
+            tries = self.retries.evidence(run.revision) or self.retries.evidence(REHEARSAL_UNIT)
+            if tries:
+                ev["lock_retries"] = tries
+        return ev
+
     def _record(self, run: ScriptRun, outcome: str, message: str) -> None:
         assert self.raw is not None
         audit.record(
@@ -225,7 +241,7 @@ class MigrationSession:
             started_at=run.started,
             duration_ms=run.duration_ms or (time.time() - run.started) * 1000,
             message=message,
-            evidence=run.evidence(),
+            evidence=self.evidence(run),
             backup=self.backup,
             override=self.override,
         )
