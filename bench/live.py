@@ -33,6 +33,7 @@ composer writes sit out those scenarios. bench/README.md lists the mix of each.
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
 import threading
@@ -43,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from harness import ROOT, BenchServer, child_env, executable, fmt_time
+from harness import ROOT, TIMES, BenchServer, child_env, executable, fmt_time
 
 from iu_core import migrate
 from iu_core.config import RunOptions
@@ -76,9 +77,10 @@ HOLD_KEY = "iu_sql_link.enabled"  # held by the long transaction (another runtim
 COMPOSER_GATE = "iu_core.composer_enabled"
 
 # Lock settings of the two ways of running a command.
-RETRY_LOCK_TIMEOUT = "200ms"
-RETRY_BUDGET = "60s"
-TODAY_LOCK_TIMEOUT = "5s"
+RETRY_LOCK_TIMEOUT = "200ms"  # iucore's defaults, spelled out so that the table shows them
+RETRY_LOCK_RETRIES = "40"
+RETRY_BUDGET = "3min"
+TODAY_LOCK_TIMEOUT = "5s"  # the former default, and no retry
 
 
 @dataclass(frozen=True)
@@ -92,16 +94,15 @@ class Scenario:
     ops: tuple[str, ...]  # the workload's kinds of operation
     dispatcher: bool = False  # the governed entry point exists before and after
     locks: str = ""  # what the command locks that the workload writes (for the table)
-    lock_options: bool = True  # the command takes --lock-timeout (selftest does not, today)
 
 
 _COMMON = ("config_read", "config_touch", "emit", "worker")
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("upgrade", "`db upgrade head` (gate_protocol → least_privilege)", "gate_protocol",
-             ("db", "upgrade", "head"), "least_privilege", "config", _COMMON + ("clone", "reorder"),
+             ("db", "upgrade", "head"), "least_privilege", "config", (*_COMMON, "clone", "reorder"),
              locks="dot_config SHARE ROW EXCLUSIVE (a new FK to it); ledger, catalog, iu_collection ACCESS EXCLUSIVE"),
     Scenario("rehearse", "`db upgrade head --rehearse` (the same, rolled back)", "gate_protocol",
-             ("db", "upgrade", "head", "--rehearse"), "gate_protocol", "config", _COMMON + ("clone", "reorder"),
+             ("db", "upgrade", "head", "--rehearse"), "gate_protocol", "config", (*_COMMON, "clone", "reorder"),
              locks="as the upgrade"),
     Scenario("down_least_privilege", "`db downgrade gate_protocol` (least_privilege's rollback)", "least_privilege",
              ("db", "downgrade", "gate_protocol"), "gate_protocol", "config", _COMMON,
@@ -109,18 +110,18 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("down_gate_protocol", "`db downgrade 034` (gate_protocol's rollback)", "gate_protocol",
              ("db", "downgrade", "034"), "034", "config", _COMMON, locks="dot_config SHARE (guard)"),
     Scenario("down_034", "`db downgrade 033` (034's rollback)", "034", ("db", "downgrade", "033"), "033",
-             "config", _COMMON + ("clone", "reorder"), locks="two catalog rows (no hot table)"),
+             "config", (*_COMMON, "clone", "reorder"), locks="two catalog rows (no hot table)"),
     Scenario("down_033", "`db downgrade 280` (033's rollback)", "033", ("db", "downgrade", "280"), "280",
-             "outbox", _COMMON + ("clone", "reorder"), locks="event_outbox SHARE (guard)"),
+             "outbox", (*_COMMON, "clone", "reorder"), locks="event_outbox SHARE (guard)"),
     Scenario("down_017", "`db downgrade 260` (017's rollback)", "017", ("db", "downgrade", "260"), "260",
-             "unit", _COMMON + ("clone", "reorder"), locks="information_unit SHARE (guard)"),
+             "unit", (*_COMMON, "clone", "reorder"), locks="information_unit SHARE (guard)"),
     # 260's guard refuses while composer events exist: no reorder (it emits one); clone emits a lifecycle event.
     Scenario("down_260", "`db downgrade 016` (260's rollback)", "260", ("db", "downgrade", "016"), "016",
-             "outbox", _COMMON + ("clone",), locks="event_outbox, iu_route_attempt SHARE (guard)"),
+             "outbox", (*_COMMON, "clone"), locks="event_outbox, iu_route_attempt SHARE (guard)"),
     # The self-tests expect the gates shut (they open and close them themselves, inside their transaction).
     Scenario("selftest", "`selftest` (every self-test, BEGIN … ROLLBACK)", "least_privilege", ("selftest",),
              "least_privilege", "gate_row", _COMMON, dispatcher=True,
-             locks="rows of dot_config and the tables each self-test writes", lock_options=False),
+             locks="rows of dot_config and the tables each self-test writes"),
 )
 STARTS = sorted({s.start for s in SCENARIOS})
 
@@ -281,19 +282,22 @@ def _prepare(bs: BenchServer, db: str, sc: Scenario) -> Fixture:
 @dataclass
 class CommandRun:
     argv: list[str]
+    options: list[str] = field(default_factory=list)
     started: float = 0.0
     ended: float = 0.0
     rc: int | None = None
     output: str = ""
-    tries: int | None = None
+    tries: int = 1
 
     @property
     def wall(self) -> float:
         return self.ended - self.started
 
-    def outcome(self) -> str:
+    def outcome(self, released: float | None = None) -> str:
         if self.rc == 0:
-            return "completed"
+            if released is not None and self.ended > released:
+                return f"completed {self.ended - released:.2f} s after the long transaction ended"
+            return "completed (it needed no lock the long transaction held)" if released else "completed"
         last = [ln for ln in self.output.strip().splitlines() if ln.strip()][-1:] or ["(no output)"]
         return f"exit {self.rc}: {last[0][:140]}"
 
@@ -321,7 +325,7 @@ class RunResult:
         xs = self.latencies
         if not xs:
             return float("nan")
-        k = min(len(xs) - 1, max(0, int(round(p / 100 * len(xs) + 0.5)) - 1))
+        k = min(len(xs) - 1, max(0, math.ceil(p / 100 * len(xs)) - 1))  # nearest rank
         return xs[k]
 
     @property
@@ -333,13 +337,14 @@ class RunResult:
         return max(xs) if xs else float("nan")
 
 
-_TRIES = re.compile(r"\btr(?:y|ies)\b\D{0,20}(\d+)", re.I)
+_TIMEOUT_LINE = re.compile(r"lock timeout on try \d+")
 
 
-def _tries(output: str, rc: int | None) -> int | None:
-    """How many times the command tried its revision, from its own output (None when it does not say)."""
-    found = [int(m.group(1)) for m in _TRIES.finditer(output)]
-    return max(found) if found else None
+def _tries(output: str, rc: int | None) -> int:
+    """How many times the command ran its unit: one more than the lock timeouts it reported,
+    unless it gave up after the last one."""
+    timeouts = len(_TIMEOUT_LINE.findall(output))
+    return timeouts + (0 if timeouts and "giving up" in output else 1)
 
 
 def run_once(bs: BenchServer, template: str, sc: Scenario, variant: str, extra: list[str],
@@ -362,7 +367,7 @@ def run_once(bs: BenchServer, template: str, sc: Scenario, variant: str, extra: 
         if variant != "baseline":
             time.sleep(max(0.0, MIGRATE_AT - (time.perf_counter() - t0)))
             argv = [executable("iucore"), "--url", bs.url(db), *sc.argv, *extra]
-            cmd = CommandRun(argv=[*sc.argv, *extra])
+            cmd = CommandRun(argv=[*sc.argv, *extra], options=list(extra))
             cmd.started = time.perf_counter() - t0
             try:
                 proc = subprocess.run(argv, cwd=ROOT, env=child_env(), stdin=subprocess.DEVNULL,
@@ -393,13 +398,11 @@ def lock_options() -> dict[str, list[str]]:
     """The extra arguments of each variant, by what `iucore db upgrade --help` offers."""
     proc = subprocess.run([executable("iucore"), "db", "upgrade", "--help"], cwd=ROOT, env=child_env(),
                           capture_output=True, text=True, check=True)
-    has_retries = "--lock-retries" in proc.stdout
-    has_budget = "--retry-budget" in proc.stdout
-    retry = ["--lock-timeout", RETRY_LOCK_TIMEOUT]
-    if has_budget:
-        retry += ["--retry-budget", RETRY_BUDGET]
-    today = ["--lock-timeout", TODAY_LOCK_TIMEOUT] + (["--lock-retries", "0"] if has_retries else [])
-    return {"retry": retry, "today": today, "has_retries": ["yes"] if has_retries else []}
+    if "--lock-retries" not in proc.stdout:  # an iucore from before issue 12: one short try
+        return {"retry": ["--lock-timeout", RETRY_LOCK_TIMEOUT], "today": ["--lock-timeout", TODAY_LOCK_TIMEOUT]}
+    return {"retry": ["--lock-timeout", RETRY_LOCK_TIMEOUT, "--lock-retries", RETRY_LOCK_RETRIES,
+                      "--retry-budget", RETRY_BUDGET],
+            "today": ["--lock-timeout", TODAY_LOCK_TIMEOUT, "--lock-retries", "0"]}
 
 
 def selftest_takes_lock_options() -> bool:
@@ -457,10 +460,10 @@ def live(bs: BenchServer, reps: int, say: Say) -> list[Verdict]:
     """Every scenario: baseline, retry and today, interleaved; one run each (a timeline, not a sample)."""
     opts = lock_options()
     retry_extra, today_extra = opts["retry"], opts["today"]
-    has_retries = bool(opts["has_retries"])
     st_opts = selftest_takes_lock_options()
     say(f"  lock options: retry = {' '.join(retry_extra)}; today = {' '.join(today_extra)}"
-        + ("" if has_retries else "  (this iucore has no --lock-retries: 'retry' is one short try)"))
+        + ("" if "--lock-retries" in retry_extra else "  (this iucore has no --lock-retries: 'retry' is one short try)")
+        + ("" if st_opts else "; selftest takes no lock options"))
     say(f"  workload per second: {', '.join(f'{k} {v:g}' for k, v in RATES.items())}; "
         f"long transaction from {HOLD_AT:g} s for {HOLD_FOR:g} s; command starts at {MIGRATE_AT:g} s")
     templates = build_templates(bs, say)
@@ -476,7 +479,7 @@ def live(bs: BenchServer, reps: int, say: Say) -> list[Verdict]:
                 if v == "baseline":
                     extra: list[str] = []
                     lt = None
-                elif sc.lock_options or st_opts:
+                elif sc.argv[0] != "selftest" or st_opts:
                     extra = retry_extra if v == "retry" else today_extra
                     lt = _seconds(RETRY_LOCK_TIMEOUT if v == "retry" else TODAY_LOCK_TIMEOUT)
                 else:  # a command without lock options runs as it is, in both variants
@@ -492,10 +495,10 @@ def live(bs: BenchServer, reps: int, say: Say) -> list[Verdict]:
                 cmd = r.command
                 assert cmd is not None
                 kinds = ", ".join(f"{k} {_ms(r.worst_of(k))}" for k in sc.ops)
-                say(f"  {sc.key} [{v}] `{' '.join(cmd.argv)}`: {cmd.outcome()} in {_ms(cmd.wall)} "
+                say(f"  {sc.key} [{v}] `{' '.join(cmd.argv)}`: {cmd.outcome(r.held.get('to'))}; {_ms(cmd.wall)} "
                     f"(started {cmd.started:.2f} s, ended {cmd.ended:.2f} s; long transaction "
-                    f"{r.held.get('from', float('nan')):.2f}–{r.held.get('to', float('nan')):.2f} s), "
-                    f"tries {cmd.tries if cmd.tries is not None else 'n/a'}, now at {', '.join(r.heads_after) or 'base'}")
+                    f"{r.held.get('from', float('nan')):.2f}-{r.held.get('to', float('nan')):.2f} s), "
+                    f"tries {cmd.tries}, now at {', '.join(r.heads_after) or 'base'}")
                 say(f"    workload p50 {_ms(r.pct(50))} p99 {_ms(r.pct(99))} max {_ms(r.worst)} "
                     f"({len(r.samples)} ops, {len(r.errors)} errors); worst by kind: {kinds}")
                 for e in r.errors[:3]:
@@ -516,32 +519,28 @@ LEGEND = (
     "when an operation was due (a client queued behind a lock sees the whole wait). *Baseline*: the same "
     "workload and long transaction with no command, measured in the same run. *Added wait*: the workload's "
     "worst latency minus the baseline's median, all of it charged to iucore. Targets (issue 12): added wait "
-    "≤ 2× the configured lock_timeout; 0 workload errors; the command completes once the long transaction "
+    f"≤ 2{TIMES} the configured lock_timeout; 0 workload errors; the command completes once the long transaction "
     "ends, inside its budget."
 )
 
 
 def table(verdicts: list[Verdict]) -> str:
-    head = ["scenario", "lock settings", "workload p50 / p99 / max (baseline)", "errors",
-            "added wait (target)", "command: tries, time, outcome", "result"]
+    head = ["scenario", "lock settings", "workload p50 / p99 / max", "baseline p50 / p99 / max", "errors",
+            "added wait (target)", "tries", "command time", "outcome", "result"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for v in verdicts:
         r, b, cmd = v.run, v.baseline, v.run.command
         assert cmd is not None
-        target = f"≤ {_ms(v.wait_target)}" if v.wait_target is not None else "n/a (no lock_timeout option)"
+        target = f"≤ {_ms(v.wait_target)}" if v.wait_target is not None else "no lock_timeout option"
         checks = [("wait", v.wait_ok if v.wait_target is not None else None), ("errors", v.errors_ok),
                   ("completes", v.completed_ok)]
         result = ", ".join(f"{n} {'PASS' if ok else '**MISS**'}" for n, ok in checks if ok is not None)
-        settings = " ".join(a for a in cmd.argv if a.startswith("--") or re.match(r"^\d", a)) or "(none)"
-        lines.append("| " + " | ".join([
-            v.scenario.title, settings.replace("|", "\\|"),
-            f"{_ms(r.pct(50))} / {_ms(r.pct(99))} / {_ms(r.worst)} ({_ms(b.pct(50))} / {_ms(b.pct(99))} / {_ms(b.worst)})",
-            str(len(r.errors)),
-            f"{_ms(v.added_wait)} ({target})",
-            f"{cmd.tries if cmd.tries is not None else 1 if cmd.rc == 0 else '?'}, {_ms(cmd.wall)}, "
-            + cmd.outcome().replace("|", "\\|"),
-            result,
-        ]) + " |")
+        cells = [
+            v.scenario.title, " ".join(cmd.options) or "(defaults)",
+            f"{_ms(r.pct(50))} / {_ms(r.pct(99))} / {_ms(r.worst)}",
+            f"{_ms(b.pct(50))} / {_ms(b.pct(99))} / {_ms(b.worst)}",
+            str(len(r.errors)), f"{_ms(v.added_wait)} ({target})", str(cmd.tries), _ms(cmd.wall),
+            cmd.outcome(r.held.get("to")), result,
+        ]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)
-
-

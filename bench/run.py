@@ -23,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import backups
 import cases
 import harness
-import backups
 import live
 import scale
 from harness import ROOT, BenchServer, Row, load_average, machine_facts, markdown_table

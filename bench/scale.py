@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
-from harness import ROOT, TIMES, BenchServer, Row, Samples, timed
+from harness import ROOT, BenchServer, Row, Samples, timed
 
 from iu_core import preflight
 from iu_core.fingerprint import EXACT_COUNT_LIMIT, row_counts, snapshot
@@ -154,7 +154,7 @@ def scale(bs: BenchServer, reps: int, head_db: str, say: Say) -> list[Row]:
         bs.drop(small)
     for s in samples.values():
         say("  " + s.summary())
-    base = f"same, on a database fresh at head"
+    base = "same, on a database fresh at head"
     g = lambda w: samples[(w, "grown")].value  # noqa: E731
     s = lambda w: samples[(w, "small")].value  # noqa: E731
     big = "10,010 foreign objects, 1M events + 1M attempts"
@@ -169,6 +169,6 @@ def scale(bs: BenchServer, reps: int, head_db: str, say: Say) -> list[Row]:
             g("row_counts"), s("row_counts"), base, TARGET, "ratio"),
         Row("8e. the self-test proof (`snapshot(with_counts=True)`, every row counted), same database",
             g("exact_counts"), s("exact_counts"), base, 0, "info"),
-        Row(f"8f. `SELECT fn_iu_healthcheck()` (exact `count(*)` of 8 tables, in SQL), same database",
+        Row("8f. `SELECT fn_iu_healthcheck()` (exact `count(*)` of 8 tables, in SQL), same database",
             g("healthcheck"), s("healthcheck"), base, 0, "info"),
     ]
