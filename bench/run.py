@@ -117,9 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         "after one untimed warm-up (the run log below keeps every sample, the median and the worst); every baseline was measured in the same run, on the same server, "
         "interleaved with the iucore side. The server ran with its default durability settings "
         "(fsync, synchronous_commit and full_page_writes on: nothing turned off for speed). "
-        "Rows 1-4 time real subprocesses (interpreter start-up included); rows 5-7 time "
+        "Rows 1-4 and 9 time real subprocesses (interpreter start-up included); rows 5-8 time "
         "the library in-process (the route worker and the inventory queries inside the "
-        "server session, `dot apply` through OperatorRuntime). "
+        "server session, `dot apply` through OperatorRuntime); row 9 takes at most 3 repetitions "
+        "(each dumps more than a gigabyte). "
         "What each row measures and why its baseline is the right one: bench/README.md.",
         "",
         table,
