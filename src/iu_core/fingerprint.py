@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .scope import OURS_CTE, Scope, scope_of
+from .scope import OURS_CTE, Scope, iu_named_sql, scope_of
 
 if TYPE_CHECKING:
     import psycopg
@@ -84,7 +84,7 @@ SELECT 'type', ns.nspname || '.' || t.typname, t.typtype::text || coalesce(':' |
  WHERE t.typtype IN ('e','d','c','r','m')
    AND NOT (t.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.typrelid AND c.relkind <> 'c'))
    AND t.oid NOT IN (SELECT objid FROM ext)
-   AND (ns.whole OR t.typname ~ %(scope_pattern)s)
+   AND (ns.whole OR """ + iu_named_sql("t.typname") + """)
 """
 
 
