@@ -82,9 +82,10 @@ SELECT 'type', ns.nspname || '.' || t.typname, t.typtype::text || coalesce(':' |
          (SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid), '')
   FROM pg_type t JOIN ns ON ns.oid = t.typnamespace
  WHERE t.typtype IN ('e','d','c','r','m')
-   AND NOT (t.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.typrelid AND c.relkind <> 'c'))
    AND t.oid NOT IN (SELECT objid FROM ext)
    AND (ns.whole OR """ + iu_named_sql("t.typname") + """)
+   -- not a table's row type: asked of the few candidates (a lookup), not of every relation
+   AND (t.typtype <> 'c' OR coalesce((SELECT c.relkind FROM pg_class c WHERE c.oid = t.typrelid), 'c') = 'c')
 """
 
 

@@ -169,11 +169,12 @@ ns AS (
   UNION
   SELECT c.oid FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
    WHERE c.relkind = 'S' AND c.oid NOT IN (SELECT objid FROM ext)
-     AND (ns.whole OR {iu_named_sql("c.relname")} OR EXISTS (
-            SELECT 1 FROM pg_depend d
-             WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
-               AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
-               AND d.refobjid IN (SELECT oid FROM our_tab)))
+     AND (ns.whole OR {iu_named_sql("c.relname")})
+  UNION  -- the sequences our tables own, looked up from the tables (pg_depend's reference index)
+  SELECT c.oid FROM pg_depend d JOIN pg_class c ON c.oid = d.objid JOIN ns ON ns.oid = c.relnamespace
+   WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid IN (SELECT oid FROM our_tab)
+     AND d.classid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+     AND c.relkind = 'S' AND c.oid NOT IN (SELECT objid FROM ext)
 ), our_fn AS MATERIALIZED (  -- once, hashed: not again for every function of the database
   SELECT p.oid FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
    WHERE p.oid NOT IN (SELECT objid FROM ext)
