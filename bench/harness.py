@@ -103,8 +103,8 @@ class Row:
     iucore: float  # seconds (median)
     baseline: float  # seconds (median)
     baseline_label: str
-    target: float  # a ratio (kind "ratio") or seconds (kind "absolute")
-    kind: str  # ratio | absolute
+    target: float  # a ratio (kind "ratio") or seconds (kind "absolute"); unused for "info"
+    kind: str  # ratio | absolute | info (a cost shown for scale, no target)
     note: str = ""
 
     @property
@@ -113,18 +113,21 @@ class Row:
 
     @property
     def passed(self) -> bool:
+        if self.kind == "info":
+            return True
         value = self.ratio if self.kind == "ratio" else self.iucore
         return value <= self.target
 
     def cells(self) -> list[str]:
-        target = f"≤ {self.target:g}{TIMES}" if self.kind == "ratio" else f"≤ {fmt_time(self.target)}"
+        target = (f"≤ {self.target:g}{TIMES}" if self.kind == "ratio" else "(none)" if self.kind == "info"
+                  else f"≤ {fmt_time(self.target)}")
         return [
             self.benchmark,
             fmt_time(self.iucore),
             f"{fmt_time(self.baseline)} ({self.baseline_label})",
             f"{self.ratio:.2f}{TIMES}",
             target,
-            "PASS" if self.passed else "**MISS**",
+            "info" if self.kind == "info" else "PASS" if self.passed else "**MISS**",
         ]
 
 

@@ -23,13 +23,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import backups
 import cases
 import harness
+import live
+import scale
 from harness import ROOT, BenchServer, Row, load_average, machine_facts, markdown_table
 
 from iu_core.server import default_major
 
-GROUPS = ("migrations", "startup", "worker", "dot", "inventory")
+GROUPS = ("migrations", "startup", "worker", "dot", "inventory", "scale", "backup", "live")
 RESULTS = ROOT / "bench" / "RESULTS.md"
 
 
@@ -41,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", help=f"comma-separated subset of {','.join(GROUPS)}")
     ap.add_argument("--out", type=Path, default=RESULTS, help="where to write the results [bench/RESULTS.md]")
     ap.add_argument("--no-write", action="store_true", help="print only; do not write the results file")
+    ap.add_argument("--scenarios", help="live: comma-separated subset of "
+                    + ",".join(s.key for s in live.SCENARIOS))
     args = ap.parse_args(argv)
     groups = GROUPS if not args.only else tuple(g.strip() for g in args.only.split(","))
     unknown = set(groups) - set(GROUPS)
@@ -49,6 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.reps < 1:
         ap.error("--reps must be at least 1")
     harness.STATISTIC = args.stat
+    if args.scenarios:
+        wanted = [k.strip() for k in args.scenarios.split(",")]
+        bad = sorted(set(wanted) - {s.key for s in live.SCENARIOS})
+        if bad:
+            ap.error(f"unknown scenario(s) {bad}")
+        live.SCENARIOS = tuple(s for s in live.SCENARIOS if s.key in wanted)
 
     log: list[str] = []
 
@@ -62,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     bs = BenchServer(major)
     say(f"bench: starting an embedded PostgreSQL {major} in {bs.home} (default durability settings)")
     rows: list[Row] = []
+    verdicts: list[live.Verdict] = []
     try:
         bs.start()
         durability = {k: bs.setting(k) for k in ("fsync", "synchronous_commit", "full_page_writes")}
@@ -78,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
             "worker": lambda: cases.route_worker(bs, args.reps, head_db, say),
             "dot": lambda: cases.dot_apply(bs, args.reps, head_db, say),
             "inventory": lambda: cases.inventory(bs, args.reps, head_db, say),
+            "scale": lambda: scale.scale(bs, args.reps, head_db, say),
+            "backup": lambda: backups.backups(bs, args.reps, head_db, say),
+            "live": lambda: verdicts.extend(live.live(bs, args.reps, say)) or [],
         }
         for g in GROUPS:
             if g in groups:
@@ -92,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 
     table = markdown_table(rows)
     misses = [r.benchmark for r in rows if not r.passed]
+    targets = [r for r in rows if r.kind != "info"]
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# iucore benchmark results",
@@ -101,16 +117,18 @@ def main(argv: list[str] | None = None) -> int:
         "after one untimed warm-up (the run log below keeps every sample, the median and the worst); every baseline was measured in the same run, on the same server, "
         "interleaved with the iucore side. The server ran with its default durability settings "
         "(fsync, synchronous_commit and full_page_writes on: nothing turned off for speed). "
-        "Rows 1-4 time real subprocesses (interpreter start-up included); rows 5-7 time "
+        "Rows 1-4 and 9 time real subprocesses (interpreter start-up included); rows 5-8 time "
         "the library in-process (the route worker and the inventory queries inside the "
-        "server session, `dot apply` through OperatorRuntime). "
+        "server session, `dot apply` through OperatorRuntime); row 9 takes at most 3 repetitions "
+        "(each dumps more than a gigabyte). "
         "What each row measures and why its baseline is the right one: bench/README.md.",
         "",
         table,
         "",
-        f"{len(rows) - len(misses)}/{len(rows)} targets met"
+        f"{len(targets) - len(misses)}/{len(targets)} targets met"
         + (f"; missed: {'; '.join(misses)}." if misses else "."),
         "",
+        *(["## Live traffic (`--only live`)", "", live.LEGEND, "", live.table(verdicts), ""] if verdicts else []),
         "## Machine",
         "",
         *(f"- {k}: {v}" for k, v in facts.items()),

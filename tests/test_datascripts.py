@@ -246,6 +246,29 @@ def test_rollback_rehearsed_persists_nothing(head):
                                                            ("rollback", "rehearsal", "rehearsed")]
 
 
+def test_a_rehearsal_is_not_failed_by_what_production_commits_meanwhile(head):
+    """Another session commits a dot_config row while the rehearsal runs: the
+    rehearsal still proves nothing of its own persisted, and names the table
+    the other session moved (no extension or language lets the script commit elsewhere)."""
+    fired: list[int] = []
+
+    def production_writes(_conn, _stmt, i: int) -> None:
+        if not fired:
+            fired.append(i)
+            with connect(head) as c:
+                c.execute("INSERT INTO public.dot_config (key, value) VALUES ('iu_core.meanwhile', 'x')")
+
+    res = datascripts.apply(head, "290", approval_id=approval(), options=opts(rehearse=True),
+                            before_statement=production_writes)
+    assert fired and res.mode == "rehearsal"
+    assert res.moved_by_others == ["public.dot_config"]
+    assert res.fingerprint_before != res.fingerprint_after  # the counts are in it: the other session's row
+    with connect(head) as c:
+        assert c.execute("SELECT value FROM public.dot_config WHERE key = 'iu_core.meanwhile'").fetchone() == ("x",)
+        assert c.execute("SELECT count(*) FROM public.iu_collection WHERE collection_key = %s",
+                         (SCRIPTS["290"][0],)).fetchone() == (0,)
+
+
 # --------------------------------------------------------------------------- rollback
 
 

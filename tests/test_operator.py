@@ -199,6 +199,22 @@ def test_the_executed_statement_is_exactly_the_dispatcher_call_with_bound_parame
         assert_governed(plan)
 
 
+def test_the_checks_remember_only_proofs_a_refused_text_is_refused_every_time() -> None:
+    """assert_governed remembers texts it proved (bench row 6a); never one it refused."""
+    plan = build_plan(REORDER, {"collection_id": str(uuid.uuid4()), "iu_id": str(uuid.uuid4()),
+                                "new_order": 0, "actor": "op"})
+    assert_governed(plan)
+    assert_governed(plan)  # proven once: stays proven
+    bad = DotCommandPlan(REORDER, {}, [plan.statements[0] + "; DELETE FROM public.dot_config"])
+    for _ in range(3):
+        with pytest.raises(NotGoverned):
+            assert_governed(bad)
+    plan.executed = EXECUTED[0]
+    for _ in range(3):
+        with pytest.raises(NotGoverned):
+            assert_governed(plan)
+
+
 def test_a_tampered_plan_is_refused_before_it_runs(conn) -> None:
     open_gates(conn, OPERATOR_RUNTIME, COMPOSER)
     rt = OperatorRuntime(conn, "pytest")

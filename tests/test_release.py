@@ -96,11 +96,10 @@ def test_a_selftest_that_could_persist_is_rejected_before_it_runs(tmp_path: Path
     assert "would end its transaction" in exc.value.message
 
 
-def test_a_change_that_persists_during_a_selftest_is_caught(new_db, run_cli, project: Path) -> None:
-    """The after-check compares catalog and row counts: a write that escapes the
-    self-test's transaction (here from another session) fails it."""
-    target = new_db("substrate")
+def _selftest_with_an_intruder(target: Target, run_cli, project: Path):
+    """Run a 1.5 s self-test while another session commits a dot_config row."""
     (project / "selftests" / "substrate.sql").write_text("BEGIN;\nSELECT pg_sleep(1.5);\nROLLBACK;\n")
+    assert run_cli(target, "selftest", "substrate", "--record", project=project).exit_code == 0
 
     def intruder() -> None:
         time.sleep(0.5)
@@ -109,10 +108,58 @@ def test_a_change_that_persists_during_a_selftest_is_caught(new_db, run_cli, pro
 
     t = threading.Thread(target=intruder)
     t.start()
-    res = run_cli(target, "selftest", "substrate", project=project)
+    res = run_cli(target, "--json", "selftest", "substrate", project=project)
     t.join()
+    return res
+
+
+def test_production_writing_during_a_selftest_does_not_fail_it(new_db, run_cli, project: Path) -> None:
+    """Another session's commit moves a row count while the self-test runs: with
+    nothing installed through which SQL commits elsewhere, a rolled-back
+    transaction cannot have made it, so the self-test passes and says so."""
+    target = new_db("substrate")
+    res = _selftest_with_an_intruder(target, run_cli, project)
+    assert res.exit_code == 0, res.output
+    [r] = json.loads(res.stdout)
+    assert r["status"] == "passed" and r["moved_by_others"] == ["public.dot_config"], r
+    assert "moved by other sessions meanwhile: public.dot_config" in r["reason"]
+
+
+def test_with_an_untrusted_language_installed_a_moved_row_count_fails_the_selftest(
+        new_db, run_cli, project: Path) -> None:
+    """Fail closed: an untrusted language (its own client library) lets SQL commit
+    through another session, so a count that moved cannot be told from the
+    self-test's own escape. The language here is real, and untrusted: plpgsql's
+    call handler under another name (every server has that handler)."""
+    target = new_db("substrate")
+    with connect(target) as c:
+        c.execute("CREATE FUNCTION public.bench_untrusted_handler() RETURNS language_handler "
+                  "AS 'plpgsql', 'plpgsql_call_handler' LANGUAGE c")
+        c.execute("CREATE LANGUAGE pluntrusted HANDLER public.bench_untrusted_handler")
+    res = _selftest_with_an_intruder(target, run_cli, project)
     assert res.exit_code == 1, res.output
-    assert "PERSISTED after ROLLBACK" in res.stdout and "count public.dot_config" in res.stdout
+    [r] = json.loads(res.stdout)
+    assert r["status"] == "failed" and "~ count public.dot_config" in r["reason"], r
+    assert "language pluntrusted installed" in r["reason"], r
+
+
+def test_a_selftest_that_commits_through_dblink_is_caught(new_db, run_cli, project: Path) -> None:
+    """The escape the row counts exist for: an autonomous write that outlives the ROLLBACK."""
+    target = new_db("substrate")
+    with connect(target) as c:
+        if not c.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'dblink'").fetchone():
+            pytest.skip("this server build has no dblink (the PostgreSQL 18 build has it)")
+        c.execute("CREATE EXTENSION dblink")
+        dsn = f"host={c.info.host} port={c.info.port} dbname={c.info.dbname} user={c.info.user}"
+    (project / "selftests" / "substrate.sql").write_text(
+        "BEGIN;\n"
+        f"SELECT public.dblink_exec('{dsn}', 'INSERT INTO public.dot_config (key, value) VALUES (''iu_core.leak'', ''x'')');\n"
+        "ROLLBACK;\n")
+    res = run_cli(target, "selftest", "substrate", project=project)
+    assert res.exit_code == 1, res.output
+    assert "PERSISTED after ROLLBACK: ~ count public.dot_config; ~ rows public.dot_config (extension dblink installed" in res.stdout
+    with connect(target) as c:
+        assert c.execute("SELECT value FROM public.dot_config WHERE key = 'iu_core.leak'").fetchone() == ("x",)
 
 
 def test_a_selftest_of_an_unapplied_revision_is_skipped_with_a_reason(new_db, run_cli, project: Path) -> None:

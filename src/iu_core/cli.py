@@ -921,8 +921,11 @@ def _runtime_verb(direction: str) -> Any:
             obj.emit(res.to_json())
         elif res.mode == "rehearsal":
             click.echo(f"iucore: runtime/{res.name} {direction} rehearsed (rolled back) in {res.duration_ms:.0f} ms; "
-                       f"nothing persisted: catalog fingerprint and the row counts of {res.tables_counted} "
-                       f"IU Core tables unchanged ({res.fingerprint_after})")
+                       f"nothing persisted: catalog fingerprint and the row counts of "
+                       f"{res.tables_counted - len(res.moved_by_others)} IU Core tables unchanged ({res.fingerprint_after})"
+                       + (f"; row counts moved by other sessions meanwhile (no extension or language installed could "
+                          f"have committed them for the script): {', '.join(res.moved_by_others)}"
+                          if res.moved_by_others else ""))
         else:
             click.echo(f"iucore: runtime/{res.name} {direction} applied in {res.duration_ms:.0f} ms "
                        f"(run {res.run_id}); files: "

@@ -29,7 +29,7 @@ from .audit import bootstrap
 from .config import RunOptions, Target, find_project_root
 from .db import connect
 from .errors import BadInput, Failed, IUCoreError, LockRetriesExhausted, RehearsalLeak
-from .fingerprint import diff, fingerprint, snapshot
+from .fingerprint import commit_channels, fingerprint, persisted, snapshot
 from .lockretry import LockRetries
 from .runner import ScriptRun, StatementHook, run_script
 from .session import MigrationSession
@@ -177,13 +177,15 @@ class DataScriptResult:
     fingerprint_before: str | None = None
     fingerprint_after: str | None = None
     tables_counted: int = 0
+    moved_by_others: list[str] = field(default_factory=list)  # counts other sessions moved during a rehearsal
 
     def to_json(self) -> dict[str, Any]:
         return {"script": f"{RUNTIME_DIR}/{self.name}", "direction": self.direction, "mode": self.mode,
                 "run_id": self.run_id, "file": self.file, "checksums": self.checksums,
                 "statements": self.statements, "duration_ms": round(self.duration_ms, 1),
                 "evidence": self.evidence, "fingerprint_before": self.fingerprint_before,
-                "fingerprint_after": self.fingerprint_after, "tables_counted": self.tables_counted}
+                "fingerprint_after": self.fingerprint_after, "tables_counted": self.tables_counted,
+                "moved_by_others": self.moved_by_others}
 
 
 def apply(target: Target, name: str, *, approval_id: str | None, project: Path | None = None,
@@ -280,8 +282,10 @@ def _run(direction: str, target: Target, name: str, *, approval_id: str | None, 
             after = retries.call("the snapshot after the rehearsal", lambda: _counted(conn))
             result.fingerprint_before, result.fingerprint_after = fingerprint(before or {}), fingerprint(after)
             result.tables_counted = len(after.get("count", {}))
-            if result.fingerprint_before != result.fingerprint_after:
-                changed = diff(before or {}, after)
+            # Production writes meanwhile: a count another session moved is not the script's
+            # unless something installed lets SQL commit elsewhere (fingerprint.persisted).
+            changed, result.moved_by_others = persisted(before or {}, after, commit_channels(conn))
+            if changed:
                 raise RehearsalLeak(f"rehearsal of {ds.label} {direction} changed the database: "
                                     + "; ".join(changed[:20]), changed=changed)
         else:

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .scope import OURS_CTE, Scope, scope_of
+from .scope import OURS_CTE, Scope, iu_named_sql, scope_of
 
 if TYPE_CHECKING:
     import psycopg
@@ -83,9 +83,10 @@ SELECT 'type', ns.nspname || '.' || t.typname, t.typtype::text || coalesce(':' |
          (SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid), '')
   FROM pg_type t JOIN ns ON ns.oid = t.typnamespace
  WHERE t.typtype IN ('e','d','c','r','m')
-   AND NOT (t.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.typrelid AND c.relkind <> 'c'))
    AND t.oid NOT IN (SELECT objid FROM ext)
-   AND (ns.whole OR t.typname ~ %(scope_pattern)s)
+   AND (ns.whole OR """ + iu_named_sql("t.typname") + """)
+   -- not a table's row type: asked of the few candidates (a lookup), not of every relation
+   AND (t.typtype <> 'c' OR coalesce((SELECT c.relkind FROM pg_class c WHERE c.oid = t.typrelid), 'c') = 'c')
 """
 
 
@@ -111,6 +112,13 @@ def snapshot(conn: psycopg.Connection[Any], *, with_counts: bool = False, projec
              scope: Scope | None = None) -> dict[str, dict[str, str]]:
     """{kind: {name: definition}} of IU Core's objects, plus config rows and alembic_version.
 
+    with_counts adds the EXACT row count of every IU Core table: the proof, for
+    a self-test or a rehearsed data script, that nothing persisted. It reads
+    every row (on tables of millions of rows, seconds; and under concurrent
+    writers the counts move for reasons of their own): for figures to show,
+    use row_counts, which reads at most a bounded number of rows per table
+    and says whether each figure is exact or the planner's estimate.
+
     The scope is `project`'s chain (default: the project found from the
     working directory), or `scope` when given.
     """
@@ -130,10 +138,9 @@ def snapshot(conn: psycopg.Connection[Any], *, with_counts: bool = False, projec
         snap.setdefault("rows", {})[table] = json.dumps(
             [list(r) for r in rows], default=str, sort_keys=True
         )
-    if with_counts:
-        for table in sorted(present):
-            n = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
-            snap.setdefault("count", {})[table] = str(n[0] if n else 0)
+    if with_counts:  # a proof, so every row is counted (row_counts with a limit no table reaches)
+        for table, (n, _) in row_counts(conn, present, limit=COUNT_EVERY_ROW).items():
+            snap.setdefault("count", {})[table] = str(n)
     snap["alembic_version"] = {"iucore.alembic_version": ",".join(current_heads(conn))}
     return snap
 
@@ -165,29 +172,88 @@ def diff(before: dict[str, dict[str, str]], after: dict[str, dict[str, str]]) ->
     return out
 
 
+
+# What lets SQL commit outside the transaction it runs in: another session it
+# opens itself (the autonomous-transaction patterns: dblink, postgres_fdw,
+# pg_background) or an untrusted language's own client library. Without one of
+# them, a transaction that ends in ROLLBACK cannot have written a row that stays.
+AUTONOMOUS_EXTENSIONS = ("dblink", "postgres_fdw", "pg_background")
+_CHANNELS_SQL = """
+SELECT 'extension ' || extname FROM pg_catalog.pg_extension WHERE extname = ANY(%s)
+UNION ALL
+SELECT 'language ' || lanname FROM pg_catalog.pg_language WHERE lanispl AND NOT lanpltrusted
+ORDER BY 1"""
+
+
+def commit_channels(conn: psycopg.Connection[Any]) -> list[str]:
+    """The installed extensions and untrusted languages through which SQL can
+    commit in another session ("extension dblink", "language plpython3u")."""
+    return [r[0] for r in conn.execute(_CHANNELS_SQL, (list(AUTONOMOUS_EXTENSIONS),))]
+
+
+def persisted(before: dict[str, dict[str, str]], after: dict[str, dict[str, str]],
+              channels: list[str]) -> tuple[list[str], list[str]]:
+    """(what persisted, tables other sessions wrote meanwhile) between two
+    snapshots taken with counts around work that was rolled back.
+
+    A catalog difference always persisted (fail closed: nobody runs DDL beside
+    a release). Data that moved (a table's row count, the rows of a reference
+    table) is another session's commit when nothing of `channels` is installed:
+    a rolled-back transaction cannot have made it, and production writes while
+    a self-test runs. With a channel installed nobody can tell the two apart,
+    so data that moved persisted too.
+    """
+    changed = diff(before, after)
+    if channels:
+        return changed, []
+    data = [c for c in changed if c.startswith(("~ count ", "~ rows "))]
+    others = sorted({c.split(" ", 2)[2] for c in data})
+    return [c for c in changed if c not in data], others
+
+
 # Up to this many rows a table is counted exactly (a bounded scan); above it the
-# figure is the planner's estimate (pg_class.reltuples), and says so.
+# figure is the planner's estimate, and says so.
 EXACT_COUNT_LIMIT = 100_000
+# A limit no table reaches: every table counted exactly (the proofs that nothing persisted).
+COUNT_EVERY_ROW = 2**62
+
+# The planner's own row estimate (as the planner scales it, see
+# estimate_rel_size): the tuple density pg_class recorded at the last
+# VACUUM/ANALYZE times the pages the table has now, so a table that grew
+# since is not reported at its old size. -1 when never measured.
+_ESTIMATE_SQL = """
+SELECT t, CASE WHEN c.reltuples < 0 THEN -1
+               WHEN c.relpages = 0 THEN c.reltuples
+               ELSE round(c.reltuples / c.relpages
+                          * (pg_relation_size(c.oid) / current_setting('block_size')::bigint)) END
+  FROM unnest(%s::text[]) AS t JOIN pg_class c ON c.oid = to_regclass(t)
+"""
 
 
 def row_counts(conn: psycopg.Connection[Any], tables: Iterable[str], *,
                limit: int = EXACT_COUNT_LIMIT) -> dict[str, tuple[int, str]]:
-    """{table: (rows, method)} for tables named schema.name; method "exact" or "estimate".
+    """{table: (rows, method)} for tables named schema.name (absent tables are left out).
 
-    A table the planner believes smaller than `limit` (or has never measured)
-    is counted, but the scan stops after limit + 1 rows: one that turns out
-    bigger gets the estimate too. Everything in two round trips; inside a
-    transaction the exact figures see the transaction's own writes (the
-    estimate does not: it only moves with VACUUM/ANALYZE).
+    method says what the figure is:
+      "exact"     counted: the planner believed the table smaller than `limit`
+                  (or had never measured it), and a scan that stops after
+                  limit + 1 rows found at most `limit`;
+      "estimate"  the planner's estimate (pg_class.reltuples scaled to the
+                  table's current size), for a table above `limit`: no scan;
+      "at_least"  the bounded scan found more than `limit` rows but the planner
+                  has no usable estimate (never analyzed, or it believed the
+                  table small): the figure is limit + 1, a lower bound.
+    Two round trips whatever the number of tables, and never more than
+    limit + 1 rows read per table. Inside a transaction the exact figures see
+    the transaction's own writes (the estimate does not: it moves with
+    VACUUM/ANALYZE). `limit=COUNT_EVERY_ROW` counts every row of every table.
     """
     from psycopg import sql
 
     names = sorted(set(tables))
     if not names:
         return {}
-    est = {r[0]: float(r[1]) for r in conn.execute(
-        """SELECT t, c.reltuples FROM unnest(%s::text[]) AS t
-             JOIN pg_class c ON c.oid = to_regclass(t)""", (names,))}
+    est = {r[0]: float(r[1]) for r in conn.execute(_ESTIMATE_SQL, (names,))}
     out: dict[str, tuple[int, str]] = {}
     counted = [t for t in names if t in est and est[t] < limit]
     for t in names:
@@ -200,5 +266,10 @@ def row_counts(conn: psycopg.Connection[Any], tables: Iterable[str], *,
             for t in counted
         ]
         for t, n in conn.execute(sql.SQL(" UNION ALL ").join(parts)):
-            out[t] = (int(n), "exact") if n <= limit else (max(int(est[t]), limit + 1), "estimate")
+            if n <= limit:
+                out[t] = (int(n), "exact")
+            elif est[t] > limit:  # grew past the limit since it was measured: the scaled estimate
+                out[t] = (int(est[t]), "estimate")
+            else:
+                out[t] = (limit + 1, "at_least")
     return out

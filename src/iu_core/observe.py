@@ -25,13 +25,13 @@ The keys, per revision (and runtime script) audit row, under evidence["observed"
   artifacts    [{path, kind (revision|migration|rollback|selftest|selftest transcript|
                runtime|runtime rollback|include), bytes, sha256, md5, sha256_expanded?}]
   before/after {objects: {class: count}, catalog_rows, size_bytes,
-               counts: {table: [rows, "exact"|"estimate"]},
+               counts: {table: [rows, "exact"|"estimate"|"at_least"]},
                gates: [{key, class, value, state}], gates_source}
   changes      {objects: {class: {before, after, added[], removed[], changed[]}},
                functions: [{name, change (added|changed|removed), volatility,
                             security_definer, search_path, before?}],
                catalog: {before, after, added[row], removed[row], changed[{before, after}]} | null,
-               tables: [{table, before, after, method, delta, ins_upd_del [i, u, d]}],
+               tables: [{table, before, after, method (exact|estimate|at_least), delta, ins_upd_del [i, u, d]}],
                config_values_changed: [{key, before, after}],
                size_bytes: {before, after, delta}}
   rehearsal    (rehearsed rows) {fingerprint_before, fingerprint_after, state_before,
@@ -217,11 +217,12 @@ def compare(before: State, after: State) -> dict[str, Any]:
         b_n, a_n = before.counts.get(t), after.counts.get(t)
         w_b, w_a = before.writes.get(t, (0, 0, 0)), after.writes.get(t, (0, 0, 0))
         written = [max(0, x - y) for x, y in zip(w_a, w_b, strict=True)] if t in after.writes else None
-        exact = all(v is None or v[1] == "exact" for v in (b_n, a_n))
+        inexact = [v[1] for v in (b_n, a_n) if v is not None and v[1] != "exact"]
+        exact = not inexact
         delta = (a_n[0] - b_n[0]) if (b_n is not None and a_n is not None and exact) else None
         tables.append({"table": t, "before": None if b_n is None else b_n[0],
                        "after": None if a_n is None else a_n[0],
-                       "method": "exact" if exact else "estimate", "delta": delta,
+                       "method": inexact[0] if inexact else "exact", "delta": delta,
                        "ins_upd_del": written})
     config_changed = sorted(k for k in set(before.config) & set(after.config) if before.config[k] != after.config[k])
     return {"objects": objects, "functions": functions, "catalog": catalog, "tables": tables,

@@ -96,13 +96,16 @@ class Scope:
         return cls(schemas=schemas, whole_schemas=schemas)
 
     def params(self) -> dict[str, Any]:
-        """Bind parameters of OURS_CTE."""
+        """Bind parameters of OURS_CTE (and of iu_named_sql)."""
         return {
             "scope_schemas": list(self.schemas),
             "scope_whole": list(self.whole_schemas),
             "scope_relations": sorted(self.relations),
+            "scope_relation_names": sorted({r.split(".", 1)[1] for r in self.relations}),
             "scope_functions": sorted(self.functions),
+            "scope_function_names": sorted({f.split(".", 1)[1] for f in self.functions}),
             "scope_pattern": NAME_PATTERN,
+            **{f"scope_stem_{i}": f"{stem}_" for i, stem in enumerate(STEMS)},
         }
 
     def owns_name(self, cls: str, name: str) -> bool:
@@ -126,6 +129,18 @@ class Scope:
         return False
 
 
+def iu_named_sql(column: str) -> str:
+    """SQL: COLUMN (an object name) follows IU Core's naming (binds Scope.params()).
+
+    Every such name holds "<stem>_", so a strpos for each stem rejects a foreign
+    name before the regular expression runs: on Directus's catalog that is
+    thousands of names per query, and the expression costs a microsecond each
+    (bench row 8: a third of the inventory's time among 10,000 foreign objects).
+    """
+    cheap = " OR ".join(f"strpos({column}, %(scope_stem_{i})s) > 0" for i in range(len(STEMS)))
+    return f"(({cheap}) AND {column} ~ %(scope_pattern)s)"
+
+
 # Common table expressions selecting IU Core's objects; queries that use them
 # start `WITH` + OURS_CTE and bind Scope.params().
 #   ns      the schemas looked at, and whether each is IU Core's as a whole
@@ -133,36 +148,45 @@ class Scope:
 #   our_rel our_tab plus the sequences they own or that carry an IU Core name
 #   our_fn  functions and procedures
 #   our_trg user triggers
-OURS_CTE = """
+# Each tests the cheap conditions first (the schema, a name compare, a strpos)
+# and leaves what costs (a concatenation, a regular expression, a lookup) to
+# the few candidates: on Directus's database every query passes thousands of
+# foreign objects (bench row 8).
+OURS_CTE = f"""
 ns AS (
   SELECT oid, nspname, nspname = ANY(%(scope_whole)s) AS whole
     FROM pg_namespace WHERE nspname = ANY(%(scope_schemas)s)
-), ext AS (  -- objects owned by an extension are the extension's
-  SELECT objid FROM pg_depend WHERE deptype = 'e'
+), ext AS (  -- objects owned by an extension are the extension's (an index scan, not all of pg_depend)
+  SELECT objid FROM pg_depend WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
 ), our_tab AS (
   SELECT c.oid FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND c.oid NOT IN (SELECT objid FROM ext)
-     AND (ns.whole OR ns.nspname || '.' || c.relname = ANY(%(scope_relations)s)
-          OR c.relname ~ %(scope_pattern)s)
+     AND (ns.whole OR (c.relname = ANY(%(scope_relation_names)s::name[])
+                       AND ns.nspname || '.' || c.relname = ANY(%(scope_relations)s))
+          OR {iu_named_sql("c.relname")})
 ), our_rel AS (
   SELECT oid FROM our_tab
   UNION
   SELECT c.oid FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
    WHERE c.relkind = 'S' AND c.oid NOT IN (SELECT objid FROM ext)
-     AND (ns.whole OR c.relname ~ %(scope_pattern)s OR EXISTS (
-            SELECT 1 FROM pg_depend d
-             WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
-               AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
-               AND d.refobjid IN (SELECT oid FROM our_tab)))
-), our_fn AS (
+     AND (ns.whole OR {iu_named_sql("c.relname")})
+  UNION  -- the sequences our tables own, looked up from the tables (pg_depend's reference index)
+  SELECT c.oid FROM pg_depend d JOIN pg_class c ON c.oid = d.objid JOIN ns ON ns.oid = c.relnamespace
+   WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid IN (SELECT oid FROM our_tab)
+     AND d.classid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+     AND c.relkind = 'S' AND c.oid NOT IN (SELECT objid FROM ext)
+), our_fn AS MATERIALIZED (  -- once, hashed: not again for every function of the database
   SELECT p.oid FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
    WHERE p.oid NOT IN (SELECT objid FROM ext)
-     AND (ns.whole OR ns.nspname || '.' || p.proname = ANY(%(scope_functions)s)
-          OR p.proname ~ %(scope_pattern)s)
-), our_trg AS (
-  SELECT t.oid FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN ns ON ns.oid = c.relnamespace
+     AND (ns.whole OR (p.proname = ANY(%(scope_function_names)s::name[])
+                       AND ns.nspname || '.' || p.proname = ANY(%(scope_functions)s))
+          OR {iu_named_sql("p.proname")})
+), our_trg AS MATERIALIZED (
+  SELECT t.oid FROM pg_trigger t
    WHERE NOT t.tgisinternal
-     AND (t.tgrelid IN (SELECT oid FROM our_tab) OR t.tgname ~ %(scope_pattern)s)
+     AND (t.tgrelid IN (SELECT oid FROM our_tab) OR {iu_named_sql("t.tgname")})
+     -- its table in a schema we look at: a lookup for the few candidates, not a join of every relation
+     AND (SELECT c.relnamespace FROM pg_class c WHERE c.oid = t.tgrelid) IN (SELECT oid FROM ns)
 )"""
 
 
