@@ -7,7 +7,9 @@
 -- prints only what is the same at every revision.
 -- Run: iucore selftest 016   (by hand: psql -X -v ON_ERROR_STOP=1 -f selftests/016.sql)
 
-BEGIN;
+-- Repeatable read: production keeps writing while a self-test runs; one snapshot
+-- means the counts compared before/after a call see only this transaction's writes.
+BEGIN ISOLATION LEVEL REPEATABLE READ;
 
 -- a gate opened for a test: through the gate protocol where the database has it
 \ir lib/open_gate.sql

@@ -3,7 +3,9 @@
 -- transaction that always ends in ROLLBACK. Every DO block RAISEs when its check fails.
 -- Run: iucore selftest 017   (by hand: psql -X -v ON_ERROR_STOP=1 -f selftests/017.sql)
 
-BEGIN;
+-- Repeatable read: production keeps writing while a self-test runs; one snapshot
+-- means the counts compared before/after a call see only this transaction's writes.
+BEGIN ISOLATION LEVEL REPEATABLE READ;
 
 -- a gate opened for a test: through the gate protocol where the database has it
 \ir lib/open_gate.sql

@@ -7,7 +7,9 @@
 -- transcript is the same at 033, 034 and gate_protocol.
 -- Run: iucore selftest 033   (by hand: psql -X -v ON_ERROR_STOP=1 -f selftests/033.sql)
 
-BEGIN;
+-- Repeatable read: production keeps writing while a self-test runs; one snapshot
+-- means the counts compared before/after a call see only this transaction's writes.
+BEGIN ISOLATION LEVEL REPEATABLE READ;
 
 -- a gate opened for a test: through the gate protocol where the database has it
 \ir lib/open_gate.sql

@@ -9,7 +9,9 @@
 -- whatever else depends on the revision is compared inside the DO blocks.
 -- Run: iucore selftest 034   (by hand: psql -X -v ON_ERROR_STOP=1 -f selftests/034.sql)
 
-BEGIN;
+-- Repeatable read: production keeps writing while a self-test runs; one snapshot
+-- means the counts compared before/after a call see only this transaction's writes.
+BEGIN ISOLATION LEVEL REPEATABLE READ;
 
 -- T0 the two rows 034 registers
 SELECT c.command_name, c.category, c.mutating, c.reversible, c.target_functions

@@ -8,7 +8,9 @@
 -- on the revision is compared inside the DO blocks, never printed.
 -- Run: iucore selftest 280   (by hand: psql -X -v ON_ERROR_STOP=1 -f selftests/280.sql)
 
-BEGIN;
+-- Repeatable read: production keeps writing while a self-test runs; one snapshot
+-- means the counts compared before/after a call see only this transaction's writes.
+BEGIN ISOLATION LEVEL REPEATABLE READ;
 
 -- T0 the 24 rows of 280, as the registry (src/iu_core/registry.py, revision "280") has them
 SELECT c.command_name, c.category, c.mutating, c.reversible, c.target_functions

@@ -5,7 +5,9 @@
 -- (42501 never-flip / not governable, 23514 approval id / TTL).
 -- Run: iucore selftest gate_protocol   (by hand: psql -X -v ON_ERROR_STOP=1 -f selftests/gate_protocol.sql)
 
-BEGIN;
+-- Repeatable read: production keeps writing while a self-test runs; one snapshot
+-- means the counts compared before/after a call see only this transaction's writes.
+BEGIN ISOLATION LEVEL REPEATABLE READ;
 
 -- T0 baseline: all_safe = true (7 governable gates and 2 never-flip gates all 'false').
 -- The 9 of seed 002 are printed, in its order; from revision least_privilege on the verify also

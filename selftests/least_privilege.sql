@@ -6,7 +6,10 @@
 -- RAISEs when its check fails.
 -- Run: iucore selftest least_privilege   (by hand: psql -X -v ON_ERROR_STOP=1 -f selftests/least_privilege.sql)
 
-BEGIN;
+-- Read committed: the dispatcher refuses any other level (its gate reads must be
+-- fresh), so the counts below that production could move are this self-test's
+-- own rows (its actor selftest_lp), never the table's total.
+BEGIN ISOLATION LEVEL READ COMMITTED;
 
 -- L0 the classification: every key of dot_config has exactly one class
 SELECT k.class, count(*) AS gates, string_agg(k.gate_key, ', ' ORDER BY k.gate_key) AS gate_keys
@@ -66,7 +69,7 @@ UPDATE public.iu_gate_transition SET expires_at = now() - interval '1 second'
 
 DO $l1$
 DECLARE
-    v_runs bigint := (SELECT count(*) FROM public.dot_iu_command_run);
+    v_runs bigint := (SELECT count(*) FROM public.dot_iu_command_run WHERE actor = 'selftest_lp');
     v_create jsonb := public.fn_iu_create('selftest-lp/expired', 'piece', 'Expired', 'selftest_lp');
     v_verify jsonb := public.fn_iu_gate_verify_closed();
     v_exec jsonb := public.fn_dot_iu_execute('dot_iu_clone_piece', 'apply',
@@ -88,7 +91,7 @@ BEGIN
         RAISE EXCEPTION 'L1: the verify answered %', v_verify;
     END IF;
     IF v_exec ->> 'status' IS DISTINCT FROM 'refused' OR v_exec -> 'closed_gates' <> '["iu_core.composer_enabled"]'
-       OR v_exec -> 'answer' <> 'null' OR (SELECT count(*) FROM public.dot_iu_command_run) <> v_runs + 1
+       OR v_exec -> 'answer' <> 'null' OR (SELECT count(*) FROM public.dot_iu_command_run WHERE actor = 'selftest_lp') <> v_runs + 1
        OR EXISTS (SELECT 1 FROM public.information_unit WHERE canonical_address = 'selftest-lp/expired') THEN
         RAISE EXCEPTION 'L1: the dispatcher under an expired gate answered %', v_exec;
     END IF;
@@ -132,9 +135,9 @@ SELECT a.answer ->> 'status' AS status, a.answer -> 'answer' ->> 'status' AS fun
 -- an unknown command is refused and never logged; verify runs read commands only
 DO $l2$
 DECLARE
-    v_runs bigint := (SELECT count(*) FROM public.dot_iu_command_run);
-    v_units bigint := (SELECT count(*) FROM public.information_unit);
-    v_events bigint := (SELECT count(*) FROM public.event_outbox);
+    v_runs bigint := (SELECT count(*) FROM public.dot_iu_command_run WHERE actor = 'selftest_lp');
+    v_units bigint := (SELECT count(*) FROM public.information_unit WHERE created_by = 'selftest_lp');
+    v_events bigint := (SELECT count(*) FROM public.event_outbox WHERE actor = 'selftest_lp');
     v_dup jsonb := public.fn_dot_iu_execute('dot_iu_clone_piece', 'apply',
                                             '["selftest-lp/piece-1", "piece", "Again", "selftest_lp"]', 'selftest_lp');
     v_piece uuid := (SELECT iu_id FROM public.information_unit WHERE canonical_address = 'selftest-lp/piece-1');
@@ -171,13 +174,13 @@ BEGIN
     IF v_verify ->> 'reason' <> 'verify_mutating' OR v_args ->> 'reason' <> 'invalid_args' THEN
         RAISE EXCEPTION 'L2: verify of a mutator answered %, an object for a text argument %', v_verify, v_args;
     END IF;
-    IF (SELECT count(*) FROM public.dot_iu_command_run) <> v_runs + 5
-       OR (SELECT count(*) FROM public.information_unit) <> v_units
-       OR (SELECT count(*) FROM public.event_outbox) <> v_events THEN
+    IF (SELECT count(*) FROM public.dot_iu_command_run WHERE actor = 'selftest_lp') <> v_runs + 5
+       OR (SELECT count(*) FROM public.information_unit WHERE created_by = 'selftest_lp') <> v_units
+       OR (SELECT count(*) FROM public.event_outbox WHERE actor = 'selftest_lp') <> v_events THEN
         RAISE EXCEPTION 'L2: 5 logged calls (duplicate, escape, plan, verify, args; unknown not logged) wrote % ledger rows, % units, % events',
-            (SELECT count(*) FROM public.dot_iu_command_run) - v_runs,
-            (SELECT count(*) FROM public.information_unit) - v_units,
-            (SELECT count(*) FROM public.event_outbox) - v_events;
+            (SELECT count(*) FROM public.dot_iu_command_run WHERE actor = 'selftest_lp') - v_runs,
+            (SELECT count(*) FROM public.information_unit WHERE created_by = 'selftest_lp') - v_units,
+            (SELECT count(*) FROM public.event_outbox WHERE actor = 'selftest_lp') - v_events;
     END IF;
     INSERT INTO selftest_lp VALUES ('L2 dup', v_dup), ('L2 escape', v_escape), ('L2 plan', v_plan),
                                    ('L2 unknown', v_unknown), ('L2 verify', v_verify), ('L2 args', v_args);
@@ -197,7 +200,7 @@ SELECT a.step, a.answer ->> 'status' AS status,
 -- snapshot and a category that is not the catalog's (23514 each); the ledger is unchanged
 DO $l3$
 DECLARE
-    v_runs bigint := (SELECT count(*) FROM public.dot_iu_command_run);
+    v_runs bigint := (SELECT count(*) FROM public.dot_iu_command_run WHERE actor = 'selftest_lp');
     v_case record;
     v_state text;
     v_got text := '';
@@ -224,7 +227,7 @@ BEGIN
         END IF;
         v_got := v_got || format(' %s: %s;', v_case.name, v_state);
     END LOOP;
-    IF (SELECT count(*) FROM public.dot_iu_command_run) <> v_runs THEN
+    IF (SELECT count(*) FROM public.dot_iu_command_run WHERE actor = 'selftest_lp') <> v_runs THEN
         RAISE EXCEPTION 'L3: a refused log call left a ledger row';
     END IF;
     RAISE NOTICE 'L3 refused_as_expected:%', v_got;

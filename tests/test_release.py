@@ -162,6 +162,30 @@ def test_a_selftest_that_commits_through_dblink_is_caught(new_db, run_cli, proje
         assert c.execute("SELECT value FROM public.dot_config WHERE key = 'iu_core.leak'").fetchone() == ("x",)
 
 
+def test_a_selftest_that_meets_a_concurrent_update_is_replayed_whole(new_db, run_cli, project: Path) -> None:
+    """At REPEATABLE READ, updating a row another session changed after the
+    snapshot is a serialization failure: the self-test is replayed, and passes."""
+    target = new_db("substrate")
+    (project / "selftests" / "substrate.sql").write_text(
+        "BEGIN ISOLATION LEVEL REPEATABLE READ;\nSELECT pg_sleep(1.0);\n"
+        "UPDATE public.dot_config SET value = value WHERE key = 'iu_core.composer_enabled';\nROLLBACK;\n")
+    assert run_cli(target, "selftest", "substrate", "--record", project=project).exit_code == 0
+
+    def production() -> None:
+        time.sleep(0.4)  # after the self-test's snapshot, before its UPDATE
+        with connect(target) as c:
+            c.execute("UPDATE public.dot_config SET value = value WHERE key = 'iu_core.composer_enabled'")
+
+    t = threading.Thread(target=production)
+    t.start()
+    res = run_cli(target, "--json", "selftest", "substrate", project=project)
+    t.join()
+    assert res.exit_code == 0, res.output
+    [r] = json.loads(res.stdout)
+    assert r["status"] == "passed" and r["conflict_retries"] == 1, r
+    assert "replayed 1x after a serialization failure" in r["reason"]
+
+
 def test_a_selftest_of_an_unapplied_revision_is_skipped_with_a_reason(new_db, run_cli, project: Path) -> None:
     target = new_db("substrate")
     later = [r for r in available(project) if r != "substrate"]
