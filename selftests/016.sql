@@ -9,7 +9,8 @@
 
 -- Repeatable read: production keeps writing while a self-test runs; one snapshot
 -- means the counts compared before/after a call see only this transaction's writes.
-BEGIN ISOLATION LEVEL REPEATABLE READ;
+BEGIN;
+SET transaction_isolation = 'repeatable read';
 
 -- a gate opened for a test: through the gate protocol where the database has it
 \ir lib/open_gate.sql

@@ -11,7 +11,8 @@
 
 -- Repeatable read: production keeps writing while a self-test runs; one snapshot
 -- means the counts compared before/after a call see only this transaction's writes.
-BEGIN ISOLATION LEVEL REPEATABLE READ;
+BEGIN;
+SET transaction_isolation = 'repeatable read';
 
 -- T0 the two rows 034 registers
 SELECT c.command_name, c.category, c.mutating, c.reversible, c.target_functions

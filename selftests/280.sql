@@ -10,7 +10,8 @@
 
 -- Repeatable read: production keeps writing while a self-test runs; one snapshot
 -- means the counts compared before/after a call see only this transaction's writes.
-BEGIN ISOLATION LEVEL REPEATABLE READ;
+BEGIN;
+SET transaction_isolation = 'repeatable read';
 
 -- T0 the 24 rows of 280, as the registry (src/iu_core/registry.py, revision "280") has them
 SELECT c.command_name, c.category, c.mutating, c.reversible, c.target_functions

@@ -7,7 +7,8 @@
 
 -- Repeatable read: production keeps writing while a self-test runs; one snapshot
 -- means the counts compared before/after a call see only this transaction's writes.
-BEGIN ISOLATION LEVEL REPEATABLE READ;
+BEGIN;
+SET transaction_isolation = 'repeatable read';
 
 -- T0 baseline: all_safe = true (7 governable gates and 2 never-flip gates all 'false').
 -- The 9 of seed 002 are printed, in its order; from revision least_privilege on the verify also

@@ -9,7 +9,8 @@
 -- Read committed: the dispatcher refuses any other level (its gate reads must be
 -- fresh), so the counts below that production could move are this self-test's
 -- own rows (its actor selftest_lp), never the table's total.
-BEGIN ISOLATION LEVEL READ COMMITTED;
+BEGIN;
+SET transaction_isolation = 'read committed';
 
 -- L0 the classification: every key of dot_config has exactly one class
 SELECT k.class, count(*) AS gates, string_agg(k.gate_key, ', ' ORDER BY k.gate_key) AS gate_keys

@@ -167,7 +167,7 @@ def test_a_selftest_that_meets_a_concurrent_update_is_replayed_whole(new_db, run
     snapshot is a serialization failure: the self-test is replayed, and passes."""
     target = new_db("substrate")
     (project / "selftests" / "substrate.sql").write_text(
-        "BEGIN ISOLATION LEVEL REPEATABLE READ;\nSELECT pg_sleep(1.0);\n"
+        "BEGIN;\nSET transaction_isolation = 'repeatable read';\nSELECT pg_sleep(1.0);\n"
         "UPDATE public.dot_config SET value = value WHERE key = 'iu_core.composer_enabled';\nROLLBACK;\n")
     assert run_cli(target, "selftest", "substrate", "--record", project=project).exit_code == 0
 
