@@ -393,7 +393,6 @@ def verify_cmd(obj: Ctx) -> None:
     file and each differing catalog row.
     """
     from . import migrate
-    from .errors import CheckFailed, ChecksumDrift
 
     rep = migrate.verify(obj.target(), project=obj.project_root())
     ssot = rep.ssot
@@ -411,13 +410,7 @@ def verify_cmd(obj: Ctx) -> None:
             click.echo(f"SSOT {'PASS' if ssot.ok else 'FAIL'}:")
             for line in ssot.summary():
                 click.echo(f"  {line}")
-    ssot_lines = ssot.lines() if ssot is not None else []
-    if rep.problems:
-        raise ChecksumDrift(f"{len(rep.problems)} file(s) differ from what was applied: "
-                            + "; ".join(rep.lines() + ssot_lines), problems=[f.to_json() for f in rep.problems])
-    if ssot_lines:
-        raise CheckFailed("SSOT check failed: " + "; ".join(ssot_lines),
-                          ssot=ssot.to_json() if ssot is not None else None)
+    rep.raise_for_outcome()
 
 
 @db.command("preflight")
@@ -449,7 +442,6 @@ def preflight_cmd(obj: Ctx, read_url: str | None, expect_database: str | None, e
     """
     from . import migrate
     from .config import parse_duration
-    from .errors import Refused
     from .target import Target
     from .transcript import format_table
 
@@ -468,9 +460,7 @@ def preflight_cmd(obj: Ctx, read_url: str | None, expect_database: str | None, e
         click.echo(rep.summary())
         click.echo(f"recorded as run {rep.recorded}" if rep.recorded
                    else f"WARNING: not recorded in the audit: {rep.not_recorded}")
-    if not rep.ok:
-        raise Refused("preflight failed: " + "; ".join(f"{c.name}: {c.evidence}" for c in rep.failed),
-                      failed=[c.name for c in rep.failed])
+    rep.raise_for_outcome()
 
 
 @db.command("report")
@@ -635,7 +625,6 @@ def inventory_cmd(obj: Ctx, check: bool) -> None:
     acknowledged in acknowledged.toml, and exits 4.
     """
     from . import migrate
-    from .errors import InventoryDrift
     from .transcript import format_table
 
     rep = migrate.inventory(obj.target(), project=obj.project_root())
@@ -658,12 +647,8 @@ def inventory_cmd(obj: Ctx, check: bool) -> None:
         if rep.revision is None and pres:
             click.echo("  hint: no revision is recorded here, yet IU Core objects are present: if the chain "
                        "was applied by hand, take the database over with `iucore db adopt REV`")
-    if check and not rep.ok:
-        raise InventoryDrift(
-            f"inventory drift at {rep.revision}: {len(rep.drift)} object(s): " + "; ".join(rep.drift[:10])
-            + (" …" if len(rep.drift) > 10 else ""),
-            drift=rep.drift,
-        )
+    if check:
+        rep.raise_for_outcome()
 
 
 # ---------------------------------------------------------------- dot
