@@ -134,7 +134,7 @@ def _report(ctx: click.Context, exc: IUCoreError) -> None:
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--url", envvar="IUCORE_DATABASE_URL", help="Target database (default: the embedded server).")
+@click.option("--url", help="Target database (default: the embedded server).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--actor", help="Who runs this, recorded in the audit (default: the OS user).")
 @click.option("--project", type=click.Path(file_okay=False), help="Project root (default: found from cwd).")
