@@ -64,7 +64,7 @@ class Ctx:
             self._target = resolve_target(self.settings())
         return self._target
 
-    def project_root(self) -> Any:
+    def project_root(self) -> Path:
         return find_project_root(self.project)
 
     def emit(self, data: Any, text: str | None = None) -> None:
