@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .errors import CheckFailed, ChecksumDrift
 from .session import RevisionFiles
 
 if TYPE_CHECKING:
@@ -67,6 +68,17 @@ class VerifyReport:
                 out.append(f"{f.file} (revision {f.revision}): no checksum recorded at apply "
                            "(applied outside iucore?) — cannot verify")
         return out
+
+    def raise_for_outcome(self) -> None:
+        """`db verify`'s verdict: ChecksumDrift when an applied file differs from its apply (the
+        SSOT problems named too), else CheckFailed when the SSOT does not hold (both exit 4)."""
+        ssot_lines = self.ssot.lines() if self.ssot is not None else []
+        if self.problems:
+            raise ChecksumDrift(f"{len(self.problems)} file(s) differ from what was applied: "
+                                + "; ".join(self.lines() + ssot_lines), problems=[f.to_json() for f in self.problems])
+        if ssot_lines:
+            raise CheckFailed("SSOT check failed: " + "; ".join(ssot_lines),
+                              ssot=self.ssot.to_json() if self.ssot is not None else None)
 
     def to_json(self) -> dict[str, Any]:
         out = {"ok": self.ok, "applied": self.applied, "files": [f.to_json() for f in self.files],

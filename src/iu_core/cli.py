@@ -8,6 +8,13 @@ Exit codes: 0 success; 1 failed (SQL error, post-check failed); 2 usage or bad
 input; 3 refused (a guard, gate or lock said no; nothing changed); 4 a check
 found a difference; 5 stopped part-way (earlier revisions committed); 130/143
 interrupted (SIGINT/SIGTERM).
+
+This module parses, calls one library function per verb (`iu_core.migrate` for
+`db`, `iu_core.datascripts` for `runtime`, `iu_core.commands` for the rest),
+renders the report it returns as text or JSON (`to_json()`), and maps the
+errors of `iu_core.errors` to those exit codes. It opens no connection and
+holds no SQL; a report whose content is a failure says so itself
+(`raise_for_outcome()`), after it has been shown.
 """
 
 from __future__ import annotations
@@ -15,15 +22,18 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
-from .errors import IUCoreError
-
-if TYPE_CHECKING:
-    from .config import RunOptions, Settings
-    from .target import Target
+from . import commands, datascripts, migrate
+from .config import RunOptions, Settings, find_project_root, options_from_ini, parse_duration
+from .errors import BadInput, IUCoreError
+from .report import render, write
+from .server import resolve_target
+from .stamp import WARNING
+from .target import Target
+from .transcript import format_table
 
 
 @dataclass
@@ -42,8 +52,6 @@ class Ctx:
     def settings(self) -> Settings:
         """Flags > environment > [iucore] in alembic.ini > defaults, resolved once (config.Settings)."""
         if self._settings is None:
-            from .config import Settings
-
             self._settings = Settings.resolve(project=self.project, url=self.url, actor=self.actor)
         return self._settings
 
@@ -53,14 +61,10 @@ class Ctx:
 
     def target(self) -> Target:
         if self._target is None:
-            from .server import resolve_target
-
             self._target = resolve_target(self.settings())
         return self._target
 
-    def project_root(self) -> Any:
-        from .config import find_project_root
-
+    def project_root(self) -> Path:
         return find_project_root(self.project)
 
     def emit(self, data: Any, text: str | None = None) -> None:
@@ -130,7 +134,7 @@ def _report(ctx: click.Context, exc: IUCoreError) -> None:
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--url", envvar="IUCORE_DATABASE_URL", help="Target database (default: the embedded server).")
+@click.option("--url", help="Target database (default: the embedded server).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--actor", help="Who runs this, recorded in the audit (default: the OS user).")
 @click.option("--project", type=click.Path(file_okay=False), help="Project root (default: found from cwd).")
@@ -175,8 +179,6 @@ def _timeout_options(f: Any) -> Any:
 
 def _options(obj: Ctx, rehearse: bool, lock_timeout: str | None, statement_timeout: str | None,
              lock_wait: str | None) -> RunOptions:
-    from .config import options_from_ini
-
     opts = options_from_ini(
         obj.project_root() / "alembic.ini",
         lock_timeout=lock_timeout, statement_timeout=statement_timeout, lock_wait=lock_wait,
@@ -186,8 +188,6 @@ def _options(obj: Ctx, rehearse: bool, lock_timeout: str | None, statement_timeo
 
 
 def _reject_online_only(**given: Any) -> None:
-    from .errors import BadInput
-
     used = ["--" + k.replace("_", "-") for k, v in given.items() if v]
     if used:
         raise BadInput(f"--sql writes a script and runs nothing: {', '.join(used)} only apply to a run")
@@ -248,8 +248,6 @@ def upgrade(obj: Ctx, revision: str, rehearse: bool, backup_dir: Path | None,
     same end state (bootstrap, lock, timeouts, then per revision one
     transaction with its preflight, body, post-check, version and audit row).
     """
-    from . import migrate
-
     opts = _options(obj, rehearse, lock_timeout, statement_timeout, lock_wait)
     if as_sql:
         _reject_online_only(rehearse=rehearse, backup_dir=backup_dir, allow_checksum_drift=allow_checksum_drift,
@@ -278,8 +276,6 @@ def downgrade(obj: Ctx, revision: str, rehearse: bool, as_sql: bool, lock_timeou
     exits 3 and changes nothing; if earlier revisions of the run already
     rolled back and committed, exit 5 names where the database now is.
     """
-    from . import migrate
-
     opts = _options(obj, rehearse, lock_timeout, statement_timeout, lock_wait)
     if as_sql:
         _reject_online_only(rehearse=rehearse, lock_retries=obj.lock_retries, retry_budget=obj.retry_budget)
@@ -307,8 +303,6 @@ def adopt_cmd(obj: Ctx, revision: str, rehearse: bool, lock_timeout: str | None,
     `adopted` audit row per revision, holding the evidence and the files'
     sha256. A database iucore already manages is refused.
     """
-    from . import migrate
-
     opts = _options(obj, rehearse, lock_timeout, statement_timeout, lock_wait)
     res = migrate.adopt(obj.target(), revision, project=obj.project_root(), options=opts, sink=obj.sink())
     if obj.as_json:
@@ -333,9 +327,6 @@ def stamp_cmd(obj: Ctx, revision: str, lock_timeout: str | None, statement_timeo
     by whom, and warns that nothing was verified. To take over a database
     migrated by hand, use `db adopt REVISION`: it proves every object first.
     """
-    from . import migrate
-    from .stamp import WARNING
-
     opts = _options(obj, False, lock_timeout, statement_timeout, lock_wait)
     res = migrate.stamp(obj.target(), revision, project=obj.project_root(), options=opts, sink=obj.sink())
     if obj.as_json:
@@ -351,8 +342,6 @@ def stamp_cmd(obj: Ctx, revision: str, lock_timeout: str | None, statement_timeo
 @click.pass_obj
 def current(obj: Ctx) -> None:
     """The applied revision, the head, and what is pending."""
-    from . import migrate
-
     info = migrate.current(obj.target(), project=obj.project_root())
     cur = ", ".join(info["current"]) or "base (empty)"
     text = f"{cur}{' (head)' if info['at_head'] else ''}"
@@ -370,9 +359,6 @@ def history(obj: Ctx, limit: int, revision: str | None) -> None:
 
     Start times are ISO 8601 with the session's UTC offset.
     """
-    from . import migrate
-    from .transcript import format_table
-
     rows = migrate.history(obj.target(), limit=limit, revision=revision)
     if obj.as_json:  # ISO 8601 with the offset, e.g. 2025-05-01T09:30:12.345678+02:00
         obj.emit([{**r, "started_at": r["started_at"].isoformat()} for r in rows])
@@ -392,9 +378,6 @@ def verify_cmd(obj: Ctx) -> None:
     rolled-back transaction, each proving INSERT 0 0. Exit 4 naming each edited
     file and each differing catalog row.
     """
-    from . import migrate
-    from .errors import CheckFailed, ChecksumDrift
-
     rep = migrate.verify(obj.target(), project=obj.project_root())
     ssot = rep.ssot
     if obj.as_json:
@@ -411,13 +394,7 @@ def verify_cmd(obj: Ctx) -> None:
             click.echo(f"SSOT {'PASS' if ssot.ok else 'FAIL'}:")
             for line in ssot.summary():
                 click.echo(f"  {line}")
-    ssot_lines = ssot.lines() if ssot is not None else []
-    if rep.problems:
-        raise ChecksumDrift(f"{len(rep.problems)} file(s) differ from what was applied: "
-                            + "; ".join(rep.lines() + ssot_lines), problems=[f.to_json() for f in rep.problems])
-    if ssot_lines:
-        raise CheckFailed("SSOT check failed: " + "; ".join(ssot_lines),
-                          ssot=ssot.to_json() if ssot is not None else None)
+    rep.raise_for_outcome()
 
 
 @db.command("preflight")
@@ -447,12 +424,6 @@ def preflight_cmd(obj: Ctx, read_url: str | None, expect_database: str | None, e
     check that cannot run fails. A failing gate exits 3. The run is recorded
     in the audit (revision `preflight`), so `db report` of the next run shows it.
     """
-    from . import migrate
-    from .config import parse_duration
-    from .errors import Refused
-    from .target import Target
-    from .transcript import format_table
-
     read_target = Target.parse(read_url) if read_url else None
     rep = migrate.preflight(
         obj.target(), project=obj.project_root(), actor=obj.actor, read_target=read_target,
@@ -468,9 +439,7 @@ def preflight_cmd(obj: Ctx, read_url: str | None, expect_database: str | None, e
         click.echo(rep.summary())
         click.echo(f"recorded as run {rep.recorded}" if rep.recorded
                    else f"WARNING: not recorded in the audit: {rep.not_recorded}")
-    if not rep.ok:
-        raise Refused("preflight failed: " + "; ".join(f"{c.name}: {c.evidence}" for c in rep.failed),
-                      failed=[c.name for c in rep.failed])
+    rep.raise_for_outcome()
 
 
 @db.command("report")
@@ -492,9 +461,6 @@ def report_cmd(obj: Ctx, run_id: str | None, out_file: Path | None) -> None:
     the self-test after the run, a rehearsal's proof that nothing persisted.
     All of it recorded while the run happened. An unknown RUN_ID exits 2.
     """
-    from . import migrate
-    from .report import render, write
-
     rep = migrate.report(obj.target(), run_id)
     if out_file is not None:
         text = json.dumps(rep, indent=2, default=str, sort_keys=True) + "\n" if obj.as_json else render(rep)
@@ -520,19 +486,12 @@ def grant_cmd(obj: Ctx, readonly_roles: tuple[str, ...], operator_roles: tuple[s
     (revision least_privilege): no DML, no ledger logger, no mutator. What the
     role held on IU Core objects before is revoked first (one transaction).
     """
-    from .db import connect
-    from .errors import BadInput
-    from .roles import apply_all, plan_operator, plan_readonly
-
-    if not readonly_roles and not operator_roles:
-        raise BadInput("name at least one role: --readonly ROLE and/or --operator ROLE")
-    with connect(obj.target()) as conn:
-        plans = [plan_readonly(conn, r) for r in readonly_roles] + [plan_operator(conn, r) for r in operator_roles]
-        if not dry_run:
-            apply_all(conn, plans)
-    obj.emit([{"role": p.role, "kind": p.kind, "statements": p.statements} for p in plans], "\n".join(
+    commands.require_roles(list(readonly_roles), list(operator_roles))  # exit 2 before any connection
+    rep = commands.grant(obj.target(), readonly_roles=list(readonly_roles), operator_roles=list(operator_roles),
+                         dry_run=dry_run)
+    obj.emit(rep.to_json(), "\n".join(
         f"{p.kind} {p.role}: {len(p.statements)} grant(s)" + ("" if not dry_run else "\n  " + ";\n  ".join(p.statements) + ";")
-        for p in plans))
+        for p in rep.plans))
 
 
 @db.command("backup")
@@ -551,8 +510,6 @@ def backup_cmd(obj: Ctx, out_dir: Path | None, jobs: int | None, pg_dump: str | 
     system identifier, which preflight --backup-dir checks. Nothing is left
     behind on failure.
     """
-    from . import migrate
-
     out = out_dir or obj.settings().home / "backups"
     b = migrate.backup(obj.target(), out, jobs=jobs, pg_dump=pg_dump, sink=None if obj.as_json else click.echo)
     obj.emit(b.to_json(), f"Backup gate PASS — {b.summary()}")
@@ -564,13 +521,9 @@ def lint_cmd(obj: Ctx) -> None:
     """Static gates: parse (SQL and PL/pgSQL), SECURITY DEFINER search_path,
     REVOKE FROM PUBLIC, framework-owned timeouts, no hard-coded secrets or
     addresses. Exit 4 naming each finding; needs no database."""
-    from .errors import CheckFailed
-    from .lint import lint_project
-
-    findings = lint_project(obj.project_root())
-    obj.emit([f.__dict__ for f in findings], "\n".join(map(str, findings)) or "lint: no findings")
-    if findings:
-        raise CheckFailed(f"lint: {len(findings)} finding(s)", findings=[str(f) for f in findings])
+    rep = commands.lint(obj.project_root())
+    obj.emit(rep.to_json(), "\n".join(map(str, rep.findings)) or "lint: no findings")
+    rep.raise_for_outcome()
 
 
 # ---------------------------------------------------------------- selftest
@@ -593,33 +546,20 @@ def selftest_cmd(obj: Ctx, names: tuple[str, ...], record: bool, show: bool, loc
     run's lock_timeout and statement_timeout; one that hits lock_timeout is
     retried whole, and one that does on every try exits 3 naming the holder.
     """
-    from . import migrate
-    from .errors import CheckFailed, Failed, LockRetriesExhausted
-
     opts = _options(obj, False, lock_timeout, statement_timeout, None)
-    results = migrate.selftest(obj.target(), list(names) or None, project=obj.project_root(), record=record,
-                               options=opts, sink=obj.sink(), actor=obj.actor)
+    rep = commands.selftest(obj.target(), list(names) or None, project=obj.project_root(), record=record,
+                            options=opts, sink=obj.sink(), actor=obj.actor)
     if obj.as_json:
-        obj.emit([r.to_json() for r in results])
+        obj.emit(rep.to_json())
     else:
-        for r in results:
+        for r in rep.results:
             if show or r.status == "failed":
                 click.echo(f"== selftest {r.name} ==")
                 click.echo("\n".join(r.transcript))
             click.echo(f"selftest {r.name}: {r.status.upper()}{' — ' + r.reason if r.reason else ''}")
             if r.diff:
                 click.echo(r.diff)
-    failed = [r for r in results if r.status == "failed"]
-    mismatched = [r for r in results if r.status == "mismatch"]
-    refused = [r for r in results if r.status == "refused"]
-    if failed:
-        raise Failed("self-test failed: " + "; ".join(f"{r.name}: {r.reason}" for r in failed))
-    if refused:
-        raise LockRetriesExhausted("self-test could not get its locks: "
-                                   + "; ".join(f"{r.name}: {r.reason}" for r in refused),
-                                   selftests=[r.name for r in refused])
-    if mismatched:
-        raise CheckFailed("self-test transcript mismatch: " + ", ".join(r.name for r in mismatched))
+    rep.raise_for_outcome()
 
 
 # ---------------------------------------------------------------- inventory
@@ -634,10 +574,6 @@ def inventory_cmd(obj: Ctx, check: bool) -> None:
     do. --check names every missing object, and every IU-Core-named extra not
     acknowledged in acknowledged.toml, and exits 4.
     """
-    from . import migrate
-    from .errors import InventoryDrift
-    from .transcript import format_table
-
     rep = migrate.inventory(obj.target(), project=obj.project_root())
     if obj.as_json:
         obj.emit(rep.to_json())
@@ -658,12 +594,8 @@ def inventory_cmd(obj: Ctx, check: bool) -> None:
         if rep.revision is None and pres:
             click.echo("  hint: no revision is recorded here, yet IU Core objects are present: if the chain "
                        "was applied by hand, take the database over with `iucore db adopt REV`")
-    if check and not rep.ok:
-        raise InventoryDrift(
-            f"inventory drift at {rep.revision}: {len(rep.drift)} object(s): " + "; ".join(rep.drift[:10])
-            + (" …" if len(rep.drift) > 10 else ""),
-            drift=rep.drift,
-        )
+    if check:
+        rep.raise_for_outcome()
 
 
 # ---------------------------------------------------------------- dot
@@ -677,8 +609,6 @@ def _actor(obj: Ctx) -> str:
 
 
 def _print_answer(obj: Ctx, ans: Any) -> None:
-    from .operator import ensure_answer
-
     if obj.as_json:
         obj.emit(ans.to_json())
     else:
@@ -690,19 +620,14 @@ def _print_answer(obj: Ctx, ans: Any) -> None:
             click.echo("  answer: " + json.dumps(ans.answer, sort_keys=True, default=str))
         if ans.run_id:
             click.echo(f"  ledger run_id: {ans.run_id}")
-    ensure_answer(ans)
+    ans.raise_for_outcome()
 
 
 @dot.command("list")
 @click.pass_obj
 def dot_list(obj: Ctx) -> None:
     """Commands with category, mutating, reversible, governed, and availability here."""
-    from .migrate import NEEDS_DOT_LIST, reading
-    from .operator import list_commands
-    from .transcript import format_table
-
-    with reading(obj.target(), NEEDS_DOT_LIST) as conn:
-        rows = list_commands(conn)
+    rows = commands.dot_list(obj.target()).rows
     if obj.as_json:
         obj.emit(rows)
         return
@@ -716,10 +641,8 @@ def dot_list(obj: Ctx) -> None:
 @click.pass_obj
 def dot_explain(obj: Ctx, command: str, params: tuple[str, ...]) -> None:
     """Print the ready-to-run governed SQL for COMMAND key=value… (psql can run it)."""
-    from .operator import explain
-
-    sql = explain(command, list(params), actor=obj.flag_actor())
-    obj.emit({"command": command, "sql": sql}, sql)
+    ex = commands.dot_explain(command, list(params), actor=obj.flag_actor())
+    obj.emit(ex.to_json(), ex.sql)
 
 
 def _dot_verb(mode: str) -> Any:
@@ -727,14 +650,8 @@ def _dot_verb(mode: str) -> Any:
     @click.argument("params", nargs=-1)
     @click.pass_obj
     def verb(obj: Ctx, command: str, params: tuple[str, ...]) -> None:
-        from .db import connect
-        from .operator import command as lookup
-        from .operator import parse_params, run_command
-
-        parse_params(lookup(command), list(params))  # bad input: exit 2 before any connection
-        with connect(obj.target()) as conn:
-            ans = run_command(conn, mode, command, list(params), _actor(obj))
-        _print_answer(obj, ans)
+        commands.dot_params(command, list(params))  # bad input: exit 2 before any connection
+        _print_answer(obj, commands.dot_run(obj.target(), mode, command, list(params), actor=_actor(obj)))
 
     verb.__doc__ = {
         "plan": "Plan COMMAND key=value…: the governed SQL and the gates it needs (ledger: planned).",
@@ -761,16 +678,11 @@ def dot_render(obj: Ctx, collection_key: str, out_dir: Path, to_stdout: bool) ->
     of plain segments, or a symlink below --out that leads outside it, is
     refused (exit 2). An existing manifest is replaced atomically.
     """
-    from .db import connect
-    from .textcode import export, write_manifest
-
-    with connect(obj.target()) as conn:
-        m = export(conn, collection_key)
+    res = commands.dot_render(obj.target(), collection_key, out_dir=None if to_stdout else out_dir)
     if to_stdout:
-        click.echo(m.text(), nl=False)
+        click.echo(res.manifest.text(), nl=False)
         return
-    path = write_manifest(m, out_dir)
-    obj.emit({"path": str(path), "pieces": len(m.pieces)}, f"wrote {path} ({len(m.pieces)} pieces)")
+    obj.emit(res.to_json(), f"wrote {res.path} ({len(res.manifest.pieces)} pieces)")
 
 
 @dot.command("import")
@@ -784,13 +696,9 @@ def dot_import(obj: Ctx, manifest: Path) -> None:
     most 8 MiB, or one that conflicts with the database is refused and changes
     nothing; an identical collection is left as it is.
     """
-    from .db import connect
-    from .textcode import import_manifest, read_manifest
-
-    m = read_manifest(manifest)
-    with connect(obj.target()) as conn:
-        res = import_manifest(conn, m, _actor(obj))
-    obj.emit(res, f"{res['status']}: {res['collection_key']} ({res['created_pieces']} piece(s) created)")
+    m = commands.read_manifest(manifest)  # a bad file: exit 2 before any connection
+    res = commands.dot_import(obj.target(), m, actor=_actor(obj))
+    obj.emit(res.to_json(), f"{res.status}: {res.collection_key} ({res.created_pieces} piece(s) created)")
 
 
 # ---------------------------------------------------------------- gate
@@ -807,8 +715,8 @@ def gate() -> None:
 @click.pass_obj
 def gate_open(obj: Ctx, gate_key: str, approval_id: str, ttl: int, reason: str) -> None:
     """Open a governable gate; never-flip and non-governable gates are refused."""
-    _gate_call(obj, "dot_iu_gate_open", {"gate_key": gate_key, "approval_id": approval_id,
-                                         "reason": reason, "ttl_seconds": str(ttl)})
+    _print_answer(obj, commands.gate_open(obj.target(), gate_key, approval_id=approval_id, ttl=ttl, reason=reason,
+                                          actor=_actor(obj)))
 
 
 @gate.command("close")
@@ -817,28 +725,24 @@ def gate_open(obj: Ctx, gate_key: str, approval_id: str, ttl: int, reason: str) 
 @click.pass_obj
 def gate_close(obj: Ctx, gate_key: str, reason: str) -> None:
     """Close a gate."""
-    _gate_call(obj, "dot_iu_gate_close", {"gate_key": gate_key, "reason": reason})
+    _print_answer(obj, commands.gate_close(obj.target(), gate_key, reason=reason, actor=_actor(obj)))
 
 
 @gate.command("watchdog")
 @click.pass_obj
 def gate_watchdog(obj: Ctx) -> None:
     """Close every governable gate whose open has expired."""
-    _gate_call(obj, "dot_iu_gate_watchdog", {})
+    _print_answer(obj, commands.gate_watchdog(obj.target(), actor=_actor(obj)))
 
 
 @gate.command("status")
 @click.pass_obj
 def gate_status(obj: Ctx) -> None:
     """The 9-gate verify: all_safe, all_governed_closed, never_flip_intact."""
-    from .db import connect
-    from .operator import ensure_answer, run_command
-    from .transcript import format_table
-
-    with connect(obj.target()) as conn:
-        ans = run_command(conn, "verify", "dot_iu_gate_verify_closed", {}, _actor(obj))
+    st = commands.gate_status(obj.target(), actor=_actor(obj))
+    ans = st.answer
     if obj.as_json:
-        obj.emit(ans.to_json())
+        obj.emit(st.to_json())
     elif isinstance(ans.answer, dict):
         a = ans.answer
         click.echo(f"all_safe = {a.get('all_safe')} | all_governed_closed = {a.get('all_governed_closed')}"
@@ -849,20 +753,7 @@ def gate_status(obj: Ctx) -> None:
             click.echo("\n".join(format_table(cols, [[g.get(c) for c in cols] for g in gates])))
         if a.get("stale_open"):
             click.echo(str(a.get("guidance")))
-    ensure_answer(ans)
-    if isinstance(ans.answer, dict) and ans.answer.get("all_safe") is False:
-        from .errors import CheckFailed
-
-        raise CheckFailed("gates not all safe", answer=ans.answer)
-
-
-def _gate_call(obj: Ctx, name: str, params: dict[str, str]) -> None:
-    from .db import connect
-    from .operator import run_command
-
-    with connect(obj.target()) as conn:
-        ans = run_command(conn, "apply", name, params, _actor(obj))
-    _print_answer(obj, ans)
+    st.raise_for_outcome()
 
 
 # ---------------------------------------------------------------- runtime
@@ -880,9 +771,6 @@ def runtime() -> None:
 @click.pass_obj
 def runtime_list(obj: Ctx) -> None:
     """Each script: applied or not (read from the data it creates), its last real run, its sha256."""
-    from . import datascripts
-    from .transcript import format_table
-
     states = datascripts.status(obj.target(), project=obj.project_root())
     if obj.as_json:
         obj.emit([s.to_json() for s in states])
@@ -911,8 +799,6 @@ def _runtime_verb(direction: str) -> Any:
     @click.pass_obj
     def verb(obj: Ctx, name: str, approval_id: str | None, rehearse: bool, lock_timeout: str | None,
              statement_timeout: str | None, lock_wait: str | None) -> None:
-        from . import datascripts
-
         opts = _options(obj, rehearse, lock_timeout, statement_timeout, lock_wait)
         run = datascripts.apply if direction == "apply" else datascripts.rollback
         res = run(obj.target(), name, approval_id=approval_id, project=obj.project_root(), options=opts,
@@ -975,11 +861,7 @@ def proof_remove(obj: Ctx, actors: tuple[str, ...], dry_run: bool, yes_on_this_d
     runtime_500x_op_proof.gate_window; the proof as runtime_500x_op_proof (or
     its --actor) and its gate window as that actor + ".gate_window".
     """
-    from .db import connect
-    from .demodata import remove
-
-    with connect(obj.target(), autocommit=False) as conn:
-        res = remove(conn, obj.target(), list(actors), confirm=yes_on_this_database, dry_run=dry_run)
+    res = commands.proof_remove(obj.target(), list(actors), dry_run=dry_run, confirm=yes_on_this_database)
     if obj.as_json:
         obj.emit(res.to_json())
         return
@@ -1007,14 +889,9 @@ def proof_operator_runtime(obj: Ctx, collection_key: str, approval_id: str | Non
     the gates end all_safe. Refused on any database but the embedded server
     unless --yes-on-this-database names it; `proof remove` takes it out again.
     """
-    from .db import connect
-    from .demodata import guard_writes
-    from .proof import DEFAULT_ACTOR, run_proof
-
-    with connect(obj.target()) as conn:
-        guard_writes(conn, obj.target(), yes_on_this_database, "the operator-runtime proof")
-        res = run_proof(conn, actor=obj.flag_actor() or DEFAULT_ACTOR, collection_key=collection_key,
-                        approval_id=approval_id, ttl_seconds=ttl, say=None if obj.as_json else click.echo)
+    res = commands.proof_operator_runtime(obj.target(), actor=obj.flag_actor(), collection_key=collection_key,
+                                          approval_id=approval_id, ttl_seconds=ttl, confirm=yes_on_this_database,
+                                          say=None if obj.as_json else click.echo)
     if obj.as_json:
         obj.emit(res.to_json())
     else:
@@ -1026,10 +903,7 @@ def proof_operator_runtime(obj: Ctx, collection_key: str, approval_id: str | Non
                    f"{g.get('all_governed_closed')} | never_flip_intact = {g.get('never_flip_intact')}")
         click.echo(f"ledger actors: {res.actor} (the steps), {res.gate_actor} (the gate window); remove "
                    f"with: iucore proof remove --written-by {res.actor} --written-by {res.gate_actor}")
-    if not res.ok:
-        from .errors import Failed
-
-        raise Failed("operator-runtime proof failed: " + "; ".join(res.problems))
+    res.raise_for_outcome()
     if not obj.as_json:
         click.echo(f"PROOF PASS ({res.duration_ms:.0f} ms)")
 
@@ -1043,12 +917,10 @@ def demo_cmd(obj: Ctx, yes_on_this_database: str | None) -> None:
     compose runtime/290, the seven-step proof, a worker dry-run, the inventory
     and the health views, with timings. Running it twice works. Any other
     database is refused unless --yes-on-this-database names it."""
-    from .demo import Demo
-
     target = obj.target()
     click.echo(f"iucore demo on {target.display}" + (" (embedded PostgreSQL)" if target.embedded else ""))
-    Demo(target, obj.project_root(), click.echo, actor=obj.flag_actor() or "iucore_demo",
-         confirm_database=yes_on_this_database).run()
+    commands.demo(target, obj.project_root(), say=click.echo, actor=obj.flag_actor(),
+                  confirm_database=yes_on_this_database)
 
 
 # ---------------------------------------------------------------- worker
@@ -1063,12 +935,7 @@ def worker() -> None:
 @click.pass_obj
 def worker_run(obj: Ctx, route: str, limit: int) -> None:
     """Run the route worker once: seen / attempts_written / skipped / dead_lettered."""
-    from .db import connect
-    from .operator import ensure_answer, run_command
-
-    with connect(obj.target()) as conn:
-        ans = run_command(conn, "apply", "dot_iu_route_worker_run",
-                          {"route_code": route, "limit": str(limit)}, _actor(obj))
+    ans = commands.worker_run(obj.target(), route, limit=limit, actor=_actor(obj))
     if obj.as_json:
         obj.emit(ans.to_json())
     elif isinstance(ans.answer, dict):
@@ -1076,7 +943,7 @@ def worker_run(obj: Ctx, route: str, limit: int) -> None:
         click.echo(f"fn_iu_route_worker_run({route!r}, {limit}) → seen={a.get('seen')}, "
                    f"attempts_written={a.get('attempts_written')}, skipped={a.get('skipped')}, "
                    f"dead_lettered={a.get('dead_lettered')}, dry_run={a.get('dry_run')}")
-    ensure_answer(ans)
+    ans.raise_for_outcome()
 
 
 # ---------------------------------------------------------------- server
@@ -1085,34 +952,27 @@ def server() -> None:
     """The embedded PostgreSQL (data under .iucore/ or $IUCORE_HOME)."""
 
 
-def _server(obj: Ctx) -> Any:
-    from .server import EmbeddedServer
-
-    return EmbeddedServer.from_settings(obj.settings())
-
-
 @server.command("start")
 @click.pass_obj
 def server_start(obj: Ctx) -> None:
     """Start the embedded server (no-op if it runs) and print its URL."""
-    s = _server(obj)
-    url = s.ensure_running()
-    obj.emit(s.status(), url)
+    st = commands.server_start(obj.settings())
+    obj.emit(st.to_json(), st.url)
 
 
 @server.command("stop")
 @click.pass_obj
 def server_stop(obj: Ctx) -> None:
     """Stop the embedded server."""
-    stopped = _server(obj).stop()
-    obj.emit({"stopped": stopped}, "stopped" if stopped else "not running")
+    res = commands.server_stop(obj.settings())
+    obj.emit(res.to_json(), "stopped" if res.stopped else "not running")
 
 
 @server.command("status")
 @click.pass_obj
 def server_status(obj: Ctx) -> None:
     """Whether the embedded server runs, with its pid, major, data dir and URL."""
-    st = _server(obj).status()
+    st = commands.server_status(obj.settings()).to_json()
     text = (
         f"running: PostgreSQL {st['major']} pid {st['pid']}\nurl: {st['url']}\ndata: {st['datadir']}"
         if st["running"]
@@ -1126,8 +986,8 @@ def server_status(obj: Ctx) -> None:
 @click.pass_obj
 def server_url(obj: Ctx) -> None:
     """Print the embedded server's URL (starting it if needed): psql "$(iucore server url)"."""
-    url = _server(obj).ensure_running()
-    obj.emit({"url": url}, url)
+    res = commands.server_url(obj.settings())
+    obj.emit(res.to_json(), res.url)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,8 +12,8 @@ Precedence, the same for `iucore` and for plain `alembic`:
       wheel, the OS user, the timeouts below).
 
 Every other module asks `Settings` (the CLI through `Ctx.settings()`, plain
-alembic through `alembic_env`); none reads `IUCORE_*` itself. (click's `--url`
-names IUCORE_DATABASE_URL for `--help`; the precedence is the same.)
+alembic through `alembic_env`); none reads `IUCORE_*` itself: the CLI hands
+its flags over as flags, and `Settings` alone looks at the environment.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import BadInput
+from .errors import BadInput, InventoryDrift
 from .scope import OURS_CTE, Scope, scope_of
 
 if TYPE_CHECKING:
@@ -157,6 +157,16 @@ class Report:
     @property
     def ok(self) -> bool:
         return not self.drift
+
+    def raise_for_outcome(self) -> None:
+        """InventoryDrift (exit 4) naming the drift (the first ten objects), unless there is none."""
+        drift = self.drift
+        if drift:
+            raise InventoryDrift(
+                f"inventory drift at {self.revision}: {len(drift)} object(s): " + "; ".join(drift[:10])
+                + (" …" if len(drift) > 10 else ""),
+                drift=drift,
+            )
 
     def extras_json(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []

@@ -453,6 +453,10 @@ class RunAnswer:
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}
 
+    def raise_for_outcome(self) -> None:
+        """CommandRefused (exit 3) or Failed (exit 1) for a refused or failed answer (ensure_answer)."""
+        ensure_answer(self)
+
 
 def gates_for(plan: DotCommandPlan) -> list[str]:
     """Gates the plan needs by the registry's rules (seed 000 §4).

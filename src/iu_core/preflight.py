@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .errors import Refused
 from .scope import OURS_CTE
 from .session import LOCK_KEY
 
@@ -120,6 +121,12 @@ class PreflightReport:
 
     def summary(self) -> str:
         return f"{self.passed}/{len(self.checks)} mandatory gates PASS"
+
+    def raise_for_outcome(self) -> None:
+        """Refused (exit 3) naming each failing gate, unless every one passed."""
+        if not self.ok:
+            raise Refused("preflight failed: " + "; ".join(f"{c.name}: {c.evidence}" for c in self.failed),
+                          failed=[c.name for c in self.failed])
 
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "passed": self.passed, "total": len(self.checks), "summary": self.summary(),

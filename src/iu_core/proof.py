@@ -76,6 +76,11 @@ class ProofResult:
     def ok(self) -> bool:
         return not self.problems
 
+    def raise_for_outcome(self) -> None:
+        """Failed (exit 1) naming every problem, unless every step matched."""
+        if not self.ok:
+            raise Failed("operator-runtime proof failed: " + "; ".join(self.problems))
+
     def table(self) -> list[str]:
         from .transcript import format_table
 
