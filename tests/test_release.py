@@ -87,6 +87,17 @@ def test_a_selftest_that_raises_fails_and_leaves_nothing(new_db, run_cli, projec
     assert snap_all(target) == before
 
 
+def test_a_failure_in_a_file_the_selftest_includes_names_that_file_and_line(
+        new_db, run_cli, project: Path) -> None:
+    target = new_db("substrate")
+    (project / "selftests" / "lib" / "part.sql").write_text(
+        "-- @guard\nSELECT 1;\n-- @body\nDO $$ BEGIN RAISE EXCEPTION 'T1: deliberate failure'; END $$;\n")
+    (project / "selftests" / "substrate.sql").write_text("BEGIN;\n\\ir lib/part.sql\nROLLBACK;\n")
+    res = run_cli(target, "selftest", "substrate", project=project)
+    assert res.exit_code == 1, res.output
+    assert "selftest substrate: FAILED — selftests/lib/part.sql:4: T1: deliberate failure" in res.stdout
+
+
 @pytest.mark.parametrize("stmt", ["COMMIT;", "END;", "ROLLBACK;\nBEGIN;", "PREPARE TRANSACTION 'x';"])
 def test_a_selftest_that_could_persist_is_rejected_before_it_runs(tmp_path: Path, stmt: str) -> None:
     p = tmp_path / "t.sql"

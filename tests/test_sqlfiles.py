@@ -151,6 +151,22 @@ def test_a_selftest_may_include_and_reports_its_own_lines() -> None:
     steps = load(ROOT / "selftests" / "substrate.sql")
     helper = [s for s in steps if "pg_temp.selftest_open_gate(p_gate_key" in s.sql]
     assert len(helper) == 1 and helper[0].line == 6  # line 6 of selftests/lib/open_gate.sql
+    assert helper[0].file == "selftests/lib/open_gate.sql"
+
+
+def test_a_selftest_may_include_a_sectioned_file_a_revision_file_may_not(proj: Path) -> None:
+    """Section markers belong to the file whose sections are read: a self-test has none, so it may
+    include a whole migration or rollback file; a revision file including one is refused."""
+    write(proj / "sql" / "part.sql", "-- @guard\nSELECT 1;\n-- @body\nSELECT 2;\n")
+    write(proj / "selftests" / "t.sql", "BEGIN;\n\\ir ../sql/part.sql\nROLLBACK;\n")
+    steps = load(proj / "selftests" / "t.sql")
+    assert [(s.sql, s.file, s.line) for s in steps] == [
+        ("BEGIN", None, 1), ("SELECT 1", "sql/part.sql", 2), ("SELECT 2", "sql/part.sql", 4), ("ROLLBACK", None, 3)]
+    assert steps[1].comments == ["-- @guard"]
+    write(proj / "sql" / "f.sql", HEAD + "\\ir part.sql\n" + TAIL)
+    with pytest.raises(SqlFileError) as exc:
+        parse_script(proj / "sql" / "f.sql", MIGRATION_SECTIONS)
+    assert exc.value.message.startswith("sql/part.sql:1: a section marker in an included file (included from sql/f.sql)")
 
 
 # ---------------------------------------------------------------- psql runs the files by hand
