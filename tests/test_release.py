@@ -313,6 +313,30 @@ def test_an_edited_applied_file_fails_verify_and_blocks_upgrade(new_db, run_cli,
     assert overrides and all(o[0]["allow_checksum_drift"] == "ticket OPS-42" for o in overrides)
 
 
+def test_a_revised_selftest_is_reported_not_drift(new_db, run_cli, project: Path) -> None:
+    """A self-test is not applied history (it always rolls back): revising one after apply, as
+    making it `\\ir` the real files did, is reported and neither fails verify nor blocks an upgrade."""
+    target = new_db("substrate")
+    st = project / "selftests" / "substrate.sql"
+    st.write_text(st.read_text() + "\n-- a revised self-test\n")
+    res = run_cli(target, "--json", "db", "verify", project=project)
+    assert res.exit_code == 0, res.output
+    files = {f["file"]: f for f in json.loads(res.stdout)["files"]}
+    assert files["selftests/substrate.sql"]["status"] == "revised"
+    assert files["selftests/substrate.sql"]["recorded"] != files["selftests/substrate.sql"]["current"]
+    assert files["migrations/sql/substrate.sql"]["status"] == "ok"
+    res = run_cli(target, "db", "verify", project=project)
+    assert res.exit_code == 0 and "self-test revised since apply (not part of what ran): selftests/substrate.sql" in res.stdout
+    res = run_cli(target, "db", "upgrade", "016", project=project)  # the checksum gate lets it pass
+    assert res.exit_code == 0, res.output
+    # the same edit to what ran is drift
+    rb = project / "rollbacks" / "substrate.sql"
+    rb.write_text(rb.read_text() + "\n-- a quiet edit\n")
+    res = run_cli(target, "--json", "db", "verify", project=project)
+    assert res.exit_code == 4
+    assert [p["file"] for p in json.loads(res.stdout)["problems"]] == ["rollbacks/substrate.sql"]
+
+
 def test_verify_fails_closed_when_nothing_was_recorded(new_db, run_cli) -> None:
     target = new_db("substrate")
     with connect(target) as c:
