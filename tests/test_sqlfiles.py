@@ -210,6 +210,23 @@ def test_a_selftest_may_include_a_sectioned_file_a_revision_file_may_not(proj: P
     assert exc.value.message.startswith("sql/part.sql:1: a section marker in an included file (included from sql/f.sql)")
 
 
+@pytest.mark.parametrize("rev", ["034", "280"])
+def test_the_034_and_280_selftests_run_the_real_migration_and_rollback(rev: str) -> None:
+    """No copy of the revision's SQL in its self-test: every statement that writes the catalog comes
+    from the migration, its seed, or the rollback — the files that run."""
+    steps = load(ROOT / "selftests" / f"{rev}.sql")
+    files = {s.file for s in steps}
+    assert {f"migrations/sql/{rev}.sql", f"rollbacks/{rev}.sql",
+            "migrations/sql/data/280/dot_iu_command_catalog.sql"} <= files
+    own = [s.sql for s in steps if s.file is None]
+    assert not [q for q in own if q.lstrip().upper().startswith("INSERT INTO PUBLIC.DOT_IU_COMMAND_CATALOG")]
+    assert not any("rollback refused" in q.lower() for q in own)  # no guard re-typed inside a DO block
+    # the rollback's guard, body and assert all run, from the rollback file itself
+    rb = parse_script(ROOT / "rollbacks" / f"{rev}.sql", ROLLBACK_SECTIONS)
+    ran = [s.sql for s in steps if s.file == f"rollbacks/{rev}.sql"]
+    assert ran == [s.sql for s in rb.statements]
+
+
 # ---------------------------------------------------------------- psql runs the files by hand
 def _psql() -> str:
     from iu_core.backup import newest
