@@ -13,13 +13,18 @@ SET transaction_isolation = 'repeatable read';
 -- a gate opened for a test: through the gate protocol where the database has it
 \ir lib/open_gate.sql
 
+-- T0 the composer event family 260 registers, written once for the checks below
+CREATE TEMP TABLE selftest260_family ON COMMIT DROP AS
+SELECT t.event_type
+  FROM unnest(ARRAY['collection_created', 'piece_added_to_collection', 'piece_removed_from_collection',
+                    'piece_reordered', 'collection_rendered', 'collection_validated',
+                    'piece_soft_deleted', 'piece_restored']) AS t (event_type);
+
 -- T0 the 8 composer event types: domain iu, stream composer, all on the 'delayed' lane
 SELECT r.event_type, r.event_stream, r.delivery_lane, r.active
   FROM public.event_type_registry r
  WHERE r.event_domain = 'iu'
-   AND r.event_type IN ('collection_created', 'piece_added_to_collection', 'piece_removed_from_collection',
-                        'piece_reordered', 'collection_rendered', 'collection_validated',
-                        'piece_soft_deleted', 'piece_restored')
+   AND r.event_type IN (SELECT f.event_type FROM selftest260_family f)
  ORDER BY r.event_type;
 
 DO $t0$
@@ -27,10 +32,7 @@ DECLARE
     n_family integer := (SELECT count(*) FROM public.event_type_registry r
                           WHERE r.event_domain = 'iu' AND r.event_stream = 'composer'
                             AND r.delivery_lane = 'delayed' AND r.active
-                            AND r.event_type IN ('collection_created', 'piece_added_to_collection',
-                                                 'piece_removed_from_collection', 'piece_reordered',
-                                                 'collection_rendered', 'collection_validated',
-                                                 'piece_soft_deleted', 'piece_restored'));
+                            AND r.event_type IN (SELECT f.event_type FROM selftest260_family f));
     deduplicating text := (SELECT string_agg(r.event_domain || '.' || r.event_type, ', ' ORDER BY r.event_type)
                              FROM public.event_type_registry r
                             WHERE r.event_stream = 'composer' AND r.delivery_lane <> 'delayed');

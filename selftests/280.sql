@@ -1,11 +1,15 @@
--- 280 self-test: the operator-runtime catalog seed (seed 004 "R280") — the 24
--- rows of the registry's revision-"280" commands, the idempotent re-seed
--- (INSERT 0 0), every target function resolvable and the fail-closed ledger
--- logger — exercised inside one transaction that always ends in ROLLBACK.
--- Every DO block RAISEs when its check fails.
--- The database may be at 280 (24 catalog rows) or later (034: 26, gate_protocol:
--- 30): everything printed is filtered to the 24 names of 280, and what depends
--- on the revision is compared inside the DO blocks, never printed.
+-- 280 self-test: the operator-runtime catalog seed (seed 004 "R280"), exercised through the
+-- very files that run — migrations/sql/280.sql, the seed it includes
+-- (migrations/sql/data/280/dot_iu_command_catalog.sql) and rollbacks/280.sql, included here
+-- with psql's \ir, never copied — inside one transaction that always ends in ROLLBACK:
+-- the idempotent re-seed (INSERT 0 0), the migration on 017's empty catalog (the 24 rows,
+-- equal column for column to the live ones), the fail-closed rollback (24 → 0) and the seed
+-- again (0 → 24), every target function resolvable with the registry's signature, and the
+-- fail-closed ledger logger. Every DO block RAISEs when its check fails.
+-- The database may be at 280 or later (034 and gate_protocol add catalog rows): T2 sets the
+-- ledger and the catalog aside in this transaction before anything is counted or printed,
+-- so the transcript is the same at every revision. The refusal of the rollback while the
+-- ledger references a command is a refusal (an error): tests/test_rev_280_to_gate.py runs it.
 -- Run: iucore selftest 280   (by hand: psql -X -v ON_ERROR_STOP=1 -f selftests/280.sql)
 
 -- Repeatable read: production keeps writing while a self-test runs; one snapshot
@@ -13,252 +17,120 @@
 BEGIN;
 SET transaction_isolation = 'repeatable read';
 
--- T0 the 24 rows of 280, as the registry (src/iu_core/registry.py, revision "280") has them
-SELECT c.command_name, c.category, c.mutating, c.reversible, c.target_functions
-  FROM public.dot_iu_command_catalog c
- WHERE c.command_name IN (
-        'dot_iu_healthcheck', 'dot_iu_create_file_from_pieces', 'dot_iu_add_piece',
-        'dot_iu_remove_piece', 'dot_iu_reorder_piece', 'dot_iu_validate_collection',
-        'dot_iu_checkpoint_collection', 'dot_iu_render_collection', 'dot_iu_retire_piece',
-        'dot_iu_soft_delete_piece', 'dot_iu_restore_piece', 'dot_iu_clone_piece',
-        'dot_iu_workflow_from_steps', 'dot_iu_refresh_metadata_axes', 'dot_iu_split_piece',
-        'dot_iu_merge_pieces', 'dot_iu_route_worker_run', 'dot_iu_command_registry',
-        'dot_iu_command_run_health', 'dot_iu_collection_health', 'dot_iu_collection_manifest',
-        'dot_iu_composer_event_backlog', 'dot_iu_route_attempt_summary',
-        'dot_iu_route_dead_letter_open')
- ORDER BY c.command_name;
+-- T0 the live catalog (every revision's rows), kept to compare with; every target function of
+-- every row resolves
+CREATE TEMP TABLE selftest280_live (
+    command_name     text,
+    category         text,
+    mutating         boolean,
+    reversible       boolean,
+    target_functions text[],
+    description      text
+) ON COMMIT DROP;
 
--- T0 the catalog holds exactly those 24 rows (name, category, mutating, reversible, targets,
--- description), and every other row belongs to a later revision (034's 2, gate_protocol's 4)
 DO $t0$
 DECLARE
-    n_exact  integer;
-    n_named  integer;
-    v_others text[];
+    v_unresolved text[];
 BEGIN
-    SELECT count(*) INTO n_exact
-      FROM public.dot_iu_command_catalog c
-      JOIN (VALUES
-        ('dot_iu_healthcheck', 'health', false, true, ARRAY['fn_iu_healthcheck'], 'counts and gates'),
-        ('dot_iu_create_file_from_pieces', 'collection', true, true, ARRAY['fn_iu_compose'], 'compose a collection from pieces, in order'),
-        ('dot_iu_add_piece', 'collection', true, true, ARRAY['fn_iu_collection_add_piece'], 'add a piece to a collection (append or at a position)'),
-        ('dot_iu_remove_piece', 'collection', true, true, ARRAY['fn_iu_collection_remove_piece'], 'remove a piece from a collection (the piece stays)'),
-        ('dot_iu_reorder_piece', 'collection', true, true, ARRAY['fn_iu_collection_reorder_piece'], 'move a piece to a new position'),
-        ('dot_iu_validate_collection', 'collection', false, true, ARRAY['fn_iu_collection_validate'], 'validate a collection, fail-closed'),
-        ('dot_iu_checkpoint_collection', 'collection', true, true, ARRAY['fn_iu_collection_checkpoint'], 'render + record + emit collection_rendered'),
-        ('dot_iu_render_collection', 'read', false, true, ARRAY['fn_iu_collection_render'], 'render a collection''s manifest'),
-        ('dot_iu_retire_piece', 'lifecycle', true, false, ARRAY['fn_iu_retire'], 'retire a piece globally (not reversible)'),
-        ('dot_iu_soft_delete_piece', 'lifecycle', true, true, ARRAY['fn_iu_piece_soft_delete'], 'soft-delete a piece (restorable)'),
-        ('dot_iu_restore_piece', 'lifecycle', true, true, ARRAY['fn_iu_piece_restore'], 'restore a soft-deleted piece'),
-        ('dot_iu_clone_piece', 'piece', true, true, ARRAY['fn_iu_create'], 'author a new piece through the fn_iu_create birth gate'),
-        ('dot_iu_workflow_from_steps', 'collection', true, true, ARRAY['fn_iu_workflow_from_steps'], 'a workflow collection from a list of steps'),
-        ('dot_iu_refresh_metadata_axes', 'piece', true, true, ARRAY['fn_iu_refresh_metadata_axes'], 'recompute a piece''s metadata axes'),
-        ('dot_iu_split_piece', 'piece', true, false, ARRAY['fn_iu_piece_split'], 'split a piece (review decision required)'),
-        ('dot_iu_merge_pieces', 'piece', true, false, ARRAY['fn_iu_piece_merge'], 'merge pieces (review decision required)'),
-        ('dot_iu_route_worker_run', 'health', true, true, ARRAY['fn_iu_route_worker_run'], 'run the route worker once (dry-run delivery unless gated live)'),
-        ('dot_iu_command_registry', 'read', false, true, ARRAY['fn_iu_observe'], 'operator command registry + run aggregates'),
-        ('dot_iu_command_run_health', 'read', false, true, ARRAY['fn_iu_observe'], 'operator-runtime run health'),
-        ('dot_iu_collection_health', 'read', false, true, ARRAY['fn_iu_observe'], 'collection health'),
-        ('dot_iu_collection_manifest', 'read', false, true, ARRAY['fn_iu_observe'], 'collection manifests'),
-        ('dot_iu_composer_event_backlog', 'read', false, true, ARRAY['fn_iu_observe'], 'composer event backlog'),
-        ('dot_iu_route_attempt_summary', 'read', false, true, ARRAY['fn_iu_observe'], 'route attempt summary'),
-        ('dot_iu_route_dead_letter_open', 'read', false, true, ARRAY['fn_iu_observe'], 'open dead letters')
-      ) AS r (command_name, category, mutating, reversible, target_functions, description)
-        ON (c.command_name, c.category, c.mutating, c.reversible, c.target_functions, c.description)
-         = (r.command_name, r.category, r.mutating, r.reversible, r.target_functions, r.description);
-    SELECT count(*) INTO n_named FROM public.dot_iu_command_catalog c WHERE c.command_name LIKE 'dot\_iu\_%';
-    SELECT array_agg(c.command_name ORDER BY c.command_name) INTO v_others
-      FROM public.dot_iu_command_catalog c
-     WHERE c.command_name NOT IN (
-            'dot_iu_healthcheck', 'dot_iu_create_file_from_pieces', 'dot_iu_add_piece',
-            'dot_iu_remove_piece', 'dot_iu_reorder_piece', 'dot_iu_validate_collection',
-            'dot_iu_checkpoint_collection', 'dot_iu_render_collection', 'dot_iu_retire_piece',
-            'dot_iu_soft_delete_piece', 'dot_iu_restore_piece', 'dot_iu_clone_piece',
-            'dot_iu_workflow_from_steps', 'dot_iu_refresh_metadata_axes', 'dot_iu_split_piece',
-            'dot_iu_merge_pieces', 'dot_iu_route_worker_run', 'dot_iu_command_registry',
-            'dot_iu_command_run_health', 'dot_iu_collection_health', 'dot_iu_collection_manifest',
-            'dot_iu_composer_event_backlog', 'dot_iu_route_attempt_summary',
-            'dot_iu_route_dead_letter_open');
-    IF n_exact <> 24 THEN
-        RAISE EXCEPTION 'T0: % of the 24 rows of 280 are in the catalog exactly as seeded (name, category, mutating, reversible, targets, description)', n_exact;
+    INSERT INTO selftest280_live
+    SELECT c.command_name, c.category, c.mutating, c.reversible, c.target_functions, c.description
+      FROM public.dot_iu_command_catalog c;
+    SELECT array_agg(DISTINCT t ORDER BY t) INTO v_unresolved
+      FROM public.dot_iu_command_catalog c, unnest(c.target_functions) AS t
+     WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p
+                        WHERE p.pronamespace = 'public'::regnamespace AND p.proname = t);
+    IF v_unresolved IS NOT NULL THEN
+        RAISE EXCEPTION 'T0: catalog target function(s) not resolvable: %', array_to_string(v_unresolved, ', ');
     END IF;
-    IF n_named <> (SELECT count(*) FROM public.dot_iu_command_catalog) THEN
-        RAISE EXCEPTION 'T0: a catalog row is named outside dot_iu_*';
-    END IF;
-    IF v_others IS NOT NULL
-       AND NOT (v_others <@ ARRAY['dot_iu_auto_instantiate_from_event', 'dot_iu_auto_instantiate_rollback_by_actor',
-                                  'dot_iu_gate_close', 'dot_iu_gate_open', 'dot_iu_gate_verify_closed',
-                                  'dot_iu_gate_watchdog']) THEN
-        RAISE EXCEPTION 'T0: catalog rows of no known revision: %', v_others;
-    END IF;
-    RAISE NOTICE 'T0 the 24 rows of 280 are there exactly as seeded; any other row is 034''s or gate_protocol''s';
+    RAISE NOTICE 'T0 the live catalog kept for comparison; every target function of every row resolves';
 END
 $t0$;
 
--- T1 seed 004: re-running 280's INSERT … ON CONFLICT DO NOTHING (verbatim) inserts 0 rows
-INSERT INTO public.dot_iu_command_catalog
-    (command_name, category, mutating, reversible, target_functions, description)
-VALUES
-    ('dot_iu_healthcheck', 'health', false, true, ARRAY['fn_iu_healthcheck'],
-     'counts and gates'),
-    ('dot_iu_create_file_from_pieces', 'collection', true, true, ARRAY['fn_iu_compose'],
-     'compose a collection from pieces, in order'),
-    ('dot_iu_add_piece', 'collection', true, true, ARRAY['fn_iu_collection_add_piece'],
-     'add a piece to a collection (append or at a position)'),
-    ('dot_iu_remove_piece', 'collection', true, true, ARRAY['fn_iu_collection_remove_piece'],
-     'remove a piece from a collection (the piece stays)'),
-    ('dot_iu_reorder_piece', 'collection', true, true, ARRAY['fn_iu_collection_reorder_piece'],
-     'move a piece to a new position'),
-    ('dot_iu_validate_collection', 'collection', false, true, ARRAY['fn_iu_collection_validate'],
-     'validate a collection, fail-closed'),
-    ('dot_iu_checkpoint_collection', 'collection', true, true, ARRAY['fn_iu_collection_checkpoint'],
-     'render + record + emit collection_rendered'),
-    ('dot_iu_render_collection', 'read', false, true, ARRAY['fn_iu_collection_render'],
-     'render a collection''s manifest'),
-    ('dot_iu_retire_piece', 'lifecycle', true, false, ARRAY['fn_iu_retire'],
-     'retire a piece globally (not reversible)'),
-    ('dot_iu_soft_delete_piece', 'lifecycle', true, true, ARRAY['fn_iu_piece_soft_delete'],
-     'soft-delete a piece (restorable)'),
-    ('dot_iu_restore_piece', 'lifecycle', true, true, ARRAY['fn_iu_piece_restore'],
-     'restore a soft-deleted piece'),
-    ('dot_iu_clone_piece', 'piece', true, true, ARRAY['fn_iu_create'],
-     'author a new piece through the fn_iu_create birth gate'),
-    ('dot_iu_workflow_from_steps', 'collection', true, true, ARRAY['fn_iu_workflow_from_steps'],
-     'a workflow collection from a list of steps'),
-    ('dot_iu_refresh_metadata_axes', 'piece', true, true, ARRAY['fn_iu_refresh_metadata_axes'],
-     'recompute a piece''s metadata axes'),
-    ('dot_iu_split_piece', 'piece', true, false, ARRAY['fn_iu_piece_split'],
-     'split a piece (review decision required)'),
-    ('dot_iu_merge_pieces', 'piece', true, false, ARRAY['fn_iu_piece_merge'],
-     'merge pieces (review decision required)'),
-    ('dot_iu_route_worker_run', 'health', true, true, ARRAY['fn_iu_route_worker_run'],
-     'run the route worker once (dry-run delivery unless gated live)'),
-    ('dot_iu_command_registry', 'read', false, true, ARRAY['fn_iu_observe'],
-     'operator command registry + run aggregates'),
-    ('dot_iu_command_run_health', 'read', false, true, ARRAY['fn_iu_observe'],
-     'operator-runtime run health'),
-    ('dot_iu_collection_health', 'read', false, true, ARRAY['fn_iu_observe'],
-     'collection health'),
-    ('dot_iu_collection_manifest', 'read', false, true, ARRAY['fn_iu_observe'],
-     'collection manifests'),
-    ('dot_iu_composer_event_backlog', 'read', false, true, ARRAY['fn_iu_observe'],
-     'composer event backlog'),
-    ('dot_iu_route_attempt_summary', 'read', false, true, ARRAY['fn_iu_observe'],
-     'route attempt summary'),
-    ('dot_iu_route_dead_letter_open', 'read', false, true, ARRAY['fn_iu_observe'],
-     'open dead letters')
-ON CONFLICT (command_name) DO NOTHING;
+-- T1 seed 004: 280's seed, the very INSERT … ON CONFLICT DO NOTHING 280.sql includes, re-run
+-- against the live catalog inserts 0 rows
+\ir ../migrations/sql/data/280/dot_iu_command_catalog.sql
 
--- T2 the same INSERT against a catalog without the 24 rows re-creates them exactly:
--- keep a copy, remove them (and their ledger runs) in this transaction only, re-seed, compare
+-- T2 the catalog as 017 left it, in this transaction only: no ledger run, no catalog row
+DO $t2$
+BEGIN
+    DELETE FROM public.dot_iu_command_run;
+    DELETE FROM public.dot_iu_command_catalog;
+    IF EXISTS (SELECT 1 FROM public.dot_iu_command_catalog) THEN
+        RAISE EXCEPTION 'T2: the catalog is not empty';
+    END IF;
+    RAISE NOTICE 'T2 the ledger runs and the catalog rows set aside (in this transaction only)';
+END
+$t2$;
+
+-- T2 migrations/sql/280.sql as it runs: its preflight, its seed, its post-check
+\ir ../migrations/sql/280.sql
+
+-- T2 the 24 rows 280 seeded, as the registry (src/iu_core/registry.py, revision "280") has them
+SELECT c.command_name, c.category, c.mutating, c.reversible, c.target_functions
+  FROM public.dot_iu_command_catalog c
+ ORDER BY c.command_name;
+
 CREATE TEMP TABLE selftest280_rows ON COMMIT DROP AS
 SELECT c.command_name, c.category, c.mutating, c.reversible, c.target_functions, c.description
-  FROM public.dot_iu_command_catalog c
- WHERE c.command_name IN (
-        'dot_iu_healthcheck', 'dot_iu_create_file_from_pieces', 'dot_iu_add_piece',
-        'dot_iu_remove_piece', 'dot_iu_reorder_piece', 'dot_iu_validate_collection',
-        'dot_iu_checkpoint_collection', 'dot_iu_render_collection', 'dot_iu_retire_piece',
-        'dot_iu_soft_delete_piece', 'dot_iu_restore_piece', 'dot_iu_clone_piece',
-        'dot_iu_workflow_from_steps', 'dot_iu_refresh_metadata_axes', 'dot_iu_split_piece',
-        'dot_iu_merge_pieces', 'dot_iu_route_worker_run', 'dot_iu_command_registry',
-        'dot_iu_command_run_health', 'dot_iu_collection_health', 'dot_iu_collection_manifest',
-        'dot_iu_composer_event_backlog', 'dot_iu_route_attempt_summary',
-        'dot_iu_route_dead_letter_open');
+  FROM public.dot_iu_command_catalog c;
 
+-- T2 the live catalog holds exactly these 24 rows, column for column (description included); its
+-- other rows, if any, are later revisions' dot_iu_* commands
 DO $t2$
 DECLARE
-    n bigint;
+    v_missing bigint;
+    v_others  text[];
 BEGIN
-    DELETE FROM public.dot_iu_command_run r
-     WHERE r.command_name IN (SELECT s.command_name FROM selftest280_rows s);
-    DELETE FROM public.dot_iu_command_catalog c
-     WHERE c.command_name IN (SELECT s.command_name FROM selftest280_rows s);
-    GET DIAGNOSTICS n = ROW_COUNT;
-    IF n <> 24 THEN
-        RAISE EXCEPTION 'T2: removed % catalog rows, expected the 24 of 280', n;
+    SELECT count(*) INTO v_missing FROM (
+        SELECT r.command_name, r.category, r.mutating, r.reversible, r.target_functions, r.description
+          FROM selftest280_rows r
+        EXCEPT
+        SELECT l.command_name, l.category, l.mutating, l.reversible, l.target_functions, l.description
+          FROM selftest280_live l) AS d;
+    SELECT array_agg(l.command_name ORDER BY l.command_name) INTO v_others
+      FROM selftest280_live l
+     WHERE l.command_name NOT IN (SELECT r.command_name FROM selftest280_rows r);
+    IF v_missing <> 0 THEN
+        RAISE EXCEPTION 'T2: % of the seeded rows are not in the live catalog as seeded', v_missing;
     END IF;
-    RAISE NOTICE 'T2 the 24 rows of 280 removed (in this transaction only)';
+    IF v_others IS NOT NULL AND EXISTS (SELECT 1 FROM unnest(v_others) AS o WHERE o NOT LIKE 'dot\_iu\_%') THEN
+        RAISE EXCEPTION 'T2: a live catalog row is named outside dot_iu_*: %', v_others;
+    END IF;
+    RAISE NOTICE 'T2 the live catalog holds the 24 seeded rows exactly (name, category, mutating, reversible, targets, description)';
 END
 $t2$;
 
--- T2 280's INSERT (verbatim again) now inserts all 24
-INSERT INTO public.dot_iu_command_catalog
-    (command_name, category, mutating, reversible, target_functions, description)
-VALUES
-    ('dot_iu_healthcheck', 'health', false, true, ARRAY['fn_iu_healthcheck'],
-     'counts and gates'),
-    ('dot_iu_create_file_from_pieces', 'collection', true, true, ARRAY['fn_iu_compose'],
-     'compose a collection from pieces, in order'),
-    ('dot_iu_add_piece', 'collection', true, true, ARRAY['fn_iu_collection_add_piece'],
-     'add a piece to a collection (append or at a position)'),
-    ('dot_iu_remove_piece', 'collection', true, true, ARRAY['fn_iu_collection_remove_piece'],
-     'remove a piece from a collection (the piece stays)'),
-    ('dot_iu_reorder_piece', 'collection', true, true, ARRAY['fn_iu_collection_reorder_piece'],
-     'move a piece to a new position'),
-    ('dot_iu_validate_collection', 'collection', false, true, ARRAY['fn_iu_collection_validate'],
-     'validate a collection, fail-closed'),
-    ('dot_iu_checkpoint_collection', 'collection', true, true, ARRAY['fn_iu_collection_checkpoint'],
-     'render + record + emit collection_rendered'),
-    ('dot_iu_render_collection', 'read', false, true, ARRAY['fn_iu_collection_render'],
-     'render a collection''s manifest'),
-    ('dot_iu_retire_piece', 'lifecycle', true, false, ARRAY['fn_iu_retire'],
-     'retire a piece globally (not reversible)'),
-    ('dot_iu_soft_delete_piece', 'lifecycle', true, true, ARRAY['fn_iu_piece_soft_delete'],
-     'soft-delete a piece (restorable)'),
-    ('dot_iu_restore_piece', 'lifecycle', true, true, ARRAY['fn_iu_piece_restore'],
-     'restore a soft-deleted piece'),
-    ('dot_iu_clone_piece', 'piece', true, true, ARRAY['fn_iu_create'],
-     'author a new piece through the fn_iu_create birth gate'),
-    ('dot_iu_workflow_from_steps', 'collection', true, true, ARRAY['fn_iu_workflow_from_steps'],
-     'a workflow collection from a list of steps'),
-    ('dot_iu_refresh_metadata_axes', 'piece', true, true, ARRAY['fn_iu_refresh_metadata_axes'],
-     'recompute a piece''s metadata axes'),
-    ('dot_iu_split_piece', 'piece', true, false, ARRAY['fn_iu_piece_split'],
-     'split a piece (review decision required)'),
-    ('dot_iu_merge_pieces', 'piece', true, false, ARRAY['fn_iu_piece_merge'],
-     'merge pieces (review decision required)'),
-    ('dot_iu_route_worker_run', 'health', true, true, ARRAY['fn_iu_route_worker_run'],
-     'run the route worker once (dry-run delivery unless gated live)'),
-    ('dot_iu_command_registry', 'read', false, true, ARRAY['fn_iu_observe'],
-     'operator command registry + run aggregates'),
-    ('dot_iu_command_run_health', 'read', false, true, ARRAY['fn_iu_observe'],
-     'operator-runtime run health'),
-    ('dot_iu_collection_health', 'read', false, true, ARRAY['fn_iu_observe'],
-     'collection health'),
-    ('dot_iu_collection_manifest', 'read', false, true, ARRAY['fn_iu_observe'],
-     'collection manifests'),
-    ('dot_iu_composer_event_backlog', 'read', false, true, ARRAY['fn_iu_observe'],
-     'composer event backlog'),
-    ('dot_iu_route_attempt_summary', 'read', false, true, ARRAY['fn_iu_observe'],
-     'route attempt summary'),
-    ('dot_iu_route_dead_letter_open', 'read', false, true, ARRAY['fn_iu_observe'],
-     'open dead letters')
-ON CONFLICT (command_name) DO NOTHING;
+-- T3 rollbacks/280.sql as it runs: its guards pass (no later revision's row, no ledger run), its
+-- body removes the 24 rows, its assert proves the catalog empty
+\ir ../rollbacks/280.sql
 
--- T2 the re-seeded rows equal the rows that were there, column for column
-DO $t2$
+-- T3 seed 004's re-apply: the seed on the emptied catalog inserts all 24 again, unchanged
+\ir ../migrations/sql/data/280/dot_iu_command_catalog.sql
+
+DO $t3$
 DECLARE
-    missing bigint;
-    extra bigint;
+    v_differ bigint;
 BEGIN
-    SELECT count(*) INTO missing FROM (
-        SELECT command_name, category, mutating, reversible, target_functions, description FROM selftest280_rows
-        EXCEPT
-        SELECT command_name, category, mutating, reversible, target_functions, description
-          FROM public.dot_iu_command_catalog) AS d;
-    SELECT count(*) INTO extra FROM (
-        SELECT command_name, category, mutating, reversible, target_functions, description
-          FROM public.dot_iu_command_catalog WHERE command_name IN (SELECT command_name FROM selftest280_rows)
-        EXCEPT
-        SELECT command_name, category, mutating, reversible, target_functions, description FROM selftest280_rows) AS d;
-    IF (SELECT count(*) FROM selftest280_rows) <> 24 OR missing <> 0 OR extra <> 0 THEN
-        RAISE EXCEPTION 'T2: the re-seed differs from the catalog it replaced (% row(s) missing, % differing)', missing, extra;
+    SELECT count(*) INTO v_differ FROM (
+        (SELECT r.command_name, r.category, r.mutating, r.reversible, r.target_functions, r.description
+           FROM selftest280_rows r
+         EXCEPT
+         SELECT c.command_name, c.category, c.mutating, c.reversible, c.target_functions, c.description
+           FROM public.dot_iu_command_catalog c)
+        UNION ALL
+        (SELECT c.command_name, c.category, c.mutating, c.reversible, c.target_functions, c.description
+           FROM public.dot_iu_command_catalog c
+         EXCEPT
+         SELECT r.command_name, r.category, r.mutating, r.reversible, r.target_functions, r.description
+           FROM selftest280_rows r)) AS d;
+    IF v_differ <> 0 THEN
+        RAISE EXCEPTION 'T3: after rollback and re-seed % row(s) differ from the first seed', v_differ;
     END IF;
-    RAISE NOTICE 'T2 the re-seeded 24 rows equal the catalog rows they replaced, column for column';
+    RAISE NOTICE 'T3 rolled back and re-seeded: the same 24 rows, column for column';
 END
-$t2$;
+$t3$;
 
--- T3 every target function of the 24 resolves, with the registry's parameter types
+-- T4 every target function of the 24 resolves, with the registry's parameter types
 SELECT 'public.' || p.proname || '(' || oidvectortypes(p.proargtypes) || ')' AS target_function,
        format_type(p.prorettype, NULL) AS returns,
        (SELECT count(*) FROM selftest280_rows r WHERE p.proname = ANY (r.target_functions)) AS commands
@@ -267,12 +139,10 @@ SELECT 'public.' || p.proname || '(' || oidvectortypes(p.proargtypes) || ')' AS 
    AND p.proname IN (SELECT DISTINCT unnest(r.target_functions) FROM selftest280_rows r)
  ORDER BY 1;
 
--- T3 each of the 24 commands' targets resolves to exactly the registry signature, and no
--- catalog row (at any revision) names a target function that does not resolve
-DO $t3$
+-- T4 each of the 24 commands' targets resolves to exactly the registry signature
+DO $t4$
 DECLARE
     v_wrong text[];
-    v_unresolved text[];
 BEGIN
     SELECT array_agg(r.command_name || ' -> ' || r.signature ORDER BY r.command_name) INTO v_wrong
       FROM (VALUES
@@ -306,21 +176,13 @@ BEGIN
         OR c.target_functions IS DISTINCT FROM
            ARRAY[(SELECT p.proname::text FROM pg_catalog.pg_proc p WHERE p.oid = to_regprocedure(r.signature))];
     IF v_wrong IS NOT NULL THEN
-        RAISE EXCEPTION 'T3: target not resolvable with the registry signature: %', array_to_string(v_wrong, ', ');
+        RAISE EXCEPTION 'T4: target not resolvable with the registry signature: %', array_to_string(v_wrong, ', ');
     END IF;
-
-    SELECT array_agg(DISTINCT t ORDER BY t) INTO v_unresolved
-      FROM public.dot_iu_command_catalog c, unnest(c.target_functions) AS t
-     WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p
-                        WHERE p.pronamespace = 'public'::regnamespace AND p.proname = t);
-    IF v_unresolved IS NOT NULL THEN
-        RAISE EXCEPTION 'T3: catalog target function(s) not resolvable: %', array_to_string(v_unresolved, ', ');
-    END IF;
-    RAISE NOTICE 'T3 all 24 commands resolve to their registry signatures; every catalog target function resolves';
+    RAISE NOTICE 'T4 all 24 commands resolve to their registry signatures';
 END
-$t3$;
+$t4$;
 
--- T4 fn_dot_iu_command_log accepts a catalog command: one run recorded, md5 digest, no raw parameters
+-- T5 fn_dot_iu_command_log accepts a catalog command: one run recorded, md5 digest, no raw parameters
 CREATE TEMP TABLE selftest280_run ON COMMIT DROP AS
 SELECT public.fn_dot_iu_command_log('dot_iu_healthcheck', 'health', 'verify', 'verified', false,
                                     md5('{"selftest": "280"}'), '{"iu_core.composer_enabled": "false"}',
@@ -332,38 +194,39 @@ SELECT r.command_name, r.category, r.run_mode, r.run_status, r.mutating, r.param
  WHERE r.run_id = (SELECT sr.run_id FROM selftest280_run sr)
  ORDER BY r.command_name;
 
--- T4 the logger answers the run id of the row it wrote, and takes a plan run of every one of the 24
-DO $t4$
+-- T5 the logger answers the run id of the row it wrote, and takes a plan run of every one of the 24
+DO $t5$
 DECLARE
     v_run uuid := (SELECT run_id FROM selftest280_run);
     v_before bigint := (SELECT count(*) FROM public.dot_iu_command_run);
     v_cmd record;
     v_ids uuid[] := '{}';
+    v_n bigint := (SELECT count(*) FROM selftest280_rows);
 BEGIN
     IF v_run IS NULL OR NOT EXISTS (SELECT 1 FROM public.dot_iu_command_run r
                                      WHERE r.run_id = v_run AND r.command_name = 'dot_iu_healthcheck'
                                        AND r.params_digest = md5('{"selftest": "280"}')
                                        AND r.created_at IS NOT NULL) THEN
-        RAISE EXCEPTION 'T4: the logger answered % but no matching ledger row exists', v_run;
+        RAISE EXCEPTION 'T5: the logger answered % but no matching ledger row exists', v_run;
     END IF;
     FOR v_cmd IN SELECT * FROM selftest280_rows ORDER BY command_name LOOP
         v_ids := v_ids || public.fn_dot_iu_command_log(v_cmd.command_name, v_cmd.category, 'plan', 'planned',
                                                          v_cmd.mutating, md5(v_cmd.command_name), '{}', '{}',
                                                          'selftest280');
     END LOOP;
-    IF cardinality(v_ids) <> 24 OR (SELECT count(DISTINCT x) FROM unnest(v_ids) AS x) <> 24
-       OR (SELECT count(*) FROM public.dot_iu_command_run) <> v_before + 24 THEN
-        RAISE EXCEPTION 'T4: 24 plan runs answered % distinct id(s), ledger grew by %',
+    IF cardinality(v_ids) <> v_n OR (SELECT count(DISTINCT x) FROM unnest(v_ids) AS x) <> v_n
+       OR (SELECT count(*) FROM public.dot_iu_command_run) <> v_before + v_n THEN
+        RAISE EXCEPTION 'T5: % plan runs answered % distinct id(s), ledger grew by %', v_n,
             (SELECT count(DISTINCT x) FROM unnest(v_ids) AS x),
             (SELECT count(*) FROM public.dot_iu_command_run) - v_before;
     END IF;
-    RAISE NOTICE 'T4 the logger recorded a plan run of each of the 24 commands (24 distinct run ids)';
+    RAISE NOTICE 'T5 the logger recorded a plan run of each of the % commands (% distinct run ids)', v_n, v_n;
 END
-$t4$;
+$t5$;
 
--- T5 fail-closed: an unknown command is refused (23503) and nothing is logged;
+-- T6 fail-closed: an unknown command is refused (23503) and nothing is logged;
 -- a raw-parameter digest is refused by the ledger's md5 CHECK (23514)
-DO $t5$
+DO $t6$
 DECLARE
     v_before bigint := (SELECT count(*) FROM public.dot_iu_command_run);
     v_state text;
@@ -372,28 +235,28 @@ BEGIN
     BEGIN
         PERFORM public.fn_dot_iu_command_log('dot_iu_no_such_command', 'read', 'plan', 'planned', false,
                                              md5('x'), '{}', '{}', 'selftest280');
-        RAISE EXCEPTION 'T5: the logger accepted a command missing from the catalog';
+        RAISE EXCEPTION 'T6: the logger accepted a command missing from the catalog';
     EXCEPTION WHEN foreign_key_violation THEN
         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT;
     END;
     IF v_state <> '23503' OR v_msg NOT LIKE '%dot_iu_no_such_command%not in public.dot_iu_command_catalog%' THEN
-        RAISE EXCEPTION 'T5: unexpected refusal % %', v_state, v_msg;
+        RAISE EXCEPTION 'T6: unexpected refusal % %', v_state, v_msg;
     END IF;
-    RAISE NOTICE 'T5 unknown command refused_as_expected (%)', v_state;
+    RAISE NOTICE 'T6 unknown command refused_as_expected (%)', v_state;
 
     BEGIN
         PERFORM public.fn_dot_iu_command_log('dot_iu_healthcheck', 'health', 'verify', 'verified', false,
                                              'collection_key=secret', '{}', '{}', 'selftest280');
-        RAISE EXCEPTION 'T5: the ledger stored a raw-parameter digest';
+        RAISE EXCEPTION 'T6: the ledger stored a raw-parameter digest';
     EXCEPTION WHEN check_violation THEN
         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE;
     END;
-    RAISE NOTICE 'T5 raw params_digest refused_as_expected (%)', v_state;
+    RAISE NOTICE 'T6 raw params_digest refused_as_expected (%)', v_state;
 
     IF (SELECT count(*) FROM public.dot_iu_command_run) <> v_before THEN
-        RAISE EXCEPTION 'T5: a refused call left a ledger row';
+        RAISE EXCEPTION 'T6: a refused call left a ledger row';
     END IF;
 END
-$t5$;
+$t6$;
 
 ROLLBACK;

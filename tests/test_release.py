@@ -87,6 +87,17 @@ def test_a_selftest_that_raises_fails_and_leaves_nothing(new_db, run_cli, projec
     assert snap_all(target) == before
 
 
+def test_a_failure_in_a_file_the_selftest_includes_names_that_file_and_line(
+        new_db, run_cli, project: Path) -> None:
+    target = new_db("substrate")
+    (project / "selftests" / "lib" / "part.sql").write_text(
+        "-- @guard\nSELECT 1;\n-- @body\nDO $$ BEGIN RAISE EXCEPTION 'T1: deliberate failure'; END $$;\n")
+    (project / "selftests" / "substrate.sql").write_text("BEGIN;\n\\ir lib/part.sql\nROLLBACK;\n")
+    res = run_cli(target, "selftest", "substrate", project=project)
+    assert res.exit_code == 1, res.output
+    assert "selftest substrate: FAILED — selftests/lib/part.sql:4: T1: deliberate failure" in res.stdout
+
+
 @pytest.mark.parametrize("stmt", ["COMMIT;", "END;", "ROLLBACK;\nBEGIN;", "PREPARE TRANSACTION 'x';"])
 def test_a_selftest_that_could_persist_is_rejected_before_it_runs(tmp_path: Path, stmt: str) -> None:
     p = tmp_path / "t.sql"
@@ -324,6 +335,30 @@ def test_an_edited_applied_file_fails_verify_and_blocks_upgrade(new_db, run_cli,
     with connect(target) as c:
         overrides = c.execute("SELECT override FROM iucore.migration_log WHERE override IS NOT NULL").fetchall()
     assert overrides and all(o[0]["allow_checksum_drift"] == "ticket OPS-42" for o in overrides)
+
+
+def test_a_revised_selftest_is_reported_not_drift(new_db, run_cli, project: Path) -> None:
+    """A self-test is not applied history (it always rolls back): revising one after apply, as
+    making it `\\ir` the real files did, is reported and neither fails verify nor blocks an upgrade."""
+    target = new_db("substrate")
+    st = project / "selftests" / "substrate.sql"
+    st.write_text(st.read_text() + "\n-- a revised self-test\n")
+    res = run_cli(target, "--json", "db", "verify", project=project)
+    assert res.exit_code == 0, res.output
+    files = {f["file"]: f for f in json.loads(res.stdout)["files"]}
+    assert files["selftests/substrate.sql"]["status"] == "revised"
+    assert files["selftests/substrate.sql"]["recorded"] != files["selftests/substrate.sql"]["current"]
+    assert files["migrations/sql/substrate.sql"]["status"] == "ok"
+    res = run_cli(target, "db", "verify", project=project)
+    assert res.exit_code == 0 and "self-test revised since apply (not part of what ran): selftests/substrate.sql" in res.stdout
+    res = run_cli(target, "db", "upgrade", "016", project=project)  # the checksum gate lets it pass
+    assert res.exit_code == 0, res.output
+    # the same edit to what ran is drift
+    rb = project / "rollbacks" / "substrate.sql"
+    rb.write_text(rb.read_text() + "\n-- a quiet edit\n")
+    res = run_cli(target, "--json", "db", "verify", project=project)
+    assert res.exit_code == 4
+    assert [p["file"] for p in json.loads(res.stdout)["problems"]] == ["rollbacks/substrate.sql"]
 
 
 def test_verify_fails_closed_when_nothing_was_recorded(new_db, run_cli) -> None:

@@ -20,25 +20,66 @@ from iu_core.sqlfiles import MIGRATION_SECTIONS, ROLLBACK_SECTIONS, expand, pars
 
 from .conftest import PROJECTS, ROOT, connect
 
-# sha256 of substrate.sql and gate_protocol.sql as they were before their
-# function definitions moved into migrations/sql/functions/: gate_protocol.sql
-# as applied (commit 3e5fc21), substrate.sql with its seed 002 A3 correction
-# (commit c7499c9, docs/seeds.md). What runs today is exactly that text.
-APPLIED_SHA256 = {
-    "migrations/sql/substrate.sql": "3464a7b32052e6dee6291a30d65a1b7b4aa784036f08243b1a443996cf432960",
+# sha256 of the EXPANDED text (what psql runs, includes inlined) of every migration, rollback and
+# runtime data script of the released chain, as applied (DESIGN §3: applied history does not
+# change): substrate.sql with its seed 002 A3 correction (commit c7499c9, docs/seeds.md),
+# gate_protocol.sql as applied (commit 3e5fc21), the rest as of commit 52f15fd. Moving a
+# definition or a seed into an included file keeps these; editing what runs does not.
+RELEASED_SHA256 = {
+    "migrations/sql/016.sql": "f3c4d4376e2dd4bafe7b95bda4ba3a5741a82f39d2603bd215e5f66e9fa86aee",
+    "migrations/sql/017.sql": "a82b3b5cfd9c8ff0a79beb210416c912034293a10d48d857303110994680bd27",
+    "migrations/sql/033.sql": "9addd8f9ac5338f9963064a59b3b5cd22bb8dcd57d31e97b6eca726c51c18003",
+    "migrations/sql/034.sql": "e979b1c74a0d84772b3f0c2587871bf4c67e222a03dd2cd7322a0f3311838678",
+    "migrations/sql/260.sql": "57e90149af9b0c588f69f3295e28a0343654e184ee448e1f76baf40a04aadd8b",
+    "migrations/sql/280.sql": "9bf634b762f66b7f9628d6f3476462a5209b1260bab5fa99883a5c65c09f7acc",
     "migrations/sql/gate_protocol.sql": "1d9848b5c6bf7d7e417f30a9060193f1c806c9d48bbf14812d0e07d01ae2c20d",
+    "migrations/sql/least_privilege.sql": "6e08f8dc6ddd2f22a1ea905fc95748e246350a1c1d3da51f11f62ef9cbbd5055",
+    "migrations/sql/substrate.sql": "3464a7b32052e6dee6291a30d65a1b7b4aa784036f08243b1a443996cf432960",
+    "rollbacks/016.sql": "c0cfd083e86f9517698b4406e766a0f28f8afda52eb0ab5f9cbdab2d35730565",
+    "rollbacks/017.sql": "781abe6ec991e8a3447c184d45b081846369521a9a1003e26277bbde4b5fa77b",
+    "rollbacks/033.sql": "0716985e1f4809870b8206cfdb79a2ff89181a13552b5347fc3c8899d168afd2",
+    "rollbacks/034.sql": "1408bd99ce229b92a2f997780d02323528a5e7f9e875f5bbd84fc73a18dce7ec",
+    "rollbacks/260.sql": "e5c9389e6fae5950503b3108a78fbcb5bb68cd3c0343ac973a9ea25d632d3119",
+    "rollbacks/280.sql": "c09a2da894196dfc4463622de059f3c9b76a4fb9ae8313b876ddff02020c2111",
+    "rollbacks/gate_protocol.sql": "6f4376b302ee251b9ddc4c54081282bb782e552c202e4df6ca51f0084ee8bc66",
+    "rollbacks/least_privilege.sql": "34e1a5cfb5f99929dc4eb74fac340499390c13ef6ceded8681c22c70adf94c03",
+    "rollbacks/substrate.sql": "6e393e055d7232881c7e7baccda23c47d5cdd4bab1569f091e1b277d6b023889",
+    "runtime/270.sql": "6681d9a38301342e0657dd257f0e77cab2abd44d4444a1508cf116947e2134d8",
+    "runtime/290.sql": "adef00f23ae25e7b06d1e55896c2e4c8a8d216a3a738091e148b4f39d45ad3be",
+    "runtime/rollback/270.sql": "655103839323115da4cfccf626c19b62d414c126a659081c8729cdf6c7d6e197",
+    "runtime/rollback/290.sql": "284e271a3811c761f598b4c3bfd0dee5866aa491b504a058bd4376794674c3c5",
 }
+# The released files that `\\ir` part of their text from migrations/sql/functions/ or data/.
+INCLUDING = ("migrations/sql/substrate.sql", "migrations/sql/gate_protocol.sql", "migrations/sql/280.sql",
+             "migrations/sql/least_privilege.sql", "rollbacks/least_privilege.sql")
 
 
-@pytest.mark.parametrize("rel", sorted(APPLIED_SHA256))
+@pytest.mark.parametrize("rel", sorted(RELEASED_SHA256))
+def test_a_released_file_runs_exactly_the_text_that_was_applied(rel: str) -> None:
+    assert expand(ROOT / rel).sha256 == RELEASED_SHA256[rel], f"{rel}: what runs changed (DESIGN §3)"
+    if rel.startswith(("migrations/", "rollbacks/")):
+        rev = Path(rel).stem
+        assert RevisionFiles(ROOT, rev).checksums()[rel] == RELEASED_SHA256[rel]
+
+
+@pytest.mark.parametrize("rel", INCLUDING)
 def test_moving_a_definition_into_an_included_file_changes_nothing_that_runs(rel: str) -> None:
     path = ROOT / rel
     raw = path.read_bytes()
-    assert b"\n\\ir functions/" in raw  # the file does include
-    assert hashlib.sha256(raw).hexdigest() != APPLIED_SHA256[rel]
-    assert expand(path).sha256 == APPLIED_SHA256[rel]
-    rev = Path(rel).stem
-    assert RevisionFiles(ROOT, rev).checksums()[rel] == APPLIED_SHA256[rel]
+    assert b"\n\\ir " in raw  # the file does include
+    assert hashlib.sha256(raw).hexdigest() != RELEASED_SHA256[rel]  # so its own bytes are not what runs
+    assert expand(path).sha256 == RELEASED_SHA256[rel]
+
+
+def test_280s_seed_is_written_once_and_is_what_db_verify_re_runs() -> None:
+    """The catalog seed lives in one file, included by 280's migration (and by the 280 and 034
+    self-tests); the SSOT re-run of `db verify` parses the very same INSERT out of 280.sql."""
+    from iu_core.checksums import catalog_seed_insert
+
+    seed = ROOT / "migrations" / "sql" / "data" / "280" / "dot_iu_command_catalog.sql"
+    assert seed.resolve() in expand(ROOT / "migrations" / "sql" / "280.sql").includes
+    insert = catalog_seed_insert(ROOT / "migrations" / "sql" / "280.sql")
+    assert insert in seed.read_text() and insert.startswith("INSERT INTO public.dot_iu_command_catalog")
 
 
 def test_the_rollback_restores_from_the_very_files_the_revisions_ran() -> None:
@@ -151,6 +192,39 @@ def test_a_selftest_may_include_and_reports_its_own_lines() -> None:
     steps = load(ROOT / "selftests" / "substrate.sql")
     helper = [s for s in steps if "pg_temp.selftest_open_gate(p_gate_key" in s.sql]
     assert len(helper) == 1 and helper[0].line == 6  # line 6 of selftests/lib/open_gate.sql
+    assert helper[0].file == "selftests/lib/open_gate.sql"
+
+
+def test_a_selftest_may_include_a_sectioned_file_a_revision_file_may_not(proj: Path) -> None:
+    """Section markers belong to the file whose sections are read: a self-test has none, so it may
+    include a whole migration or rollback file; a revision file including one is refused."""
+    write(proj / "sql" / "part.sql", "-- @guard\nSELECT 1;\n-- @body\nSELECT 2;\n")
+    write(proj / "selftests" / "t.sql", "BEGIN;\n\\ir ../sql/part.sql\nROLLBACK;\n")
+    steps = load(proj / "selftests" / "t.sql")
+    assert [(s.sql, s.file, s.line) for s in steps] == [
+        ("BEGIN", None, 1), ("SELECT 1", "sql/part.sql", 2), ("SELECT 2", "sql/part.sql", 4), ("ROLLBACK", None, 3)]
+    assert steps[1].comments == ["-- @guard"]
+    write(proj / "sql" / "f.sql", HEAD + "\\ir part.sql\n" + TAIL)
+    with pytest.raises(SqlFileError) as exc:
+        parse_script(proj / "sql" / "f.sql", MIGRATION_SECTIONS)
+    assert exc.value.message.startswith("sql/part.sql:1: a section marker in an included file (included from sql/f.sql)")
+
+
+@pytest.mark.parametrize("rev", ["034", "280"])
+def test_the_034_and_280_selftests_run_the_real_migration_and_rollback(rev: str) -> None:
+    """No copy of the revision's SQL in its self-test: every statement that writes the catalog comes
+    from the migration, its seed, or the rollback — the files that run."""
+    steps = load(ROOT / "selftests" / f"{rev}.sql")
+    files = {s.file for s in steps}
+    assert {f"migrations/sql/{rev}.sql", f"rollbacks/{rev}.sql",
+            "migrations/sql/data/280/dot_iu_command_catalog.sql"} <= files
+    own = [s.sql for s in steps if s.file is None]
+    assert not [q for q in own if q.lstrip().upper().startswith("INSERT INTO PUBLIC.DOT_IU_COMMAND_CATALOG")]
+    assert not any("rollback refused" in q.lower() for q in own)  # no guard re-typed inside a DO block
+    # the rollback's guard, body and assert all run, from the rollback file itself
+    rb = parse_script(ROOT / "rollbacks" / f"{rev}.sql", ROLLBACK_SECTIONS)
+    ran = [s.sql for s in steps if s.file == f"rollbacks/{rev}.sql"]
+    assert ran == [s.sql for s in rb.statements]
 
 
 # ---------------------------------------------------------------- psql runs the files by hand

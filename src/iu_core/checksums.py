@@ -23,6 +23,10 @@ class FileCheck:
     recorded: str | None
     current: str | None
     revision_recorded: bool = True
+    # A migration or rollback file is applied history (DESIGN §3); a self-test is
+    # not: it runs in a transaction that always rolls back, so editing it
+    # changes nothing that ran.
+    ran: bool = True
 
     @property
     def status(self) -> str:
@@ -32,9 +36,12 @@ class FileCheck:
             # e.g. a self-test written after the revision was applied: it
             # changes nothing that ran, so it is reported, not failed
             return "added"
-        if self.current is None:
-            return "missing"
-        return "ok" if self.recorded == self.current else "changed"
+        if self.recorded == self.current:
+            return "ok"
+        if not self.ran:
+            # a self-test revised (or removed) since apply: reported, not drift
+            return "revised"
+        return "missing" if self.current is None else "changed"
 
     def to_json(self) -> dict[str, Any]:
         return {"revision": self.revision, "file": self.file, "status": self.status,
@@ -50,7 +57,7 @@ class VerifyReport:
 
     @property
     def problems(self) -> list[FileCheck]:
-        return [f for f in self.files if f.status not in ("ok", "added")]
+        return [f for f in self.files if f.status not in ("ok", "added", "revised")]
 
     @property
     def ok(self) -> bool:
@@ -118,14 +125,16 @@ def verify(conn: psycopg.Connection[Any], project: Path) -> VerifyReport:
             recorded[rev] = sums
     report = VerifyReport(applied=applied)
     for rev in applied:
-        now = RevisionFiles(project, rev).checksums()
+        files = RevisionFiles(project, rev)
+        now = files.checksums()
+        selftest = str(files.selftest.relative_to(project))
         then = recorded.get(rev)
         if then is None:
             for rel, sha in sorted(now.items()):
                 report.files.append(FileCheck(rev, rel, None, sha, revision_recorded=False))
             continue
         for rel in sorted(set(then) | set(now)):
-            report.files.append(FileCheck(rev, rel, then.get(rel), now.get(rel)))
+            report.files.append(FileCheck(rev, rel, then.get(rel), now.get(rel), ran=rel != selftest))
     return report
 
 

@@ -388,6 +388,9 @@ def verify_cmd(obj: Ctx) -> None:
         click.echo(f"{ok} file(s) of {len(rep.applied)} applied revision(s) match their recorded sha256")
         for f in added:
             click.echo(f"  added since apply (not part of what ran): {f.file}")
+        for f in rep.files:
+            if f.status == "revised":
+                click.echo(f"  self-test revised since apply (not part of what ran): {f.file}")
         for line in rep.lines():
             click.echo(f"  DRIFT {line}")
         if ssot is not None and ssot.applied:

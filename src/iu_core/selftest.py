@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import BadInput, LockRetriesExhausted, SqlFileError
 from .lockretry import LOCK_NOT_AVAILABLE, LockRetries
-from .sqlfiles import expand, split_statements
+from .sqlfiles import expand, project_root, split_statements
 from .transcript import format_table
 
 # A self-test runs at REPEATABLE READ (one snapshot, so production's commits do
@@ -90,20 +90,30 @@ class Step:
     sql: str
     line: int
     comments: list[str]
+    # Where the statement was written when not in the self-test itself (an `\\ir`-included
+    # file, e.g. the revision's own rollback), relative to the project.
+    file: str | None = None
 
 
 def load(path: Path) -> list[Step]:
     """Statements with the comment lines just above them; BEGIN first, ROLLBACK last, no COMMIT."""
     from pglast import parse_sql
 
-    ex = expand(path)  # a self-test may `\\ir` shared SQL too; lines stay those of the file written
+    # A self-test may `\\ir` shared SQL, and the revision's own migration or rollback file
+    # whole, so that it exercises the text that runs, not a copy; each statement keeps
+    # the file and line it was written at.
+    root = project_root(path)
+    ex = expand(path, root)
     text = ex.text
     steps: list[Step] = []
     prev_end = 0
     for sql, start in split_statements(text):
         gap = text[prev_end:start]
         comments = [ln.strip() for ln in gap.splitlines() if ln.strip().startswith("--")]
-        steps.append(Step(sql=sql, line=ex.origin(text.count("\n", 0, start) + 1).line, comments=comments))
+        origin = ex.origin(text.count("\n", 0, start) + 1)
+        own = origin.path.resolve() == path.resolve()
+        steps.append(Step(sql=sql, line=origin.line, comments=comments,
+                          file=None if own else _rel(origin.path, root)))
         prev_end = start + len(sql)
     if not steps:
         raise SqlFileError(f"{path}: empty self-test", file=str(path))
@@ -114,12 +124,25 @@ def load(path: Path) -> list[Step]:
     allowed = {None, "TRANS_STMT_SAVEPOINT", "TRANS_STMT_RELEASE", "TRANS_STMT_ROLLBACK_TO"}
     for step, kind in zip(steps[1:-1], kinds[1:-1], strict=True):
         if kind not in allowed:
+            where = step.file or str(path)
             raise SqlFileError(
-                f"{path}:{step.line}: {step.sql.split()[0].upper()} inside a self-test would end its "
+                f"{where}:{step.line}: {step.sql.split()[0].upper()} inside a self-test would end its "
                 "transaction (and could persist); only SAVEPOINT / RELEASE / ROLLBACK TO are allowed",
-                file=str(path), line=step.line,
+                file=where, line=step.line,
             )
     return steps
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _at(error: dict[str, Any]) -> str:
+    """`line N` of the self-test itself, `FILE:N` of a file it includes."""
+    return f"{error['file']}:{error['line']}" if error.get("file") else f"line {error['line']}"
 
 
 def _txn_kind(node: Any) -> str | None:
@@ -163,7 +186,7 @@ def replay(conn: psycopg.Connection[Any], steps: list[Step]) -> tuple[list[str],
                 msg = (diag.message_primary if diag else None) or str(exc).strip().splitlines()[0]
                 out.extend(f"NOTICE:  {normalise(n)}" for n in notices)
                 out.append(f"ERROR:  {normalise(msg)}")
-                error = {"line": step.line, "sqlstate": exc.sqlstate, "message": msg}
+                error = {"line": step.line, "file": step.file, "sqlstate": exc.sqlstate, "message": msg}
                 break
     finally:
         conn.remove_notice_handler(on_notice)
@@ -268,7 +291,7 @@ def run(conn: psycopg.Connection[Any], project: Path, names: list[str] | None = 
         expected_path = project / "selftests" / f"{name}.expected"
         if error or changed:
             res.status = "failed"
-            res.reason = (f"line {error['line']}: {error['message']}" if error
+            res.reason = (f"{_at(error)}: {error['message']}" if error
                           else f"the self-test persisted changes: {'; '.join(changed)}")
         elif record:
             expected_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -308,7 +331,7 @@ def _replay_retried(conn: psycopg.Connection[Any], project: Path, name: str, ste
             lines, error = replay(conn, steps)
             if not (retries and retries.enabled and error and error["sqlstate"] == LOCK_NOT_AVAILABLE):
                 return before, lines, error, snapshot(conn, with_counts=counted, project=project)
-            where: str | None = f"selftests/{name}.sql:{error['line']}"
+            where: str | None = f"{error['file'] or f'selftests/{name}.sql'}:{error['line']}"
             cause: BaseException | None = None
         except Exception as exc:
             if retries is None or not retries.retryable(exc):

@@ -141,9 +141,13 @@ def expand(path: Path, root: Path | None = None) -> Expanded:
     An include line must stand between statements (not inside a string, a
     dollar-quoted body or an unfinished statement), name a file inside the
     project (`root`, by default the nearest ancestor with alembic.ini) that
-    ends with a newline and holds no section marker, and must not include
-    itself, directly or not. Any other psql meta-command is refused. Errors
-    name the file and line.
+    ends with a newline, and must not include itself, directly or not. Any
+    other psql meta-command is refused. Errors name the file and line.
+
+    Section markers in an included file are refused where sections are read
+    (`parse_script`: a revision, rollback or runtime file), not here: a
+    self-test, which has no sections, may include a whole revision file to
+    exercise the very text that runs.
     """
     root = (root or project_root(path)).resolve()
     return _expand(path, root, ())
@@ -203,13 +207,6 @@ def _expand(path: Path, root: Path, stack: tuple[Path, ...]) -> Expanded:
         if sub.text and not sub.text.endswith("\n"):
             raise SqlFileError(f"{tshown}: an included file must end with a newline (included from "
                                f"{shown}:{lineno})", file=tshown)
-        for n, sline in enumerate(_lines(sub.text), start=1):
-            if _MARKER.match(sline.rstrip("\r\n")):
-                o = sub.origin(n)
-                oshown = _shown(o.path, root)
-                raise SqlFileError(f"{oshown}:{o.line}: a section marker in an included file "
-                                   f"(included from {shown}:{lineno}); markers belong to the revision file",
-                                   file=oshown, line=o.line)
         out.append(sub.text)
         origins.extend(sub.origins)
         includes.extend([target, *sub.includes])
@@ -285,6 +282,12 @@ def parse_script(path: Path, sections: tuple[str, ...], root: Path | None = None
     preamble: list[str] = []
     for lineno, line in enumerate(_lines(ex.text), start=1):
         m = _MARKER.match(line.rstrip("\r\n"))
+        if m and ex.origin(lineno).path.resolve() != path.resolve():
+            o = ex.origin(lineno)
+            oshown = _shown(o.path, root)
+            raise SqlFileError(f"{oshown}:{o.line}: a section marker in an included file (included from "
+                               f"{_shown(path, root)}); markers belong to the revision file",
+                               file=oshown, line=o.line)
         if m:
             chunks.append((m.group(1), lineno + 1, []))
         elif chunks:
