@@ -34,8 +34,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import psycopg
-
 from . import audit
 from .config import RunOptions, Target
 from .db import connect
@@ -45,6 +43,8 @@ from .session import MigrationSession, RevisionFiles
 from .transcript import Sink
 
 if TYPE_CHECKING:
+    import psycopg
+
     from .inventory import Report
 
 # Alembic's own version table (what `alembic upgrade` creates), in iucore's schema.
@@ -177,6 +177,8 @@ def check_gates(conn: psycopg.Connection[Any]) -> Check:
 def adopt(target: Target, revision: str, *, project: Path, options: RunOptions,
           sink: Sink | None = None) -> AdoptResult:
     """Prove the database is the chain at REVISION, then record it (see the module doc)."""
+    import psycopg  # loaded on first use, as everywhere: `iucore --help` does not pay for it
+
     from .fingerprint import current_heads, diff, fingerprint, snapshot
     from .inventory import compare
 

@@ -20,13 +20,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import psycopg
-
 from .errors import BadInput, Failed, NotEmbedded, Refused
 from .proof import DEFAULT_ACTOR as PROOF_ACTOR
 from .proof import gate_actor_of
 
 if TYPE_CHECKING:
+    import psycopg
+
     from .config import Target
 
 # The actors the proof and the demo write as (the proof's gate window has its own).
@@ -107,6 +107,7 @@ def remove(conn: psycopg.Connection[Any], target: Target, actors: list[str], *, 
 
     `conn` must not be in autocommit: the deletes commit together or not at all.
     """
+    import psycopg  # loaded on first use, as everywhere: `iucore --help` does not pay for it
     actors = sorted({a.strip() for a in actors if a and a.strip()})
     if not actors:
         raise BadInput("name the actor(s) whose rows to remove: --written-by ACTOR (e.g. --written-by "
