@@ -29,9 +29,8 @@ from iu_core.db import CLIENT_ENCODING, PINNED, connect, session_options
 from iu_core.errors import ConfigError, UnpinnedSession
 from iu_core.target import Target
 
-from .conftest import PG_MAJOR, PROJECTS, ROOT
+from .conftest import PG_MAJOR, ROOT, SAMPLE
 
-SAMPLE = PROJECTS / "sample"
 _seq = itertools.count()
 
 # A hostile value for every pinned setting (none of them iucore's).

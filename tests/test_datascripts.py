@@ -20,11 +20,11 @@ import pytest
 from iu_core import datascripts, proof
 from iu_core.config import RunOptions
 from iu_core.errors import LockBusy, RevisionFailed, RevisionRefused
-from iu_core.fingerprint import fingerprint, snapshot
+from iu_core.fingerprint import fingerprint
 from iu_core.server import bin_dir
 from iu_core.session import LOCK_KEY
 
-from .conftest import PG_MAJOR, ROOT, connect
+from .conftest import PG_MAJOR, ROOT, connect, snap
 
 HEAD = "gate_protocol"
 COMPOSER = "iu_core.composer_enabled"
@@ -45,11 +45,6 @@ def approval() -> str:
 
 def opts(**kw) -> RunOptions:
     return RunOptions(actor="dba-jane").with_(**kw)
-
-
-def snap(target):
-    with connect(target) as c:
-        return snapshot(c, with_counts=True)
 
 
 def counts(target) -> dict[str, int]:

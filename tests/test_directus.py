@@ -14,18 +14,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from iu_core import migrate
 from iu_core.fingerprint import fingerprint, snapshot
 from iu_core.inventory import CLASSES, expected
 from iu_core.scope import Scope, iu_named
 
 from . import directus
-from .conftest import ROOT, connect
-from .directus import GATEWAY_ACK, GATEWAY_GUARD, foreign, ours, project_copy
-
-
-def head() -> str:
-    return migrate.script_directory(ROOT).get_current_head() or "base"
+from .conftest import ROOT, connect, dbname, head, project_copy, snap
+from .directus import GATEWAY_ACK, GATEWAY_GUARD, foreign
 
 
 def directus_at_head(new_db, run_cli):
@@ -105,7 +100,7 @@ def test_directus_objects_are_not_in_the_fingerprint(new_db, run_cli) -> None:
 def test_upgrade_then_downgrade_beside_directus_leaves_directus_untouched(new_db, run_cli) -> None:
     target = new_db()
     directus.build(target)
-    neighbour, base = foreign(target), ours(target)
+    neighbour, base = foreign(target), snap(target)
     assert {"table", "view", "function", "trigger", "sequence", "index", "type"} <= set(neighbour)
     rehearsal = run_cli(target, "db", "upgrade", "head", "--rehearse")
     assert rehearsal.exit_code == 0, rehearsal.output
@@ -115,7 +110,7 @@ def test_upgrade_then_downgrade_beside_directus_leaves_directus_untouched(new_db
     down = run_cli(target, "db", "downgrade", "base")
     assert down.exit_code == 0, down.output
     assert foreign(target) == neighbour
-    assert ours(target) == base
+    assert snap(target) == base
 
 
 # ---------------------------------------------------------------- IU-named extras
@@ -174,7 +169,7 @@ def test_an_acknowledgement_for_another_database_does_not_apply(new_db, run_cli,
     res = run_cli(target, "inventory", "--check", project=project)
     assert res.exit_code == 4
     assert "extra function public.fn_iu_gateway_write_guard()" in res.stdout
-    here = project_copy(tmp_path / "here", GATEWAY_ACK + f'database = "{directus.dbname(target)}"\n')
+    here = project_copy(tmp_path / "here", GATEWAY_ACK + f'database = "{dbname(target)}"\n')
     assert run_cli(target, "inventory", "--check", project=here).exit_code == 0
 
 

@@ -20,18 +20,10 @@ from iu_core.errors import RevisionFailed
 from iu_core.fingerprint import current_heads, fingerprint, snapshot
 from iu_core.sqlfiles import MIGRATION_SECTIONS, ROLLBACK_SECTIONS, parse_script
 
-from .conftest import ROOT, connect
+from .conftest import ROOT, chain, connect, parent_of
 
 pytestmark = pytest.mark.slow
 IUCORE = str(Path(sys.executable).with_name("iucore"))
-
-
-def chain() -> list[str]:
-    return [r.revision for r in reversed(list(migrate.script_directory(ROOT).walk_revisions()))]
-
-
-def parent_of(rev: str) -> str | None:
-    return migrate.script_directory(ROOT).get_revision(rev).down_revision
 
 
 def state(target) -> tuple[str, list[str]]:

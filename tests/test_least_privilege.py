@@ -17,13 +17,9 @@ from iu_core.operator import DotCommandPlan, OperatorRuntime, gates_for
 from iu_core.preflight import LEGACY_GOVERNABLE, LEGACY_LATER_GOVERNABLE, LEGACY_NEVER_FLIP
 from iu_core.registry import AUTO_INSTANTIATE, COMMANDS, COMPOSER, OPERATOR_RUNTIME, Command
 
-from .conftest import ROOT, connect
+from .conftest import connect, head, snap
 
 LP = "least_privilege"
-
-
-def head() -> str:
-    return migrate.script_directory(ROOT).get_current_head()
 
 
 @pytest.fixture
@@ -449,8 +445,6 @@ def test_the_key_check_holds_for_direct_inserts_too(conn, key: str) -> None:
 
 
 def test_the_upgrade_refuses_while_a_key_would_break_the_check(new_db) -> None:
-    from .test_migrations import snap
-
     target = new_db("gate_protocol")
     with connect(target) as c:
         for k in ("fine.key", "a/../../etc/escaped", "./dot"):

@@ -29,12 +29,7 @@ from iu_core.proof import run_proof
 from iu_core.registry import COMMANDS, COMPOSER, OPERATOR_RUNTIME, Command
 from iu_core.textcode import ManifestError, export, import_manifest, parse
 
-from .conftest import ROOT, connect
-from .directus import dbname
-
-
-def head() -> str:
-    return migrate.script_directory(ROOT).get_current_head()
+from .conftest import ROOT, connect, dbname, head
 
 
 @pytest.fixture
@@ -76,7 +71,6 @@ PAYLOADS = [
 ]
 TEMPLATES = [
     "{good}; {p}",
-    "{good};\n{p}",
     "{p}; {good}",
     "{good} -- \n; {p}",
     "/* */ {good}; /* */ {p}",
@@ -127,9 +121,7 @@ TEMPLATES = [
     "DO $$ BEGIN PERFORM 1; END $$",
     "SET search_path = evil",
     "COPY public.dot_config TO PROGRAM 'true'",
-    "SELECT {p2}",
     "",
-    "   ",
     "SELECT",
     "SELECT public.fn_iu_collection_reorder_piece(",
     "{good}\\gexec",
@@ -141,6 +133,7 @@ TEMPLATES = [
     "SELECT public.fn_iu_collection_reorder_piece({u}, {u}, 0, 'op') OFFSET 0",
     "SELECT public.fn_iu_collection_reorder_piece({u}, {u}, 0, 'op') FETCH FIRST 1 ROW ONLY",
     "SELECT public.fn_iu_collection_reorder_piece({u}, {u}, 0, 'op') INTERSECT SELECT 1",
+    "SELECT 1",
 ]
 
 

@@ -25,15 +25,11 @@ from iu_core.operator import OperatorRuntime
 from iu_core.registry import COMMANDS, COMPOSER, OPERATOR_RUNTIME
 from iu_core.roles import OPERATOR_READ_TABLES, apply, plan_operator, plan_readonly, privileges
 
-from .conftest import ROOT, connect
+from .conftest import ROOT, connect, head
 
 NEVER_FLIP = ("iu_enact.allow_no_review_decision", "iu_core.vector_sync_enabled")
 DISPATCHER = "public.fn_dot_iu_execute(text, text, jsonb, text)"
 _seq = itertools.count()
-
-
-def head() -> str:
-    return migrate.script_directory(ROOT).get_current_head()
 
 
 @pytest.fixture

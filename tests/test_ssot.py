@@ -17,17 +17,12 @@ import pytest
 from iu_core import migrate
 from iu_core.checksums import catalog_seed_insert
 from iu_core.errors import RevisionRefused
-from iu_core.fingerprint import fingerprint, snapshot
+from iu_core.fingerprint import fingerprint
 from iu_core.server import bin_dir
 
-from .conftest import PG_MAJOR, ROOT, connect
+from .conftest import PG_MAJOR, ROOT, connect, snap
 
 AUTO = ("dot_iu_auto_instantiate_from_event", "dot_iu_auto_instantiate_rollback_by_actor")
-
-
-def snap(target):
-    with connect(target) as c:
-        return snapshot(c, with_counts=True)
 
 
 def psql_file(target, rel):
