@@ -45,17 +45,35 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"iucore: embedded PostgreSQL {PG_MAJOR} (IUCORE_TEST_PG_MAJOR)"
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark `pure` every test that reaches no PostgreSQL of IUCORE_TEST_PG_MAJOR.
+
+    The rule is one fixture: `pg_major`. The session cluster (`pg_server`, and so
+    every database fixture) depends on it, and so does any test that starts a
+    cluster of its own or runs that major's binaries. A test whose fixtures never
+    reach it runs the same on every major: CI runs it once, on 16, and deselects
+    it on the second major with `-m "not pure"`.
+    """
+    for item in items:
+        if "pg_major" not in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.pure)
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Report the fault-injection points survived (summed across xdist workers)."""
     points = runs = 0
+    seconds = 0.0
     for rep in terminalreporter.stats.get("passed", []):
         for key, value in getattr(rep, "user_properties", []):
             if key == "fault_points_survived":
                 points, runs = points + int(value), runs + 1
+            elif key == "fault_seconds":
+                seconds += float(value)
     if runs:
         terminalreporter.write_line(
             f"fault injection: {points} statement boundaries killed and survived across {runs} revision runs "
-            f"(PostgreSQL {PG_MAJOR})")
+            f"in {seconds:.0f} s (summed over the workers; PostgreSQL {PG_MAJOR})")
 
 
 class Databases:
@@ -94,10 +112,17 @@ class Databases:
 
 
 @pytest.fixture(scope="session")
-def pg_server() -> Iterator[EmbeddedServer]:
+def pg_major() -> int:
+    """The PostgreSQL major under test. Request it (directly or through pg_server) to
+    say the test depends on the server: tests that do not are marked `pure`."""
+    return PG_MAJOR
+
+
+@pytest.fixture(scope="session")
+def pg_server(pg_major: int) -> Iterator[EmbeddedServer]:
     # A short path: the unix socket lives in it.
     home = Path(tempfile.mkdtemp(prefix="iucore-test-"))
-    server = EmbeddedServer(home=home, major=PG_MAJOR, settings=FAST_SETTINGS)
+    server = EmbeddedServer(home=home, major=pg_major, settings=FAST_SETTINGS)
     server.ensure_running()
     yield server
     server.destroy()
