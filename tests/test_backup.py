@@ -32,7 +32,7 @@ from iu_core.errors import Failed
 from iu_core.fingerprint import fingerprint, snapshot
 from iu_core.target import Target
 
-from .conftest import PG_MAJOR, ROOT, connect, dbname, files_under, head
+from .conftest import PG_MAJOR, ROOT, connect, dbname, files_under, head, run_preflight
 
 SIDECAR_KEYS = {
     "iucore_backup", "name", "format", "jobs", "size", "sha256", "sha256_of", "toc_entries", "created_at",
@@ -313,9 +313,8 @@ def pg_dump_processes_for(database: str) -> list[int]:
 
 # ---------------------------------------------------------------- of THIS database
 def preflight_backup(run_cli, target: Target, backup_dir: Path) -> dict[str, Any]:
-    res = run_cli(target, "--json", "db", "preflight", "--backup-dir", str(backup_dir))
-    check = next(c for c in json.loads(res.stdout)["checks"] if c["check"] == "recent verified backup")
-    return check
+    _, rep, _ = run_preflight(run_cli, target, "--backup-dir", str(backup_dir))
+    return next(c for c in rep["checks"] if c["check"] == "recent verified backup")
 
 
 def test_preflight_accepts_only_a_backup_of_this_database(new_db, databases, run_cli, tmp_path: Path) -> None:

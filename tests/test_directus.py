@@ -19,7 +19,7 @@ from iu_core.inventory import CLASSES, expected
 from iu_core.scope import Scope, iu_named
 
 from . import directus
-from .conftest import ROOT, connect, dbname, head, project_copy, snap
+from .conftest import ROOT, connect, dbname, head, ok, project_copy, run_preflight, snap
 from .directus import GATEWAY_ACK, GATEWAY_GUARD, foreign
 
 
@@ -33,9 +33,8 @@ def directus_at_head(new_db, run_cli):
 
 
 def preflight_inventory(run_cli, target, project: Path = ROOT) -> dict:
-    res = run_cli(target, "--json", "db", "preflight", project=project)
-    checks = {c["check"]: c for c in json.loads(res.stdout)["checks"]}
-    return checks["inventory: no drift"]
+    _, rep, _ = run_preflight(run_cli, target, project=project)
+    return next(c for c in rep["checks"] if c["check"] == "inventory: no drift")
 
 
 # ---------------------------------------------------------------- the rule
@@ -127,7 +126,7 @@ def test_an_iu_named_extra_beside_directus_is_drift(new_db, run_cli) -> None:
             "not acknowledged)") in res.stdout
     assert "extra trigger public.dot_config.audit_everything" in res.stdout
     assert "directus" not in res.stdout and "lookalike" not in res.stdout
-    data = json.loads(run_cli(target, "--json", "inventory").stdout)
+    data = json.loads(ok(run_cli(target, "--json", "inventory")).stdout)  # a report: exit 0 without --check
     assert [(e["class"], e["name"], e["acknowledged"]) for e in data["extras"]] == [
         ("function", "public.fn_iu_gateway_write_guard()", False),
         ("trigger", "public.dot_config.audit_everything", False)]
@@ -145,7 +144,7 @@ def test_an_acknowledged_extra_is_clean_and_named(new_db, run_cli, tmp_path: Pat
     assert res.exit_code == 0, res.output
     assert ("acknowledged extra function public.fn_iu_gateway_write_guard(): pre-existing gateway write "
             "guard from an earlier macro (seed 002 A4) (by dba on call)") in res.stdout
-    data = json.loads(run_cli(target, "--json", "inventory", "--check", project=project).stdout)
+    data = json.loads(ok(run_cli(target, "--json", "inventory", "--check", project=project)).stdout)
     assert data["ok"] is True and data["drift"] == []
     assert data["acknowledged"] == [{
         "class": "function", "name": "public.fn_iu_gateway_write_guard()",

@@ -219,6 +219,7 @@ def test_bad_input_is_exit_2_with_one_clear_line(empty_db: Target, run_cli) -> N
 def test_history_lists_runs_newest_first(new_db, run_cli) -> None:
     target = new_db("a3", SAMPLE)
     res = run_cli(target, "--json", "db", "history", "--limit", "2", project=SAMPLE)
+    assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)
     assert [r["revision"] for r in rows] == ["a3", "a2"]
     assert rows[0]["actor"] == "pytest-template"
@@ -322,6 +323,7 @@ def test_killed_connection_mid_revision_leaves_nothing(new_db) -> None:
 
 def test_cli_help_lists_the_verbs(run_cli) -> None:
     res = run_cli(None, "db", "--help")
+    assert res.exit_code == 0, res.output
     for verb in ("upgrade", "downgrade", "current", "history"):
         assert verb in res.stdout
 

@@ -11,7 +11,7 @@ from iu_core.config import Target
 from iu_core.inventory import CLASSES, expected, live
 from iu_core.registry import COMMANDS, catalog_row
 
-from .conftest import ROOT, chain, connect, upto
+from .conftest import ROOT, chain, connect, ok, upto
 
 # What CI asserts: the per-class counts at every revision of the chain.
 # A revision that adds or removes an object must change its row here, in the
@@ -81,7 +81,7 @@ def test_check_names_each_drifting_object_and_exits_4(new_db, run_cli) -> None:
     assert "missing view public.v_iu_route_dead_letter_open" in res.stdout
     assert "extra config iu_core.surprise" in res.stdout
     assert "inventory drift at substrate: 3 object(s)" in res.stderr
-    data = json.loads(run_cli(target, "--json", "inventory").stdout)
+    data = json.loads(ok(run_cli(target, "--json", "inventory")).stdout)  # a report: exit 0 without --check
     assert data["ok"] is False and len(data["drift"]) == 3
     assert {c["class"]: c["ok"] for c in data["classes"]}["trigger"] is True
 

@@ -17,7 +17,7 @@ from iu_core.operator import DotCommandPlan, OperatorRuntime, gates_for
 from iu_core.preflight import LEGACY_GOVERNABLE, LEGACY_LATER_GOVERNABLE, LEGACY_NEVER_FLIP
 from iu_core.registry import AUTO_INSTANTIATE, COMMANDS, COMPOSER, OPERATOR_RUNTIME, Command
 
-from .conftest import connect, head, snap
+from .conftest import connect, head, run_preflight, snap
 
 LP = "least_privilege"
 
@@ -132,8 +132,8 @@ def test_an_expired_open_is_shut_for_every_check_without_the_watchdog(new_db, ru
     answer = json.loads(status.stdout)["answer"]
     assert answer["all_safe"] is True and answer["open"] == []
     assert answer["stale_open"] == [COMPOSER, OPERATOR_RUNTIME] and "watchdog" in answer["guidance"]
-    pre = run_cli(target, "--json", "db", "preflight")
-    gates = next(c for c in json.loads(pre.stdout)["checks"] if c["check"].startswith("gates closed"))
+    _, pre, _ = run_preflight(run_cli, target)
+    gates = next(c for c in pre["checks"] if c["check"].startswith("gates closed"))
     assert gates["status"] == "PASS" and "iucore gate watchdog" in gates["evidence"]
     with connect(target) as c:
         assert c.execute("SELECT count(*) FROM public.iu_gate_transition WHERE action = 'watchdog_close'").fetchone() == (0,)

@@ -29,7 +29,7 @@ from iu_core.proof import run_proof
 from iu_core.registry import COMMANDS, COMPOSER, OPERATOR_RUNTIME, Command
 from iu_core.textcode import ManifestError, export, import_manifest, parse
 
-from .conftest import ROOT, connect, dbname, head
+from .conftest import ROOT, connect, dbname, head, ok
 
 
 @pytest.fixture
@@ -439,7 +439,7 @@ def test_worker_run_prints_the_dry_run_counts(new_db, run_cli) -> None:
     res = run_cli(target, "worker", "run", "--limit", "50")
     assert res.exit_code == 0, res.output
     assert "seen=1, attempts_written=1, skipped=0, dead_lettered=0, dry_run=True" in res.stdout
-    assert "seen=0" in run_cli(target, "worker", "run").stdout
+    assert "seen=0" in ok(run_cli(target, "worker", "run")).stdout
     assert run_cli(target, "worker", "run", "no_such_route").exit_code == 3
     assert run_cli(target, "worker", "run", "--limit", "0").exit_code == 3
 
@@ -457,8 +457,8 @@ def test_the_seven_step_proof_end_to_end(new_db, run_cli) -> None:
     assert out["order_before"] == out["order_after"] == ["0/intro", "1/body", "2/tail"]
     assert out["events"] == {"piece_reordered@delayed": 2, "collection_rendered@delayed": 1}
     assert out["final_gates"]["all_safe"] is True
-    again = json.loads(run_cli(target, "--json", "proof", "operator-runtime",
-                               "--yes-on-this-database", dbname(target)).stdout)
+    again = json.loads(ok(run_cli(target, "--json", "proof", "operator-runtime",
+                                  "--yes-on-this-database", dbname(target))).stdout)
     assert again["ok"] and again["composed"] is False  # discovered, not recomposed
 
 
@@ -521,9 +521,9 @@ def test_export_import_export_is_byte_identical(new_db, tmp_path: Path, run_cli)
         open_gates(c, OPERATOR_RUNTIME, COMPOSER)
     res = run_cli(dst, "dot", "import", str(path))
     assert res.exit_code == 0 and "imported" in res.stdout, res.output
-    again = run_cli(dst, "dot", "render", "iu_core.runtime290.file-001", "--stdout")
+    again = ok(run_cli(dst, "dot", "render", "iu_core.runtime290.file-001", "--stdout"))
     assert again.stdout.encode() == first
-    assert "in_sync" in run_cli(dst, "dot", "import", str(path)).stdout
+    assert "in_sync" in ok(run_cli(dst, "dot", "import", str(path))).stdout
 
 
 @pytest.mark.parametrize(

@@ -109,6 +109,7 @@ def test_a_read_only_server_session_fails_the_server_and_write_gates_and_says_it
     assert c[pf.WRITE]["status"] == "FAIL"
     assert rep["recorded_run_id"] is None and "read-only transaction" in rep["not_recorded"]
     res = run_cli(target, "db", "preflight")
+    assert res.exit_code == 3, res.output
     assert "WARNING: not recorded in the audit" in res.stdout
 
 

@@ -26,7 +26,7 @@ from click.testing import CliRunner
 from iu_core.cli import cli
 from iu_core.target import Target
 
-from .conftest import BROKEN, SAMPLE, connect, fp, heads
+from .conftest import BROKEN, SAMPLE, connect, fp, heads, ok
 from .test_framework import log_rows
 
 BIN = Path(sys.executable).parent
@@ -307,11 +307,13 @@ def test_plain_alembic_reads_work_for_a_role_without_create(login_role, new_db, 
         c.execute(f'GRANT USAGE ON SCHEMA iucore TO "{role}"; GRANT SELECT ON iucore.alembic_version TO "{role}"')
     before = fp(target, SAMPLE), audit_count(target)
     reader = as_role(target, role)
-    assert _alembic(reader, "current").stdout.strip() == "a2"
-    assert run_cli(reader, "db", "current", project=SAMPLE).stdout.startswith("a2\npending: a3")
+    cur = _alembic(reader, "current")
+    assert cur.returncode == 0 and cur.stdout.strip() == "a2", cur.stderr
+    assert ok(run_cli(reader, "db", "current", project=SAMPLE)).stdout.startswith("a2\npending: a3")
     hist = _alembic(reader, "history", "-i")
     assert hist.returncode == 0 and "a1 -> a2 (current)" in hist.stdout
-    assert _alembic(reader, "heads").stdout.strip() == "a3 (head)"
+    hds = _alembic(reader, "heads")
+    assert hds.returncode == 0 and hds.stdout.strip() == "a3 (head)", hds.stderr
     check = _alembic(reader, "check")
     assert check.returncode != 0 and "Traceback" not in check.stderr
     assert "no metadata for `alembic check`" in check.stdout + check.stderr
@@ -364,10 +366,10 @@ def test_history_timestamps_carry_the_offset_in_text_and_json(new_db, run_cli) -
     with connect(target) as c:
         c.execute(f"ALTER DATABASE \"{c.info.dbname}\" SET timezone = 'Asia/Kolkata'")
         started = c.execute("SELECT started_at FROM iucore.migration_log").fetchone()[0]
-    res = run_cli(target, "--json", "db", "history", project=SAMPLE)
+    res = ok(run_cli(target, "--json", "db", "history", project=SAMPLE))
     stamp = json.loads(res.stdout)[0]["started_at"]
     parsed = datetime.fromisoformat(stamp)
     assert parsed.utcoffset() == timedelta(0) and parsed == started
-    text = run_cli(target, "db", "history", project=SAMPLE).stdout
+    text = ok(run_cli(target, "db", "history", project=SAMPLE)).stdout
     assert parsed.replace(microsecond=0).isoformat() in text and "+00:00" in text
 

@@ -20,7 +20,7 @@ from iu_core.errors import RevisionRefused
 from iu_core.fingerprint import fingerprint
 from iu_core.server import bin_dir
 
-from .conftest import PG_MAJOR, ROOT, connect, snap
+from .conftest import PG_MAJOR, ROOT, connect, ok, snap
 
 AUTO = ("dot_iu_auto_instantiate_from_event", "dot_iu_auto_instantiate_rollback_by_actor")
 
@@ -51,7 +51,7 @@ def test_verify_passes_at_head_with_insert_0_0_per_file(new_db, run_cli):
     assert "registry ↔ catalog: 30 governed command(s), 30 catalog row(s), 0 difference(s)" in out
     assert "migrations/sql/280.sql seed INSERT re-run (rolled back): INSERT 0 0" in out
     assert "migrations/sql/034.sql seed INSERT re-run (rolled back): INSERT 0 0" in out
-    data = json.loads(run_cli(target, "--json", "db", "verify").stdout)
+    data = json.loads(ok(run_cli(target, "--json", "db", "verify")).stdout)
     assert data["ok"] is True
     assert [(r["file"], r["tag"]) for r in data["ssot"]["seed_reruns"]] == [
         ("migrations/sql/280.sql", "INSERT 0 0"), ("migrations/sql/034.sql", "INSERT 0 0")]
@@ -60,7 +60,7 @@ def test_verify_passes_at_head_with_insert_0_0_per_file(new_db, run_cli):
 
 def test_verify_before_034_reruns_only_280(new_db, run_cli):
     target = new_db("033")
-    data = json.loads(run_cli(target, "--json", "db", "verify").stdout)
+    data = json.loads(ok(run_cli(target, "--json", "db", "verify")).stdout)
     assert data["ok"] is True
     assert [r["revision"] for r in data["ssot"]["seed_reruns"]] == ["280"]
     assert data["ssot"]["registry_rows"] == 24
