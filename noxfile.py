@@ -1,7 +1,10 @@
 """nox sessions: tests per server major, lint (bench and demo come with their issues).
 
-`nox -s tests` runs the suite on PostgreSQL 16 (production's major) and on the
-newest major the embedded wheels ship (18).
+`nox -s tests` runs the whole suite on PostgreSQL 16 (production's major), then
+on the newest major the embedded wheels ship (18) what depends on the server:
+not the `pure` tests (no server of the major under test: the same on every
+major) nor the `stress` runs (the exhaustive fault sweep and the concurrent
+upgrade rounds).
 """
 
 from __future__ import annotations
@@ -14,6 +17,10 @@ nox.options.sessions = ["tests", "lint"]
 nox.options.error_on_missing_interpreters = True
 
 
+# The second major runs what depends on the server, once (tests/conftest.py marks `pure`).
+SECOND_MAJOR = ("-m", "not stress and not pure")
+
+
 def _tests(session: nox.Session, major: str, *args: str) -> None:
     # Two workers: the tests wait on subprocesses, locks and the server far more than on CPU.
     session.run("pytest", "-n", "2", "--dist", "load", *args, *session.posargs,
@@ -22,11 +29,12 @@ def _tests(session: nox.Session, major: str, *args: str) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The full suite on PostgreSQL 16 (production's major) and 18 (the newest the
-    wheels ship), in one environment. The 8-process stress rounds run once, on 16."""
+    """The full suite on PostgreSQL 16 (production's major), then on 18 (the newest the
+    wheels ship) every test that talks to the server, in one environment. The pure
+    tests and the stress runs (fault sweep, 8-process rounds) run once, on 16."""
     session.install("-e", ".[test]")
     _tests(session, "16")
-    _tests(session, "18", "-m", "not stress")
+    _tests(session, "18", *SECOND_MAJOR)
 
 
 @nox.session(name="tests-16")
@@ -38,9 +46,9 @@ def tests_16(session: nox.Session) -> None:
 
 @nox.session(name="tests-18")
 def tests_18(session: nox.Session) -> None:
-    """The full suite on PostgreSQL 18 only (without the stress rounds)."""
+    """On PostgreSQL 18 only: what depends on the server (no pure tests, no stress runs)."""
     session.install("-e", ".[test]")
-    _tests(session, "18", "-m", "not stress")
+    _tests(session, "18", *SECOND_MAJOR)
 
 
 @nox.session

@@ -8,6 +8,7 @@ test, cloned from a template migrated once per (project, revision).
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shutil
 import tempfile
@@ -22,10 +23,13 @@ from click.testing import CliRunner, Result
 from iu_core import migrate
 from iu_core.cli import cli
 from iu_core.config import RunOptions, Target
+from iu_core.fingerprint import current_heads, fingerprint, snapshot
 from iu_core.server import EmbeddedServer, default_major
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECTS = Path(__file__).resolve().parent / "projects"
+SAMPLE = PROJECTS / "sample"  # three plain revisions a1 → a2 → a3
+BROKEN = PROJECTS / "broken_postcheck"  # b2's post-check fails
 PG_MAJOR = int(os.environ.get("IUCORE_TEST_PG_MAJOR") or default_major())
 
 # Durability buys nothing in a throwaway cluster and costs seconds per test.
@@ -41,17 +45,35 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"iucore: embedded PostgreSQL {PG_MAJOR} (IUCORE_TEST_PG_MAJOR)"
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark `pure` every test that reaches no PostgreSQL of IUCORE_TEST_PG_MAJOR.
+
+    The rule is one fixture: `pg_major`. The session cluster (`pg_server`, and so
+    every database fixture) depends on it, and so does any test that starts a
+    cluster of its own or runs that major's binaries. A test whose fixtures never
+    reach it runs the same on every major: CI runs it once, on 16, and deselects
+    it on the second major with `-m "not pure"`.
+    """
+    for item in items:
+        if "pg_major" not in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.pure)
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Report the fault-injection points survived (summed across xdist workers)."""
     points = runs = 0
+    seconds = 0.0
     for rep in terminalreporter.stats.get("passed", []):
         for key, value in getattr(rep, "user_properties", []):
             if key == "fault_points_survived":
                 points, runs = points + int(value), runs + 1
+            elif key == "fault_seconds":
+                seconds += float(value)
     if runs:
         terminalreporter.write_line(
             f"fault injection: {points} statement boundaries killed and survived across {runs} revision runs "
-            f"(PostgreSQL {PG_MAJOR})")
+            f"in {seconds:.0f} s (summed over the workers; PostgreSQL {PG_MAJOR})")
 
 
 class Databases:
@@ -90,10 +112,17 @@ class Databases:
 
 
 @pytest.fixture(scope="session")
-def pg_server() -> Iterator[EmbeddedServer]:
+def pg_major() -> int:
+    """The PostgreSQL major under test. Request it (directly or through pg_server) to
+    say the test depends on the server: tests that do not are marked `pure`."""
+    return PG_MAJOR
+
+
+@pytest.fixture(scope="session")
+def pg_server(pg_major: int) -> Iterator[EmbeddedServer]:
     # A short path: the unix socket lives in it.
     home = Path(tempfile.mkdtemp(prefix="iucore-test-"))
-    server = EmbeddedServer(home=home, major=PG_MAJOR, settings=FAST_SETTINGS)
+    server = EmbeddedServer(home=home, major=pg_major, settings=FAST_SETTINGS)
     server.ensure_running()
     yield server
     server.destroy()
@@ -169,8 +198,95 @@ def readonly_role(databases: Databases) -> Iterator[Callable[[Target], Target]]:
         databases.admin.execute(f'DROP ROLE IF EXISTS "{name}"')
 
 
+# ---------------------------------------------------------------- shared helpers
 def connect(target: Target) -> psycopg.Connection[Any]:
     return psycopg.connect(target.libpq, autocommit=True)
+
+
+def chain(project: Path = ROOT) -> list[str]:
+    """The project's revisions, oldest first (as Alembic reads them)."""
+    return [r.revision for r in reversed(list(migrate.script_directory(project).walk_revisions()))]
+
+
+def upto(revision: str, project: Path = ROOT) -> list[str]:
+    """The chain's revisions up to and including `revision`."""
+    revs = chain(project)
+    return revs[: revs.index(revision) + 1]
+
+
+def head(project: Path = ROOT) -> str:
+    """The project's head revision."""
+    rev = migrate.script_directory(project).get_current_head()
+    assert rev is not None, f"{project}: no revisions"
+    return rev
+
+
+def parent_of(revision: str, project: Path = ROOT) -> str | None:
+    """The revision before `revision` (None for the first)."""
+    down = migrate.script_directory(project).get_revision(revision).down_revision
+    assert down is None or isinstance(down, str), f"{revision}: a merge revision"
+    return down
+
+
+def dbname(target: Target) -> str:
+    """The name of the target's database."""
+    name = target.dbname
+    assert name, target.display
+    return name
+
+
+def project_copy(tmp_path: Path, acknowledged: str | None = None) -> Path:
+    """A copy of the project under tmp_path (the real SQL and revisions), with its own acknowledged.toml."""
+    root = tmp_path / "project"
+    root.mkdir(parents=True)
+    for d in ("migrations", "rollbacks", "selftests"):  # copies: a `\\ir` may not leave the project
+        shutil.copytree(ROOT / d, root / d, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "alembic.ini", root / "alembic.ini")
+    if acknowledged is not None:
+        (root / "acknowledged.toml").write_text(acknowledged, encoding="utf-8")
+    return root
+
+
+def files_under(d: Path) -> list[str]:
+    """Every file and directory under d, relative, sorted."""
+    return sorted(str(p.relative_to(d)) for p in d.rglob("*"))
+
+
+def snap(target: Target, *, counts: bool = True, project: Path = ROOT) -> dict[str, dict[str, str]]:
+    """The catalog snapshot of the project's objects in `target` (with row counts unless
+    counts=False): what must not change when a run is refused, rolled back or rehearsed."""
+    with connect(target) as c:
+        return snapshot(c, with_counts=counts, project=project)
+
+
+def heads(target: Target) -> list[str]:
+    """The revisions iucore.alembic_version holds ([] when it has none, or no table)."""
+    with connect(target) as c:
+        return current_heads(c)
+
+
+def fp(target: Target, project: Path = ROOT) -> str:
+    """The catalog fingerprint of the project's objects in `target` (no row counts)."""
+    with connect(target) as c:
+        return fingerprint(snapshot(c, project=project))
+
+
+def ok(res: Result) -> Result:
+    """Assert a run_cli result exited 0 (its output is the message if not); return it."""
+    assert res.exit_code == 0, res.output
+    return res
+
+
+def run_preflight(run_cli: Callable[..., Result], target: Target, *args: str,
+                  project: Path = ROOT) -> tuple[int, dict[str, Any], str]:
+    """`iucore --json db preflight …` → (exit code, report, output), after asserting that
+    the exit code says what the report says: 0 when every gate passed, 3 when one failed."""
+    res = run_cli(target, "--json", "db", "preflight", *args, project=project)
+    rep = json.loads(res.stdout)
+    failed = [c["check"] for c in rep["checks"] if c["status"] != "PASS"]
+    assert res.exit_code == (3 if failed else 0), (failed, res.output)
+    assert rep["ok"] is (not failed), rep
+    return res.exit_code, rep, res.output
 
 
 @pytest.fixture

@@ -12,11 +12,9 @@ function of its own. None of it is IU Core's.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import psycopg
 
@@ -95,16 +93,6 @@ def build(target: Target) -> None:
             c.execute(stmt)
 
 
-def dbname(target: Target) -> str:
-    return urlsplit(target.libpq).path.lstrip("/")
-
-
-def ours(target: Target, project: Path = ROOT) -> dict[str, dict[str, str]]:
-    """The catalog fingerprint's snapshot (IU Core's objects only), with row counts."""
-    with psycopg.connect(target.libpq, autocommit=True) as c:
-        return snapshot(c, with_counts=True, project=project)
-
-
 def foreign(target: Target, project: Path = ROOT) -> dict[str, dict[str, str]]:
     """Every object of the schemas that is NOT IU Core's, with its definition and row counts."""
     with psycopg.connect(target.libpq, autocommit=True) as c:
@@ -132,18 +120,6 @@ def apply_by_hand(target: Target, revisions: list[str], project: Path = ROOT) ->
     for rev in revisions:
         done = psql(target, project / "migrations" / "sql" / f"{rev}.sql")
         assert done.returncode == 0, f"{rev}: {done.stderr}"
-
-
-def project_copy(tmp_path: Path, acknowledged: str | None = None) -> Path:
-    """The project, with an acknowledged.toml of its own (the SQL and revisions are the real ones)."""
-    root = tmp_path / "project"
-    root.mkdir(parents=True)
-    for d in ("migrations", "rollbacks", "selftests"):  # copies: a `\\ir` may not leave the project
-        shutil.copytree(ROOT / d, root / d, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "alembic.ini", root / "alembic.ini")
-    if acknowledged is not None:
-        (root / "acknowledged.toml").write_text(acknowledged, encoding="utf-8")
-    return root
 
 
 GATEWAY_GUARD = ("CREATE FUNCTION public.fn_iu_gateway_write_guard() RETURNS trigger LANGUAGE plpgsql "

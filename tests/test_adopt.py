@@ -18,23 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from iu_core import migrate
 from iu_core.config import Target
 from iu_core.fingerprint import current_heads
 from iu_core.sqlfiles import expand
 
 from . import directus
-from .conftest import ROOT, Databases, connect
-from .directus import GATEWAY_ACK, GATEWAY_GUARD, audit_rows, foreign, ours, project_copy
-
-
-def chain() -> list[str]:
-    return [r.revision for r in reversed(list(migrate.script_directory(ROOT).walk_revisions()))]
-
-
-def upto(rev: str) -> list[str]:
-    return chain()[: chain().index(rev) + 1]
-
+from .conftest import ROOT, Databases, chain, connect, project_copy, snap, upto
+from .directus import GATEWAY_ACK, GATEWAY_GUARD, audit_rows, foreign
 
 _TEMPLATES: dict[str, str] = {}
 
@@ -66,7 +56,7 @@ def state(target: Target) -> tuple:
     exist (the refusal is audited in them), no version row may."""
     with connect(target) as c:
         heads = current_heads(c)
-    return ours(target), foreign(target), heads
+    return snap(target), foreign(target), heads
 
 
 def sha(rel: str) -> str:

@@ -32,7 +32,7 @@ from iu_core.errors import Failed
 from iu_core.fingerprint import fingerprint, snapshot
 from iu_core.target import Target
 
-from .conftest import PG_MAJOR, ROOT, connect
+from .conftest import PG_MAJOR, ROOT, connect, dbname, files_under, head, run_preflight
 
 SIDECAR_KEYS = {
     "iucore_backup", "name", "format", "jobs", "size", "sha256", "sha256_of", "toc_entries", "created_at",
@@ -41,25 +41,12 @@ SIDECAR_KEYS = {
 }
 
 
-def head() -> str:
-    return migrate.script_directory(ROOT).get_current_head()
-
-
-def dbname(target: Target) -> str:
-    with connect(target) as c:
-        return str(c.execute("SELECT current_database()").fetchone()[0])
-
-
 def live_identity(target: Target) -> tuple[str, int, str]:
     with connect(target) as c:
         row = c.execute("SELECT current_database(), (SELECT oid::bigint FROM pg_database"
                         " WHERE datname = current_database()),"
                         " (SELECT system_identifier::text FROM pg_control_system())").fetchone()
     return row[0], row[1], row[2]
-
-
-def files_under(d: Path) -> list[str]:
-    return sorted(str(p.relative_to(d)) for p in d.rglob("*"))
 
 
 def mode(p: Path) -> int:
@@ -326,9 +313,8 @@ def pg_dump_processes_for(database: str) -> list[int]:
 
 # ---------------------------------------------------------------- of THIS database
 def preflight_backup(run_cli, target: Target, backup_dir: Path) -> dict[str, Any]:
-    res = run_cli(target, "--json", "db", "preflight", "--backup-dir", str(backup_dir))
-    check = next(c for c in json.loads(res.stdout)["checks"] if c["check"] == "recent verified backup")
-    return check
+    _, rep, _ = run_preflight(run_cli, target, "--backup-dir", str(backup_dir))
+    return next(c for c in rep["checks"] if c["check"] == "recent verified backup")
 
 
 def test_preflight_accepts_only_a_backup_of_this_database(new_db, databases, run_cli, tmp_path: Path) -> None:

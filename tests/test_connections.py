@@ -29,9 +29,8 @@ from iu_core.db import CLIENT_ENCODING, PINNED, connect, session_options
 from iu_core.errors import ConfigError, UnpinnedSession
 from iu_core.target import Target
 
-from .conftest import PG_MAJOR, PROJECTS, ROOT
+from .conftest import PG_MAJOR, ROOT, SAMPLE, ok
 
-SAMPLE = PROJECTS / "sample"
 _seq = itertools.count()
 
 # A hostile value for every pinned setting (none of them iucore's).
@@ -221,7 +220,7 @@ def test_upgrade_selftest_and_inventory_pass_under_every_hostile_setting_at_once
                  ("gate", "status"), ("--json", "dot", "list"), ("db", "current")):
         res = run_cli(None, "--url", url, *args, project=ROOT, env=env)
         assert res.exit_code == 0, (args, res.stdout[-3000:], res.stderr)
-    history = run_cli(None, "--url", url, "db", "history", project=ROOT, env=env).stdout
+    history = ok(run_cli(None, "--url", url, "db", "history", project=ROOT, env=env)).stdout
     assert history.count("+00:00 ") >= 8, history  # TimeZone pinned: every run's start, with its offset
     with psycopg.connect(databases.target(target.params["dbname"]).libpq, autocommit=True) as c:
         assert not evil_hits(c), "a tripwire in the hostile search_path ran"
@@ -327,10 +326,10 @@ def test_the_embedded_server_comes_from_the_same_settings(tmp_path: Path, run_cl
     proj = make_project(tmp_path, {"home": "relhome", "pg_major": str(PG_MAJOR)})
     monkeypatch.delenv("IUCORE_HOME", raising=False)
     monkeypatch.delenv("IUCORE_PG_MAJOR", raising=False)
-    status = json.loads(run_cli(None, "--json", "server", "status", project=proj).stdout)
+    status = json.loads(ok(run_cli(None, "--json", "server", "status", project=proj)).stdout)
     assert (status["home"], status["major"]) == (str((proj / "relhome").resolve()), PG_MAJOR)
     monkeypatch.setenv("IUCORE_HOME", str(tmp_path / "envhome"))
-    status = json.loads(run_cli(None, "--json", "server", "status", project=proj).stdout)
+    status = json.loads(ok(run_cli(None, "--json", "server", "status", project=proj)).stdout)
     assert status["home"] == str((tmp_path / "envhome").resolve()) and not status["running"]
 
 

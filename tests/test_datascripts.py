@@ -20,11 +20,11 @@ import pytest
 from iu_core import datascripts, proof
 from iu_core.config import RunOptions
 from iu_core.errors import LockBusy, RevisionFailed, RevisionRefused
-from iu_core.fingerprint import fingerprint, snapshot
+from iu_core.fingerprint import fingerprint
 from iu_core.server import bin_dir
 from iu_core.session import LOCK_KEY
 
-from .conftest import PG_MAJOR, ROOT, connect
+from .conftest import PG_MAJOR, ROOT, connect, ok, snap
 
 HEAD = "gate_protocol"
 COMPOSER = "iu_core.composer_enabled"
@@ -45,11 +45,6 @@ def approval() -> str:
 
 def opts(**kw) -> RunOptions:
     return RunOptions(actor="dba-jane").with_(**kw)
-
-
-def snap(target):
-    with connect(target) as c:
-        return snapshot(c, with_counts=True)
 
 
 def counts(target) -> dict[str, int]:
@@ -423,18 +418,18 @@ def test_lock_timeout_applies_inside_the_run(head):
 
 
 def test_list_shows_state_last_run_and_checksums(head, run_cli):
-    data = json.loads(run_cli(head, "--json", "runtime", "list").stdout)
+    data = json.loads(ok(run_cli(head, "--json", "runtime", "list")).stdout)
     assert [(s["name"], s["applied"], s["last_run"]) for s in data] == [("270", False, None), ("290", False, None)]
     assert data[1]["checksums"] == {"runtime/290.sql": sha("runtime/290.sql"),
                                     "runtime/rollback/290.sql": sha("runtime/rollback/290.sql")}
     datascripts.apply(head, "290", approval_id=approval(), options=opts())
     res = run_cli(head, "runtime", "list")
-    assert res.exit_code == 0
+    assert res.exit_code == 0, res.output
     line = next(ln for ln in res.stdout.splitlines() if ln.startswith(" runtime/290"))
     assert "applied" in line and "apply by dba-jane" in line and "as run" in line
     assert sha("runtime/290.sql")[:12] in line
     assert "runtime/290: collection iu_core.runtime290.file-001 present (3 members, by runtime_290" in res.stdout
-    data = json.loads(run_cli(head, "--json", "runtime", "list").stdout)
+    data = json.loads(ok(run_cli(head, "--json", "runtime", "list")).stdout)
     assert data[1]["applied"] is True and data[1]["files_as_run"] is True
 
 

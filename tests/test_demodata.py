@@ -8,20 +8,13 @@ from __future__ import annotations
 
 import json
 
-from iu_core import migrate
-
-from .conftest import ROOT, connect
-from .directus import dbname, ours
-
-
-def head() -> str:
-    return migrate.script_directory(ROOT).get_current_head() or "base"
+from .conftest import connect, dbname, head, snap
 
 
 def counts(target) -> dict[str, str]:
     """Every IU Core table's row count, plus the catalog and the configuration rows."""
-    snap = ours(target)
-    return {**snap["count"], **{f"rows {k}": v for k, v in snap["rows"].items()}}
+    catalog = snap(target)
+    return {**catalog["count"], **{f"rows {k}": v for k, v in catalog["rows"].items()}}
 
 
 def test_proof_refuses_a_database_that_is_not_the_embedded_server(new_db, run_cli) -> None:

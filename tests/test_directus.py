@@ -14,18 +14,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from iu_core import migrate
 from iu_core.fingerprint import fingerprint, snapshot
 from iu_core.inventory import CLASSES, expected
 from iu_core.scope import Scope, iu_named
 
 from . import directus
-from .conftest import ROOT, connect
-from .directus import GATEWAY_ACK, GATEWAY_GUARD, foreign, ours, project_copy
-
-
-def head() -> str:
-    return migrate.script_directory(ROOT).get_current_head() or "base"
+from .conftest import ROOT, connect, dbname, head, ok, project_copy, run_preflight, snap
+from .directus import GATEWAY_ACK, GATEWAY_GUARD, foreign
 
 
 def directus_at_head(new_db, run_cli):
@@ -38,9 +33,8 @@ def directus_at_head(new_db, run_cli):
 
 
 def preflight_inventory(run_cli, target, project: Path = ROOT) -> dict:
-    res = run_cli(target, "--json", "db", "preflight", project=project)
-    checks = {c["check"]: c for c in json.loads(res.stdout)["checks"]}
-    return checks["inventory: no drift"]
+    _, rep, _ = run_preflight(run_cli, target, project=project)
+    return next(c for c in rep["checks"] if c["check"] == "inventory: no drift")
 
 
 # ---------------------------------------------------------------- the rule
@@ -105,7 +99,7 @@ def test_directus_objects_are_not_in_the_fingerprint(new_db, run_cli) -> None:
 def test_upgrade_then_downgrade_beside_directus_leaves_directus_untouched(new_db, run_cli) -> None:
     target = new_db()
     directus.build(target)
-    neighbour, base = foreign(target), ours(target)
+    neighbour, base = foreign(target), snap(target)
     assert {"table", "view", "function", "trigger", "sequence", "index", "type"} <= set(neighbour)
     rehearsal = run_cli(target, "db", "upgrade", "head", "--rehearse")
     assert rehearsal.exit_code == 0, rehearsal.output
@@ -115,7 +109,7 @@ def test_upgrade_then_downgrade_beside_directus_leaves_directus_untouched(new_db
     down = run_cli(target, "db", "downgrade", "base")
     assert down.exit_code == 0, down.output
     assert foreign(target) == neighbour
-    assert ours(target) == base
+    assert snap(target) == base
 
 
 # ---------------------------------------------------------------- IU-named extras
@@ -132,7 +126,7 @@ def test_an_iu_named_extra_beside_directus_is_drift(new_db, run_cli) -> None:
             "not acknowledged)") in res.stdout
     assert "extra trigger public.dot_config.audit_everything" in res.stdout
     assert "directus" not in res.stdout and "lookalike" not in res.stdout
-    data = json.loads(run_cli(target, "--json", "inventory").stdout)
+    data = json.loads(ok(run_cli(target, "--json", "inventory")).stdout)  # a report: exit 0 without --check
     assert [(e["class"], e["name"], e["acknowledged"]) for e in data["extras"]] == [
         ("function", "public.fn_iu_gateway_write_guard()", False),
         ("trigger", "public.dot_config.audit_everything", False)]
@@ -150,7 +144,7 @@ def test_an_acknowledged_extra_is_clean_and_named(new_db, run_cli, tmp_path: Pat
     assert res.exit_code == 0, res.output
     assert ("acknowledged extra function public.fn_iu_gateway_write_guard(): pre-existing gateway write "
             "guard from an earlier macro (seed 002 A4) (by dba on call)") in res.stdout
-    data = json.loads(run_cli(target, "--json", "inventory", "--check", project=project).stdout)
+    data = json.loads(ok(run_cli(target, "--json", "inventory", "--check", project=project)).stdout)
     assert data["ok"] is True and data["drift"] == []
     assert data["acknowledged"] == [{
         "class": "function", "name": "public.fn_iu_gateway_write_guard()",
@@ -174,7 +168,7 @@ def test_an_acknowledgement_for_another_database_does_not_apply(new_db, run_cli,
     res = run_cli(target, "inventory", "--check", project=project)
     assert res.exit_code == 4
     assert "extra function public.fn_iu_gateway_write_guard()" in res.stdout
-    here = project_copy(tmp_path / "here", GATEWAY_ACK + f'database = "{directus.dbname(target)}"\n')
+    here = project_copy(tmp_path / "here", GATEWAY_ACK + f'database = "{dbname(target)}"\n')
     assert run_cli(target, "inventory", "--check", project=here).exit_code == 0
 
 

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -20,18 +21,10 @@ from iu_core.errors import RevisionFailed
 from iu_core.fingerprint import current_heads, fingerprint, snapshot
 from iu_core.sqlfiles import MIGRATION_SECTIONS, ROLLBACK_SECTIONS, parse_script
 
-from .conftest import ROOT, connect
+from .conftest import ROOT, chain, connect, parent_of
 
 pytestmark = pytest.mark.slow
 IUCORE = str(Path(sys.executable).with_name("iucore"))
-
-
-def chain() -> list[str]:
-    return [r.revision for r in reversed(list(migrate.script_directory(ROOT).walk_revisions()))]
-
-
-def parent_of(rev: str) -> str | None:
-    return migrate.script_directory(ROOT).get_revision(rev).down_revision
 
 
 def state(target) -> tuple[str, list[str]]:
@@ -39,6 +32,11 @@ def state(target) -> tuple[str, list[str]]:
         return fingerprint(snapshot(c)), current_heads(c)
 
 
+# The sweep is exhaustive (every statement boundary of every revision, both directions)
+# and tests what a killed backend leaves, which no major changes: `stress`, so CI runs it
+# once, on 16 (production's major). conftest's summary says how many points it killed
+# and how long it took.
+@pytest.mark.stress
 @pytest.mark.parametrize("direction", ["upgrade", "downgrade"])
 @pytest.mark.parametrize("revision", chain())
 def test_a_killed_backend_at_every_statement_boundary_changes_nothing(
@@ -46,6 +44,7 @@ def test_a_killed_backend_at_every_statement_boundary_changes_nothing(
 ) -> None:
     """Terminate the migration's backend before each statement in turn; after each kill the
     catalog fingerprint and alembic_version are unchanged; then a clean run succeeds."""
+    started = time.monotonic()
     parent = parent_of(revision)
     if direction == "upgrade":
         target = new_db(parent) if parent else new_db()
@@ -73,6 +72,7 @@ def test_a_killed_backend_at_every_statement_boundary_changes_nothing(
     run()  # and a clean re-run succeeds
     assert state(target)[1] == ([revision] if direction == "upgrade" else ([parent] if parent else []))
     record_property("fault_points_survived", survived)  # summed in conftest's terminal summary
+    record_property("fault_seconds", time.monotonic() - started)
     assert survived == len(script.statements) > 0
 
 

@@ -15,25 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from iu_core import migrate
 from iu_core.config import Target
 from iu_core.errors import BadInput
 from iu_core.registry import COMPOSER, OPERATOR_RUNTIME
 from iu_core.textcode import MAX_MANIFEST_BYTES, Manifest, Piece, write_manifest
 
-from .conftest import ROOT, connect
+from .conftest import ROOT, connect, files_under, head
 
 UNREACHABLE = "postgresql://nobody@/nowhere?host=/nonexistent"
 GOOD = ("---\ncollection_key: k.1\ncollection_kind: file\ntitle: T\n---\n"
         "0 | intro | a/intro | section | Intro\n1 | body | a/body | section | Body\n")
-
-
-def head() -> str:
-    return migrate.script_directory(ROOT).get_current_head()
-
-
-def files_under(d: Path) -> list[str]:
-    return sorted(str(p.relative_to(d)) for p in d.rglob("*"))
 
 
 def add_collection(target: Target, key: str, kind: str = "file") -> None:

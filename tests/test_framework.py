@@ -17,19 +17,12 @@ import pytest
 from iu_core import migrate
 from iu_core.config import RunOptions, Target
 from iu_core.errors import LockBusy, RevisionFailed, RevisionRefused, SqlFileError, StoppedPartWay
-from iu_core.fingerprint import fingerprint, snapshot
 from iu_core.session import LOCK_KEY
 from iu_core.sqlfiles import MIGRATION_SECTIONS, parse_script
 
-from .conftest import PROJECTS, connect
+from .conftest import BROKEN, SAMPLE, connect, fp, heads
 
-SAMPLE = PROJECTS / "sample"
-BROKEN = PROJECTS / "broken_postcheck"
 IUCORE = str(Path(sys.executable).with_name("iucore"))
-
-
-def heads(target: Target) -> list[str]:
-    return migrate.current(target, project=SAMPLE)["current"]
 
 
 def log_rows(target: Target) -> list[tuple]:
@@ -38,11 +31,6 @@ def log_rows(target: Target) -> list[tuple]:
             "SELECT revision, direction, mode, outcome, message, evidence, checksums"
             " FROM iucore.migration_log ORDER BY log_id"
         ).fetchall()
-
-
-def fp(target: Target) -> str:
-    with connect(target) as c:
-        return fingerprint(snapshot(c, project=SAMPLE))
 
 
 def test_upgrade_applies_each_revision_with_an_audit_row(empty_db: Target, run_cli) -> None:
@@ -104,11 +92,11 @@ def test_rollback_guard_refusal_exits_3_and_changes_nothing(new_db, run_cli) -> 
     target = new_db("a1", SAMPLE)
     with connect(target) as c:
         c.execute("INSERT INTO public.sample_t (id) VALUES (7)")
-    before = fp(target)
+    before = fp(target, SAMPLE)
     res = run_cli(target, "db", "downgrade", "base", project=SAMPLE)
     assert res.exit_code == 3, res.output
     assert "a1 rollback refused: public.sample_t holds 1 row(s)" in res.stderr
-    assert fp(target) == before
+    assert fp(target, SAMPLE) == before
     assert heads(target) == ["a1"]
     assert log_rows(target)[-1][3] == "refused"
 
@@ -129,7 +117,7 @@ def test_multi_revision_downgrade_stops_at_the_refusing_revision(new_db) -> None
 @pytest.mark.parametrize("direction", ["upgrade", "downgrade"])
 def test_rehearsal_runs_everything_then_leaves_no_trace(new_db, run_cli, direction: str) -> None:
     target = new_db("a1", SAMPLE)
-    before = fp(target)
+    before = fp(target, SAMPLE)
     args = ["db", "upgrade", "--rehearse"] if direction == "upgrade" else ["db", "downgrade", "base", "--rehearse"]
     res = run_cli(target, *args, project=SAMPLE)
     assert res.exit_code == 0, res.output
@@ -141,7 +129,7 @@ def test_rehearsal_runs_everything_then_leaves_no_trace(new_db, run_cli, directi
     assert lines.index("ROLLBACK") < min(i for i, x in enumerate(lines) if x.startswith("iucore: "))
     assert ("CREATE FUNCTION" in out) if direction == "upgrade" else ("DROP TABLE" in out)
     assert f"catalog fingerprint unchanged: {before}" in out
-    assert fp(target) == before
+    assert fp(target, SAMPLE) == before
     assert heads(target) == ["a1"]
     rehearsed = [r for r in log_rows(target) if r[2] == "rehearsal"]
     expected = ["a2", "a3"] if direction == "upgrade" else ["a1"]
@@ -153,11 +141,11 @@ def test_rehearsal_that_is_refused_rolls_back_everything(new_db) -> None:
     target = new_db("a3", SAMPLE)
     with connect(target) as c:
         c.execute("INSERT INTO public.sample_t (id) VALUES (1)")
-    before = fp(target)
+    before = fp(target, SAMPLE)
     with pytest.raises(RevisionRefused) as exc:
         migrate.downgrade(target, "base", project=SAMPLE, options=RunOptions(rehearse=True))
     assert "Rehearsal: everything was rolled back" in exc.value.message
-    assert fp(target) == before and heads(target) == ["a3"]
+    assert fp(target, SAMPLE) == before and heads(target) == ["a3"]
 
 
 def test_lock_held_by_another_run_exits_3_after_the_bounded_wait(empty_db: Target, run_cli) -> None:
@@ -173,7 +161,7 @@ def test_lock_held_by_another_run_exits_3_after_the_bounded_wait(empty_db: Targe
 def test_migration_blocked_by_a_table_lock_fails_within_lock_timeout(new_db) -> None:
     """With --lock-retries 0 a lock timeout fails the revision at once (iu_core.lockretry retries otherwise)."""
     target = new_db("a1", SAMPLE)
-    before = fp(target)
+    before = fp(target, SAMPLE)
     with connect(target) as blocker:
         blocker.execute("BEGIN")
         blocker.execute("LOCK TABLE public.sample_t IN ACCESS SHARE MODE")  # a long reader
@@ -183,7 +171,7 @@ def test_migration_blocked_by_a_table_lock_fails_within_lock_timeout(new_db) -> 
         blocker.execute("ROLLBACK")
     assert exc.value.data["sqlstate"] == "55P03"
     assert "another transaction holds a lock" in exc.value.message
-    assert fp(target) == before and heads(target) == ["a1"]
+    assert fp(target, SAMPLE) == before and heads(target) == ["a1"]
 
 
 def test_statement_timeout_stops_a_runaway_statement(new_db, databases) -> None:
@@ -231,6 +219,7 @@ def test_bad_input_is_exit_2_with_one_clear_line(empty_db: Target, run_cli) -> N
 def test_history_lists_runs_newest_first(new_db, run_cli) -> None:
     target = new_db("a3", SAMPLE)
     res = run_cli(target, "--json", "db", "history", "--limit", "2", project=SAMPLE)
+    assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)
     assert [r["revision"] for r in rows] == ["a3", "a2"]
     assert rows[0]["actor"] == "pytest-template"
@@ -312,7 +301,7 @@ def test_lock_busy_carries_the_holder(empty_db: Target) -> None:
 
 def test_killed_connection_mid_revision_leaves_nothing(new_db) -> None:
     target = new_db("a1", SAMPLE)
-    before = fp(target)
+    before = fp(target, SAMPLE)
     with connect(target) as killer:
 
         def hook(conn, stmt, i):  # terminate the migration's backend just before a2's ALTER TABLE
@@ -325,7 +314,7 @@ def test_killed_connection_mid_revision_leaves_nothing(new_db) -> None:
         with pytest.raises(RevisionFailed) as exc:
             migrate.upgrade(target, "a2", project=SAMPLE, before_statement=hook)
     assert exc.value.data["section"] == "body"
-    assert fp(target) == before and heads(target) == ["a1"]
+    assert fp(target, SAMPLE) == before and heads(target) == ["a1"]
     last = log_rows(target)[-1]  # audited on a fresh connection
     assert (last[0], last[3]) == ("a2", "failed") and "terminating connection" in last[4]
     migrate.upgrade(target, "a2", project=SAMPLE)  # and a re-run succeeds
@@ -334,6 +323,7 @@ def test_killed_connection_mid_revision_leaves_nothing(new_db) -> None:
 
 def test_cli_help_lists_the_verbs(run_cli) -> None:
     res = run_cli(None, "db", "--help")
+    assert res.exit_code == 0, res.output
     for verb in ("upgrade", "downgrade", "current", "history"):
         assert verb in res.stdout
 

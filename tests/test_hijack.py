@@ -31,16 +31,12 @@ from iu_core.config import RunOptions
 from iu_core.registry import COMPOSER, OPERATOR_RUNTIME
 from iu_core.roles import apply, plan_operator
 
-from .conftest import ROOT, connect
+from .conftest import ROOT, connect, head
 
 STRUCTURE_OPS = "iu_core.structure_ops_enabled"
 THREE_AXIS = "iu_core.three_axis_auto_refresh_enabled"
 PINNED = ["search_path=pg_catalog, pg_temp"]
 _seq = itertools.count()
-
-
-def head() -> str:
-    return migrate.script_directory(ROOT).get_current_head()
 
 
 @pytest.fixture

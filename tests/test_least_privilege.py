@@ -17,13 +17,9 @@ from iu_core.operator import DotCommandPlan, OperatorRuntime, gates_for
 from iu_core.preflight import LEGACY_GOVERNABLE, LEGACY_LATER_GOVERNABLE, LEGACY_NEVER_FLIP
 from iu_core.registry import AUTO_INSTANTIATE, COMMANDS, COMPOSER, OPERATOR_RUNTIME, Command
 
-from .conftest import ROOT, connect
+from .conftest import connect, head, run_preflight, snap
 
 LP = "least_privilege"
-
-
-def head() -> str:
-    return migrate.script_directory(ROOT).get_current_head()
 
 
 @pytest.fixture
@@ -136,8 +132,8 @@ def test_an_expired_open_is_shut_for_every_check_without_the_watchdog(new_db, ru
     answer = json.loads(status.stdout)["answer"]
     assert answer["all_safe"] is True and answer["open"] == []
     assert answer["stale_open"] == [COMPOSER, OPERATOR_RUNTIME] and "watchdog" in answer["guidance"]
-    pre = run_cli(target, "--json", "db", "preflight")
-    gates = next(c for c in json.loads(pre.stdout)["checks"] if c["check"].startswith("gates closed"))
+    _, pre, _ = run_preflight(run_cli, target)
+    gates = next(c for c in pre["checks"] if c["check"].startswith("gates closed"))
     assert gates["status"] == "PASS" and "iucore gate watchdog" in gates["evidence"]
     with connect(target) as c:
         assert c.execute("SELECT count(*) FROM public.iu_gate_transition WHERE action = 'watchdog_close'").fetchone() == (0,)
@@ -449,8 +445,6 @@ def test_the_key_check_holds_for_direct_inserts_too(conn, key: str) -> None:
 
 
 def test_the_upgrade_refuses_while_a_key_would_break_the_check(new_db) -> None:
-    from .test_migrations import snap
-
     target = new_db("gate_protocol")
     with connect(target) as c:
         for k in ("fine.key", "a/../../etc/escaped", "./dot"):

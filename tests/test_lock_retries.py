@@ -28,17 +28,16 @@ from alembic.config import main as alembic_main
 from iu_core import datascripts, migrate
 from iu_core.config import RunOptions, Settings, Target
 from iu_core.errors import LockRetriesExhausted, StoppedPartWay
-from iu_core.fingerprint import fingerprint, snapshot
+from iu_core.fingerprint import snapshot
 from iu_core.inventory import report as inventory_report
 from iu_core.lockretry import FIRST_SLEEP_S, MAX_SLEEP_S, LockRetries
 
-from .conftest import PROJECTS, ROOT, connect
+from .conftest import ROOT, SAMPLE, connect, fp, heads
 
 HEAD = "least_privilege"
 GATE_ROW = "iu_core.composer_enabled"
 OTHER_ROW = "iu_core.delivery_enabled"
 HOLDER_APP = "pytest-holder"
-SAMPLE = PROJECTS / "sample"
 BIN = Path(sys.executable).parent
 _roles = itertools.count()
 
@@ -46,16 +45,6 @@ _roles = itertools.count()
 def opts(**kw: Any) -> RunOptions:
     base = {"lock_timeout_ms": 100, "lock_retries": 10, "retry_budget_ms": 60_000, "actor": "dba-jane"}
     return RunOptions(**{**base, **kw})
-
-
-def fp(target: Target) -> str:
-    with connect(target) as c:
-        return fingerprint(snapshot(c, project=ROOT))
-
-
-def heads(target: Target) -> list[str]:
-    with connect(target) as c:
-        return sorted(r[0] for r in c.execute("SELECT version_num FROM iucore.alembic_version"))
 
 
 def log_rows(target: Target) -> list[tuple[str, str, str, str, dict[str, Any]]]:

@@ -44,7 +44,7 @@ import pytest
 from iu_core.config import Target
 from iu_core.registry import COMPOSER, OPERATOR_RUNTIME
 
-from .conftest import Databases
+from .conftest import Databases, ok
 from .directus import build as build_directus_like
 
 _ORDINARY = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
@@ -92,11 +92,6 @@ def site(databases: Databases) -> Iterator[Callable[..., Site]]:
         databases.drop(name)
         for r in roles:
             databases.admin.execute(f'DROP ROLE IF EXISTS "{r}"')
-
-
-def ok(res: Any) -> Any:
-    assert res.exit_code == 0, res.output
-    return res
 
 
 def one(conn: psycopg.Connection[Any], sql: str, params: Any = None) -> Any:

@@ -13,20 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from iu_core import migrate
 from iu_core.server import bin_dir
 from iu_core.session import RevisionFiles
 from iu_core.sqlfiles import expand
 
-from .conftest import PG_MAJOR, ROOT, connect
-from .test_framework import SAMPLE, fp, heads
+from .conftest import PG_MAJOR, ROOT, SAMPLE, chain, connect, fp, heads, ok
 
 PSQL = str(bin_dir(PG_MAJOR) / "psql")
 ALEMBIC = str(Path(sys.executable).with_name("alembic"))
-
-
-def chain(project: Path = ROOT) -> list[str]:
-    return [r.revision for r in reversed(list(migrate.script_directory(project).walk_revisions()))]
 
 
 def psql(target, script: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
@@ -59,7 +53,7 @@ def test_the_offline_script_of_the_whole_chain_reaches_the_online_end_state(new_
     assert run_cli(target, "inventory", "--check").exit_code == 0
     verify = run_cli(target, "db", "verify")
     assert verify.exit_code == 0, verify.output
-    cur = json.loads(run_cli(target, "--json", "db", "current").stdout)
+    cur = json.loads(ok(run_cli(target, "--json", "db", "current")).stdout)
     assert cur["at_head"] and cur["current"] == [revs[-1]]
     assert fp(target) == fp(new_db(revs[-1]))  # same catalog, same reference rows, same alembic_version
     rows = log(target)
@@ -100,7 +94,7 @@ def test_plain_alembic_sql_from_empty_then_down_then_a_range(empty_db, run_cli, 
 
 
 def test_a_failing_preflight_stops_the_script_and_what_committed_stays(empty_db, run_cli, tmp_path) -> None:
-    script = run_cli(None, "db", "upgrade", "--sql", project=SAMPLE).stdout
+    script = ok(run_cli(None, "db", "upgrade", "--sql", project=SAMPLE)).stdout
     with connect(empty_db) as c:
         c.execute("CREATE VIEW public.sample_v AS SELECT 1 AS id")  # a3's preflight refuses this
     ran = psql(empty_db, script, tmp_path)
@@ -108,11 +102,11 @@ def test_a_failing_preflight_stops_the_script_and_what_committed_stays(empty_db,
     assert "a3 preflight: sample_v exists (already applied?)" in ran.stderr
     assert heads(empty_db) == ["a2"]  # a1 and a2 committed, each in its own transaction
     assert [(r[0], r[3]) for r in log(empty_db)] == [("a1", "applied"), ("a2", "applied")]
-    before = fp(empty_db)
+    before = fp(empty_db, SAMPLE)
     again = psql(empty_db, script, tmp_path)  # the same script on a database that moved: its position guard
     assert again.returncode == 3
     assert "iucore: a1 upgrade expects the database at base, but it is at a2; nothing of a1 was applied" in again.stderr
-    assert fp(empty_db) == before and len(log(empty_db)) == 2
+    assert fp(empty_db, SAMPLE) == before and len(log(empty_db)) == 2
 
 
 def test_the_offline_script_keeps_the_checksum_gate(new_db, run_cli, tmp_path) -> None:
@@ -121,13 +115,13 @@ def test_the_offline_script_keeps_the_checksum_gate(new_db, run_cli, tmp_path) -
     target = new_db("a1", project)
     with (project / "migrations" / "sql" / "a1.sql").open("a") as f:
         f.write("-- edited after it was applied\n")
-    script = run_cli(None, "db", "upgrade", "a1:head", "--sql", project=project).stdout
-    before = fp(target)
+    script = ok(run_cli(None, "db", "upgrade", "a1:head", "--sql", project=project)).stdout
+    before = fp(target, SAMPLE)
     ran = psql(target, script, tmp_path)
     assert ran.returncode == 3
     assert ("iucore checksum gate: the applied revisions' files do not verify against their apply: "
             "a1 (files changed since apply). Nothing was changed") in ran.stderr
-    assert fp(target) == before and heads(target) == ["a1"]
+    assert fp(target, SAMPLE) == before and heads(target) == ["a1"]
 
 
 @pytest.mark.parametrize(

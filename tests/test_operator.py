@@ -29,12 +29,7 @@ from iu_core.proof import run_proof
 from iu_core.registry import COMMANDS, COMPOSER, OPERATOR_RUNTIME, Command
 from iu_core.textcode import ManifestError, export, import_manifest, parse
 
-from .conftest import ROOT, connect
-from .directus import dbname
-
-
-def head() -> str:
-    return migrate.script_directory(ROOT).get_current_head()
+from .conftest import ROOT, connect, dbname, head, ok
 
 
 @pytest.fixture
@@ -67,20 +62,25 @@ def test_every_command_renders_a_plan_that_passes_the_governance_check(cmd: Comm
 REORDER = next(c for c in COMMANDS if c.name == "dot_iu_reorder_piece")
 U = "'7f3e0c9a-1b2c-4d5e-8f90-123456789abc'::uuid"
 GOOD = f"SELECT public.fn_iu_collection_reorder_piece({U}, {U}, 0, 'op')"
-PAYLOADS = [
+PAYLOADS = [  # a second statement of each kind: DDL, three DML, another command's function
     "DROP TABLE public.dot_config",
     "DELETE FROM public.dot_iu_command_run",
     "UPDATE public.dot_config SET value = 'true'",
     "INSERT INTO public.dot_config VALUES ('k', 'v')",
     "SELECT public.fn_iu_gate_open('iu_core.composer_enabled', NULL, 'x', 'y', 1)",
 ]
-TEMPLATES = [
+# A payload statement beside the good call: every payload in each of these positions.
+BESIDE = [
     "{good}; {p}",
-    "{good};\n{p}",
     "{p}; {good}",
     "{good} -- \n; {p}",
     "/* */ {good}; /* */ {p}",
-    "WITH x AS ({p} RETURNING 1) {good}" ,
+]
+# A data-modifying CTE in front of the good call (only the DML payloads can be one).
+IN_A_CTE = "WITH x AS ({p} RETURNING 1) {good}"
+# Every other shape once: a clause around the good call, an argument that is not a
+# bound literal, another name for the function, another function, another statement.
+SHAPES = [
     "WITH x AS (SELECT 1) {good}",
     "{good} FROM public.dot_config",
     "{good} WHERE EXISTS (SELECT 1)",
@@ -127,9 +127,7 @@ TEMPLATES = [
     "DO $$ BEGIN PERFORM 1; END $$",
     "SET search_path = evil",
     "COPY public.dot_config TO PROGRAM 'true'",
-    "SELECT {p2}",
     "",
-    "   ",
     "SELECT",
     "SELECT public.fn_iu_collection_reorder_piece(",
     "{good}\\gexec",
@@ -141,24 +139,21 @@ TEMPLATES = [
     "SELECT public.fn_iu_collection_reorder_piece({u}, {u}, 0, 'op') OFFSET 0",
     "SELECT public.fn_iu_collection_reorder_piece({u}, {u}, 0, 'op') FETCH FIRST 1 ROW ONLY",
     "SELECT public.fn_iu_collection_reorder_piece({u}, {u}, 0, 'op') INTERSECT SELECT 1",
+    "SELECT 1",
 ]
 
 
 def hostile_statements() -> list[str]:
-    out: list[str] = []
-    for t in TEMPLATES:
-        for i, p in enumerate(PAYLOADS):
-            s = t.format(good=GOOD, p=p, u=U, p2=p.replace("SELECT ", "", 1) if p.startswith("SELECT") else "1")
-            if "{p" not in t and i > 0:
-                # templates without a payload: vary the benign literal instead
-                s = s.replace("'op'", f"'op{i}'")
-            out.append(s)
-    return list(dict.fromkeys(out))
+    """Each distinct shape once: no shape repeated with a renamed literal."""
+    out = [t.format(good=GOOD, p=p) for t in BESIDE for p in PAYLOADS]
+    out += [IN_A_CTE.format(good=GOOD, p=p) for p in PAYLOADS if p.split()[0] in ("DELETE", "UPDATE", "INSERT")]
+    out += [t.format(good=GOOD, u=U) for t in SHAPES]
+    return out
 
 
-def test_at_least_200_hostile_plans_are_all_refused() -> None:
+def test_82_distinct_hostile_plan_shapes_are_all_refused() -> None:
     stmts = hostile_statements()
-    assert len(stmts) >= 200
+    assert len(stmts) == len(set(stmts)) == 82
     accepted = []
     for s in stmts:
         try:
@@ -444,7 +439,7 @@ def test_worker_run_prints_the_dry_run_counts(new_db, run_cli) -> None:
     res = run_cli(target, "worker", "run", "--limit", "50")
     assert res.exit_code == 0, res.output
     assert "seen=1, attempts_written=1, skipped=0, dead_lettered=0, dry_run=True" in res.stdout
-    assert "seen=0" in run_cli(target, "worker", "run").stdout
+    assert "seen=0" in ok(run_cli(target, "worker", "run")).stdout
     assert run_cli(target, "worker", "run", "no_such_route").exit_code == 3
     assert run_cli(target, "worker", "run", "--limit", "0").exit_code == 3
 
@@ -462,8 +457,8 @@ def test_the_seven_step_proof_end_to_end(new_db, run_cli) -> None:
     assert out["order_before"] == out["order_after"] == ["0/intro", "1/body", "2/tail"]
     assert out["events"] == {"piece_reordered@delayed": 2, "collection_rendered@delayed": 1}
     assert out["final_gates"]["all_safe"] is True
-    again = json.loads(run_cli(target, "--json", "proof", "operator-runtime",
-                               "--yes-on-this-database", dbname(target)).stdout)
+    again = json.loads(ok(run_cli(target, "--json", "proof", "operator-runtime",
+                                  "--yes-on-this-database", dbname(target))).stdout)
     assert again["ok"] and again["composed"] is False  # discovered, not recomposed
 
 
@@ -526,9 +521,9 @@ def test_export_import_export_is_byte_identical(new_db, tmp_path: Path, run_cli)
         open_gates(c, OPERATOR_RUNTIME, COMPOSER)
     res = run_cli(dst, "dot", "import", str(path))
     assert res.exit_code == 0 and "imported" in res.stdout, res.output
-    again = run_cli(dst, "dot", "render", "iu_core.runtime290.file-001", "--stdout")
+    again = ok(run_cli(dst, "dot", "render", "iu_core.runtime290.file-001", "--stdout"))
     assert again.stdout.encode() == first
-    assert "in_sync" in run_cli(dst, "dot", "import", str(path)).stdout
+    assert "in_sync" in ok(run_cli(dst, "dot", "import", str(path))).stdout
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,6 @@ recorded as an audit row (revision `preflight`) that `db report` cites.
 
 from __future__ import annotations
 
-import json
-import shutil
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -19,24 +16,9 @@ import psycopg
 from iu_core import preflight as pf
 from iu_core.config import Target
 
-from .conftest import ROOT, connect
+from .conftest import ROOT, connect, project_copy, run_preflight
 
 PW = "pl4nted-Secr3t"
-
-
-def project_copy(tmp_path: Path) -> Path:
-    dst = tmp_path / "project"
-    dst.mkdir()
-    shutil.copy(ROOT / "alembic.ini", dst)
-    for d in ("migrations", "rollbacks", "selftests"):
-        shutil.copytree(ROOT / d, dst / d, ignore=shutil.ignore_patterns("__pycache__"))
-    return dst
-
-
-def preflight(run_cli, target: Target, *args: str, project: Path = ROOT) -> tuple[int, dict[str, Any], str]:
-    res = run_cli(target, "--json", "db", "preflight", *args, project=project)
-    assert res.exit_code in (0, 3), res.output
-    return res.exit_code, json.loads(res.stdout), res.output
 
 
 def checks(rep: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -49,7 +31,7 @@ def test_all_fourteen_gates_pass_with_a_read_only_role_and_a_backup(readonly_rol
     target = new_db("034")
     ro = readonly_role(target)
     assert run_cli(target, "db", "backup", "--out", str(tmp_path)).exit_code == 0
-    code, rep, _ = preflight(run_cli, target, "--backup-dir", str(tmp_path), "--read-url", ro.libpq)
+    code, rep, _ = run_preflight(run_cli, target, "--backup-dir", str(tmp_path), "--read-url", ro.libpq)
     assert code == 0, rep
     assert (rep["ok"], rep["passed"], rep["total"], rep["summary"]) == (True, 14, 14, "14/14 mandatory gates PASS")
     assert [c["check"] for c in rep["checks"]] == list(pf.MANDATORY)
@@ -79,7 +61,7 @@ def test_all_fourteen_gates_pass_with_a_read_only_role_and_a_backup(readonly_rol
 # ---------------------------------------------------------------- 1 read identity
 def test_the_read_identity_fails_closed(readonly_role, new_db, run_cli, databases) -> None:
     target = new_db("substrate")
-    _, rep, _ = preflight(run_cli, target)
+    _, rep, _ = run_preflight(run_cli, target)
     assert checks(rep)[pf.READ]["status"] == "FAIL" and "give --read-url" in checks(rep)[pf.READ]["evidence"]
 
     # a "read-only" role that may UPDATE dot_config
@@ -87,7 +69,7 @@ def test_the_read_identity_fails_closed(readonly_role, new_db, run_cli, database
     with connect(target) as c:
         c.execute(f'GRANT UPDATE ON public.dot_config TO "{writer.params["user"]}"')
         config = c.execute("SELECT key, value, updated_at FROM public.dot_config ORDER BY key").fetchall()
-    _, rep, _ = preflight(run_cli, target, "--read-url", writer.libpq)
+    _, rep, _ = run_preflight(run_cli, target, "--read-url", writer.libpq)
     ev = checks(rep)[pf.READ]["evidence"]
     assert checks(rep)[pf.READ]["status"] == "FAIL" and "UPDATE public.dot_config → UPDATE 0 (NOT refused)" in ev
     assert "may write: table public.dot_config" in ev
@@ -96,17 +78,17 @@ def test_the_read_identity_fails_closed(readonly_role, new_db, run_cli, database
         assert c.execute("SELECT to_regclass('public.iucore_read_probe')").fetchone() == (None,)
 
     # the run's own role, and another database
-    _, rep, _ = preflight(run_cli, target, "--read-url", target.libpq)
+    _, rep, _ = run_preflight(run_cli, target, "--read-url", target.libpq)
     ev = checks(rep)[pf.READ]["evidence"]
     assert "is a superuser" in ev and "it is the run's own role 'postgres'" in ev
     other = new_db("substrate")
     reader = readonly_role(other)
-    _, rep, _ = preflight(run_cli, target, "--read-url", reader.libpq)
+    _, rep, _ = run_preflight(run_cli, target, "--read-url", reader.libpq)
     assert f"it reaches database {other.params['dbname']!r}" in checks(rep)[pf.READ]["evidence"]
 
     # one that cannot connect: a FAIL with libpq's reason, no password anywhere
     ghost = Target.of(**{**target.params, "user": "no_such_role_x", "password": PW})
-    code, rep, out = preflight(run_cli, target, "--read-url", ghost.libpq)
+    code, rep, out = run_preflight(run_cli, target, "--read-url", ghost.libpq)
     assert code == 3 and "cannot connect as the read identity" in checks(rep)[pf.READ]["evidence"]
     assert PW not in out
     with connect(target) as c:
@@ -121,18 +103,19 @@ def test_a_read_only_server_session_fails_the_server_and_write_gates_and_says_it
         new_db, run_cli, databases) -> None:
     target = new_db("substrate")
     databases.admin.execute(f'ALTER DATABASE "{target.params["dbname"]}" SET default_transaction_read_only = on')
-    code, rep, _out = preflight(run_cli, target)
+    code, rep, _out = run_preflight(run_cli, target)
     c = checks(rep)
     assert code == 3 and c[pf.SERVER]["status"] == "FAIL" and "this session is read-only" in c[pf.SERVER]["evidence"]
     assert c[pf.WRITE]["status"] == "FAIL"
     assert rep["recorded_run_id"] is None and "read-only transaction" in rep["not_recorded"]
     res = run_cli(target, "db", "preflight")
+    assert res.exit_code == 3, res.output
     assert "WARNING: not recorded in the audit" in res.stdout
 
 
 # ---------------------------------------------------------------- 4 backup
 def test_no_backup_dir_fails_the_backup_gate(new_db, run_cli) -> None:
-    _, rep, _ = preflight(run_cli, new_db("substrate"))
+    _, rep, _ = run_preflight(run_cli, new_db("substrate"))
     assert checks(rep)[pf.BACKUP]["status"] == "FAIL" and "no --backup-dir" in checks(rep)[pf.BACKUP]["evidence"]
 
 
@@ -141,7 +124,7 @@ def test_an_object_of_a_pending_revision_fails_the_prior_surface_and_the_invento
     target = new_db("034")
     with connect(target) as c:
         c.execute("CREATE TABLE public.iu_gate_transition (x int)")
-    _, rep, _ = preflight(run_cli, target)
+    _, rep, _ = run_preflight(run_cli, target)
     c = checks(rep)
     assert c[pf.SURFACE]["status"] == "FAIL"
     assert "object(s) of the pending revisions already present: table public.iu_gate_transition (gate_protocol)" \
@@ -151,11 +134,11 @@ def test_an_object_of_a_pending_revision_fails_the_prior_surface_and_the_invento
 
 def test_iu_core_objects_without_a_recorded_revision_fail_the_prior_surface(new_db, run_cli) -> None:
     target = new_db()
-    _, rep, _ = preflight(run_cli, target)
+    _, rep, _ = run_preflight(run_cli, target)
     assert checks(rep)[pf.SURFACE]["status"] == "PASS"  # empty: nothing prior
     with connect(target) as c:
         c.execute("CREATE TABLE public.iu_handmade (x int)")
-    _, rep, _ = preflight(run_cli, target)
+    _, rep, _ = run_preflight(run_cli, target)
     ev = checks(rep)[pf.SURFACE]["evidence"]
     assert checks(rep)[pf.SURFACE]["status"] == "FAIL" and "iucore db adopt REV" in ev
 
@@ -166,7 +149,7 @@ def test_an_edited_applied_file_fails_the_checksums(new_db, run_cli, tmp_path) -
     target = new_db("034")
     rb = project / "rollbacks" / "280.sql"
     rb.write_text(rb.read_text() + "\n-- edited after apply\n")
-    _, rep, _ = preflight(run_cli, target, project=project)
+    _, rep, _ = run_preflight(run_cli, target, project=project)
     c = checks(rep)[pf.CHECKSUMS]
     assert c["status"] == "FAIL" and "rollbacks/280.sql (revision 280) changed since apply" in c["evidence"]
 
@@ -176,7 +159,7 @@ def test_a_catalog_row_that_differs_from_the_registry_fails_the_ssot(new_db, run
     with connect(target) as c:
         c.execute("UPDATE public.dot_iu_command_catalog SET category = 'read'"
                   " WHERE command_name = 'dot_iu_auto_instantiate_from_event'")
-    _, rep, _ = preflight(run_cli, target)
+    _, rep, _ = run_preflight(run_cli, target)
     c = checks(rep)[pf.SSOT]
     assert c["status"] == "FAIL"
     assert "catalog row dot_iu_auto_instantiate_from_event: category registry 'collection', catalog 'read'" in c["evidence"]
@@ -186,7 +169,7 @@ def test_a_catalog_row_that_differs_from_the_registry_fails_the_ssot(new_db, run
 def test_a_planted_password_in_a_pending_file_fails_and_is_not_repeated(new_db, run_cli, tmp_path) -> None:
     project = project_copy(tmp_path)
     target = new_db("034")
-    _, rep, _ = preflight(run_cli, target, project=project)
+    _, rep, _ = run_preflight(run_cli, target, project=project)
     assert checks(rep)[pf.HARDCODE]["status"] == "PASS"
     pending = project / "migrations" / "sql" / "gate_protocol.sql"
     lines = pending.read_text().splitlines(keepends=True)
@@ -195,7 +178,7 @@ def test_a_planted_password_in_a_pending_file_fails_and_is_not_repeated(new_db, 
     include = project / "migrations" / "sql" / "functions" / "gate_protocol" / "fn_iu_gate_close.sql"
     host = ".".join(["10", "20", "30", "40"])
     include.write_text(f"-- copied from {host}\n" + include.read_text())
-    code, rep, out = preflight(run_cli, target, project=project)
+    code, rep, out = run_preflight(run_cli, target, project=project)
     c = checks(rep)[pf.HARDCODE]
     assert code == 3 and c["status"] == "FAIL"
     assert c["data"]["findings"] == ["migrations/sql/gate_protocol.sql:2: a password literal",
@@ -213,7 +196,7 @@ def test_a_pending_file_that_breaks_the_conventions_fails(new_db, run_cli, tmp_p
     pending = project / "migrations" / "sql" / "gate_protocol.sql"
     text = pending.read_text()
     pending.write_text(text.replace("-- @body\n", "-- @body\nSET lock_timeout = '1s';\n", 1))
-    _, rep, _ = preflight(run_cli, target, project=project)
+    _, rep, _ = run_preflight(run_cli, target, project=project)
     c = checks(rep)[pf.CONVENTIONS]
     assert c["status"] == "FAIL" and "framework-timeouts" in c["evidence"] and "gate_protocol.sql" in c["evidence"]
     assert all("gate_protocol.sql" in f for f in c["data"]["findings"])
@@ -223,7 +206,7 @@ def test_at_head_nothing_is_pending(new_db, run_cli) -> None:
     from iu_core import migrate
 
     target = new_db(migrate.script_directory(ROOT).get_current_head())
-    _, rep, _ = preflight(run_cli, target)
+    _, rep, _ = run_preflight(run_cli, target)
     c = checks(rep)
     assert rep["pending"] == []
     assert c[pf.HARDCODE]["status"] == c[pf.CONVENTIONS]["status"] == "PASS"
@@ -246,14 +229,14 @@ def test_a_transaction_the_role_cannot_see_fails_the_long_transaction_gate(datab
         with psycopg.connect(Target.of(**{**base.params, "user": other}).libpq, autocommit=True) as held:
             held.execute("BEGIN")
             held.execute("SELECT 1")
-            _, rep, _ = preflight(run_cli, target)
+            _, rep, _ = run_preflight(run_cli, target)
             c = checks(rep)[pf.LONG_TXN]
             assert c["status"] == "FAIL" and "hidden from" in c["evidence"] and "GRANT pg_read_all_stats TO" in c["evidence"]
             held.execute("ROLLBACK")
         databases.admin.execute(f'GRANT pg_read_all_stats TO "{owner}"')
         with psycopg.connect(Target.of(**{**base.params, "user": other}).libpq, autocommit=True) as idle:
             idle.execute("SELECT 1")
-            _, rep, _ = preflight(run_cli, target)
+            _, rep, _ = run_preflight(run_cli, target)
             assert checks(rep)[pf.LONG_TXN]["status"] == "PASS"
     finally:
         databases.drop(name)
@@ -266,7 +249,7 @@ def test_a_check_that_cannot_run_fails_instead_of_skipping(new_db, run_cli) -> N
     target = new_db("substrate")
     with connect(target) as c:  # two heads: the inventory cannot say which revision to expect
         c.execute("INSERT INTO iucore.alembic_version VALUES ('016')")
-    _, rep, _ = preflight(run_cli, target)
+    _, rep, _ = run_preflight(run_cli, target)
     c = checks(rep)
     assert c[pf.INVENTORY]["status"] == "FAIL" and c[pf.INVENTORY]["evidence"].startswith("could not run:")
     assert rep["total"] == 14 and rep["passed"] < 14

@@ -17,7 +17,7 @@ from iu_core.errors import SqlFileError
 from iu_core.fingerprint import fingerprint, snapshot
 from iu_core.selftest import available, load
 
-from .conftest import PG_MAJOR, ROOT, connect
+from .conftest import PG_MAJOR, ROOT, chain, connect, head, snap
 
 
 @pytest.fixture
@@ -31,31 +31,21 @@ def project(tmp_path: Path) -> Path:
     return dst
 
 
-def head() -> str:
-    return migrate.script_directory(ROOT).get_current_head()
-
-
 # ---------------------------------------------------------------- self-tests
 def test_every_revision_has_a_selftest_and_a_recorded_transcript() -> None:
-    chain = [r.revision for r in migrate.script_directory(ROOT).walk_revisions()]
-    assert sorted(available(ROOT)) == sorted(chain)
-    for rev in chain:
+    assert sorted(available(ROOT)) == sorted(chain())
+    for rev in chain():
         assert (ROOT / "selftests" / f"{rev}.expected").is_file(), rev
 
 
 def test_selftests_match_their_recorded_transcripts_at_head(new_db, run_cli) -> None:
     target = new_db(head())
-    before = snap_all(target)
+    before = snap(target)
     res = run_cli(target, "selftest")
     assert res.exit_code == 0, res.output
     for rev in available(ROOT):
         assert f"selftest {rev}: PASSED" in res.stdout
-    assert snap_all(target) == before
-
-
-def snap_all(target: Target) -> dict:
-    with connect(target) as c:
-        return snapshot(c, with_counts=True)
+    assert snap(target) == before
 
 
 def test_a_transcript_mismatch_exits_4_with_a_unified_diff(new_db, run_cli, project: Path) -> None:
@@ -78,13 +68,13 @@ def test_a_selftest_that_raises_fails_and_leaves_nothing(new_db, run_cli, projec
         "BEGIN;\nUPDATE public.dot_config SET value = 'true' WHERE key = 'iu_core.composer_enabled';\n"
         "DO $$ BEGIN RAISE EXCEPTION 'T1: deliberate failure'; END $$;\nROLLBACK;\n"
     )
-    before = snap_all(target)
+    before = snap(target)
     res = run_cli(target, "selftest", "substrate", project=project)
     assert res.exit_code == 1, res.output
     assert "ERROR:  T1: deliberate failure" in res.stdout
     assert "selftest substrate: FAILED — line 3: T1: deliberate failure" in res.stdout
     assert "nothing persisted" in res.stdout
-    assert snap_all(target) == before
+    assert snap(target) == before
 
 
 def test_a_failure_in_a_file_the_selftest_includes_names_that_file_and_line(
@@ -266,13 +256,13 @@ def test_a_corrupt_or_truncated_backup_is_detected(new_db, tmp_path: Path, damag
 
 def test_upgrade_with_backup_dir_records_the_backup_in_the_audit(new_db, run_cli, tmp_path: Path) -> None:
     target = new_db("substrate")
-    chain = [r.revision for r in reversed(list(migrate.script_directory(ROOT).walk_revisions()))]
-    res = run_cli(target, "db", "upgrade", chain[1], "--backup-dir", str(tmp_path))
+    second = chain()[1]
+    res = run_cli(target, "db", "upgrade", second, "--backup-dir", str(tmp_path))
     assert res.exit_code == 0, res.output
     assert "backup verified:" in res.stdout
     with connect(target) as c:
         row = c.execute("SELECT backup FROM iucore.migration_log WHERE revision = %s AND outcome = 'applied'",
-                        (chain[1],)).fetchone()
+                        (second,)).fetchone()
     dump = next(tmp_path.glob("*.dump"))
     assert row[0]["path"] == str(dump) and row[0]["sha256"] == verify_backup(dump, server_major=PG_MAJOR).sha256
 
@@ -326,10 +316,10 @@ def test_an_edited_applied_file_fails_verify_and_blocks_upgrade(new_db, run_cli,
     problem = json.loads(res.stdout)["problems"][0]
     assert (problem["file"], problem["revision"], problem["status"]) == ("rollbacks/substrate.sql", "substrate", "changed")
     assert problem["recorded"] != problem["current"] and len(problem["current"]) == 64
-    before = snap_all(target)
+    before = snap(target)
     res = run_cli(target, "db", "upgrade", project=project)
     assert res.exit_code == 3 and "rollbacks/substrate.sql (revision substrate) changed since apply" in res.stderr
-    assert snap_all(target) == before
+    assert snap(target) == before
     res = run_cli(target, "db", "upgrade", "--allow-checksum-drift", "ticket OPS-42", project=project)
     assert res.exit_code == 0, res.output
     with connect(target) as c:

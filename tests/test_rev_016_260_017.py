@@ -16,9 +16,9 @@ from psycopg.types.json import Jsonb
 from iu_core import inventory, migrate
 from iu_core.config import RunOptions
 from iu_core.errors import RevisionRefused
-from iu_core.fingerprint import diff, snapshot
+from iu_core.fingerprint import diff
 
-from .conftest import ROOT, connect
+from .conftest import ROOT, connect, snap
 
 COMPOSER = "iu_core.composer_enabled"
 STRUCTURE_OPS = "iu_core.structure_ops_enabled"
@@ -108,11 +108,6 @@ def unit(conn, iu_id):
         " FROM public.information_unit WHERE iu_id=%s",
         (iu_id,),
     ).fetchone()
-
-
-def snap(target, counts=True):
-    with connect(target) as c:
-        return snapshot(c, with_counts=counts)
 
 
 def fn_defs(conn, sigs=REWIRED):

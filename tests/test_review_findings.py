@@ -21,16 +21,12 @@ from iu_core import migrate
 from iu_core.config import RunOptions, Target
 from iu_core.roles import apply, plan_operator, plan_readonly
 
-from .conftest import ROOT, connect
+from .conftest import ROOT, connect, head
 
 NEVER_FLIP = "iu_core.vector_sync_enabled"
 OPERATOR_RUNTIME = "iu_core.operator_runtime_enabled"
 COMPOSER = "iu_core.composer_enabled"
 _seq = itertools.count()
-
-
-def head() -> str:
-    return migrate.script_directory(ROOT).get_current_head()
 
 
 def dispatch(c: psycopg.Connection[Any], command: str, mode: str, args: list[Any], actor: str = "review") -> dict:

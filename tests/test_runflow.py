@@ -26,8 +26,8 @@ from click.testing import CliRunner
 from iu_core.cli import cli
 from iu_core.target import Target
 
-from .conftest import connect
-from .test_framework import BROKEN, SAMPLE, fp, heads, log_rows
+from .conftest import BROKEN, SAMPLE, connect, fp, heads, ok
+from .test_framework import log_rows
 
 BIN = Path(sys.executable).parent
 _roles = itertools.count()
@@ -83,14 +83,14 @@ def audit_count(target: Target) -> int:
 )
 def test_a_revision_that_is_not_a_valid_target_from_here_is_exit_2(new_db, run_cli, args, reason) -> None:
     target = new_db("a2", SAMPLE)
-    before, rows = fp(target), audit_count(target)
+    before, rows = fp(target, SAMPLE), audit_count(target)
     res = run_cli(target, "db", *args, project=SAMPLE)
     assert res.exit_code == 2, res.output
     assert reason in res.stderr
     assert ("The database is at a2; valid upgrade targets from here: a3, head (or +1); "
             "valid downgrade targets: a1, base (or -1…-2). No revision ran") in res.stderr
     assert "Traceback" not in res.output
-    assert fp(target) == before and audit_count(target) == rows and heads(target) == ["a2"]
+    assert fp(target, SAMPLE) == before and audit_count(target) == rows and heads(target) == ["a2"]
 
 
 def test_downgrade_to_a_later_revision_of_the_real_chain_is_exit_2(new_db, run_cli) -> None:
@@ -138,12 +138,12 @@ def test_a_refusal_of_the_first_revision_stays_exit_3(new_db, run_cli) -> None:
     target = new_db("a3", SAMPLE)
     with connect(target) as c:
         c.execute("DROP VIEW public.sample_v")  # a3's rollback guard will refuse
-    before = fp(target)
+    before = fp(target, SAMPLE)
     res = run_cli(target, "db", "downgrade", "base", project=SAMPLE)
     assert res.exit_code == 3, res.output
     assert "a3 rollback refused: sample_v missing" in res.stderr
     assert "Nothing of this run committed; the database is at a3" in res.stderr
-    assert fp(target) == before
+    assert fp(target, SAMPLE) == before
 
 
 # ---------------------------------------------------------------- signals
@@ -249,13 +249,13 @@ def test_an_older_audit_log_owned_by_another_role_is_a_clear_exit_2(login_role, 
         c.execute(OLD_LOG)
         c.execute(f'GRANT USAGE, CREATE ON SCHEMA iucore TO "{role}"; GRANT CREATE ON SCHEMA public TO "{role}";'
                   f' GRANT SELECT, INSERT ON iucore.migration_log TO "{role}"')
-    before = schemas(target), fp(target)
+    before = schemas(target), fp(target, SAMPLE)
     res = run_cli(as_role(target, role), "db", "upgrade", "a1", project=SAMPLE)
     assert res.exit_code == 2, res.output
     assert (f"iucore.migration_log predates this iucore and role {role} in database") in res.stderr
     assert "let its owner, role postgres, run iucore db upgrade once" in res.stderr
     assert "Traceback" not in res.output
-    assert (schemas(target), fp(target)) == before and "interrupted" not in _outcome_check(target)
+    assert (schemas(target), fp(target, SAMPLE)) == before and "interrupted" not in _outcome_check(target)
 
 
 # ---------------------------------------------------------------- roles without CREATE
@@ -276,12 +276,12 @@ def test_db_upgrade_as_a_role_without_the_privileges_is_exit_2_and_changes_nothi
         c.execute(f'GRANT CREATE ON SCHEMA public TO "{role}"')  # it could create IU Core objects…
         if setup == "migrated+usage":
             c.execute(f'GRANT USAGE ON SCHEMA iucore TO "{role}"; GRANT SELECT ON iucore.alembic_version TO "{role}"')
-    before = schemas(target), fp(target), audit_count(target)
+    before = schemas(target), fp(target, SAMPLE), audit_count(target)
     res = run_cli(as_role(target, role), "db", "upgrade", project=SAMPLE)
     assert res.exit_code == 2, res.output  # …but not record the run: refused before anything ran
     assert f"role {role} in database" in res.stderr and needle in res.stderr
     assert "nothing was changed" in res.stderr and "Traceback" not in res.output
-    assert (schemas(target), fp(target), audit_count(target)) == before
+    assert (schemas(target), fp(target, SAMPLE), audit_count(target)) == before
 
 
 def _alembic(target: Target, *args: str) -> subprocess.CompletedProcess[str]:
@@ -305,18 +305,20 @@ def test_plain_alembic_reads_work_for_a_role_without_create(login_role, new_db, 
     assert mine.exit_code == 2 and "permission denied for schema iucore" in mine.stderr
     with connect(target) as c:
         c.execute(f'GRANT USAGE ON SCHEMA iucore TO "{role}"; GRANT SELECT ON iucore.alembic_version TO "{role}"')
-    before = fp(target), audit_count(target)
+    before = fp(target, SAMPLE), audit_count(target)
     reader = as_role(target, role)
-    assert _alembic(reader, "current").stdout.strip() == "a2"
-    assert run_cli(reader, "db", "current", project=SAMPLE).stdout.startswith("a2\npending: a3")
+    cur = _alembic(reader, "current")
+    assert cur.returncode == 0 and cur.stdout.strip() == "a2", cur.stderr
+    assert ok(run_cli(reader, "db", "current", project=SAMPLE)).stdout.startswith("a2\npending: a3")
     hist = _alembic(reader, "history", "-i")
     assert hist.returncode == 0 and "a1 -> a2 (current)" in hist.stdout
-    assert _alembic(reader, "heads").stdout.strip() == "a3 (head)"
+    hds = _alembic(reader, "heads")
+    assert hds.returncode == 0 and hds.stdout.strip() == "a3 (head)", hds.stderr
     check = _alembic(reader, "check")
     assert check.returncode != 0 and "Traceback" not in check.stderr
     assert "no metadata for `alembic check`" in check.stdout + check.stderr
     assert "iucore inventory --check" in check.stdout + check.stderr
-    assert (fp(target), audit_count(target)) == before
+    assert (fp(target, SAMPLE), audit_count(target)) == before
 
 
 # ---------------------------------------------------------------- global options
@@ -364,10 +366,10 @@ def test_history_timestamps_carry_the_offset_in_text_and_json(new_db, run_cli) -
     with connect(target) as c:
         c.execute(f"ALTER DATABASE \"{c.info.dbname}\" SET timezone = 'Asia/Kolkata'")
         started = c.execute("SELECT started_at FROM iucore.migration_log").fetchone()[0]
-    res = run_cli(target, "--json", "db", "history", project=SAMPLE)
+    res = ok(run_cli(target, "--json", "db", "history", project=SAMPLE))
     stamp = json.loads(res.stdout)[0]["started_at"]
     parsed = datetime.fromisoformat(stamp)
     assert parsed.utcoffset() == timedelta(0) and parsed == started
-    text = run_cli(target, "db", "history", project=SAMPLE).stdout
+    text = ok(run_cli(target, "db", "history", project=SAMPLE)).stdout
     assert parsed.replace(microsecond=0).isoformat() in text and "+00:00" in text
 

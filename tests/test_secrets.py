@@ -44,10 +44,8 @@ from iu_core.backup import _libpq_env
 from iu_core.errors import ConfigError
 from iu_core.target import Target
 
-from .conftest import PROJECTS, ROOT
+from .conftest import BROKEN, ROOT, SAMPLE
 
-SAMPLE = PROJECTS / "sample"
-BROKEN = PROJECTS / "broken_postcheck"
 GROUP = "iucore_pw_users"
 USER = "iu_pw_alice"
 AT_USER = "iu@corp"  # a role whose name needs %40 in a URL

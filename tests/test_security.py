@@ -25,15 +25,11 @@ from iu_core.operator import OperatorRuntime
 from iu_core.registry import COMMANDS, COMPOSER, OPERATOR_RUNTIME
 from iu_core.roles import OPERATOR_READ_TABLES, apply, plan_operator, plan_readonly, privileges
 
-from .conftest import ROOT, connect
+from .conftest import connect, head, run_preflight
 
 NEVER_FLIP = ("iu_enact.allow_no_review_decision", "iu_core.vector_sync_enabled")
 DISPATCHER = "public.fn_dot_iu_execute(text, text, jsonb, text)"
 _seq = itertools.count()
-
-
-def head() -> str:
-    return migrate.script_directory(ROOT).get_current_head()
 
 
 @pytest.fixture
@@ -441,31 +437,58 @@ def test_no_definer_has_a_literal_a_session_setting_could_reinterpret(conn) -> N
 
 
 # ---------------------------------------------------------------- never-flip
+def _flip_attempts(c: psycopg.Connection[Any]) -> int:
+    """How many writes set the tripwired key to anything but 'false' (rolled back ones too)."""
+    row = c.execute("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM tripwire.flips").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 @pytest.mark.parametrize("key", NEVER_FLIP)
 def test_never_flip_gates_cannot_be_opened_by_any_path_in_the_tool(new_db, run_cli, key: str) -> None:
     target = new_db(head())
-    approval = str(uuid.uuid4())
-    attempts = [
-        ["gate", "open", key, "--approval-id", approval, "--ttl", "60", "--reason", "x"],
-        ["dot", "apply", "dot_iu_gate_open", f"gate_key={key}", f"approval_id={approval}", "reason=x",
-         "ttl_seconds=60"],
-        ["dot", "apply", "dot_iu_gate_close", f"gate_key={key}", "reason=x"],  # close is allowed: stays false
-        ["db", "preflight"],
-    ]
-    for argv in attempts:
-        run_cli(target, *argv)
+    # A tripwire on dot_config counts every write that would set the key to anything but
+    # 'false', even one rolled back afterwards (a sequence does not roll back): the tool
+    # may refuse, and may never even try.
     with connect(target) as c:
+        c.execute("CREATE SCHEMA tripwire")
+        c.execute("CREATE SEQUENCE tripwire.flips")
+        c.execute("""CREATE FUNCTION tripwire.count_flip() RETURNS trigger LANGUAGE plpgsql AS $$
+                     BEGIN
+                       IF NEW.key = TG_ARGV[0] AND NEW.value IS DISTINCT FROM 'false' THEN
+                         PERFORM nextval('tripwire.flips');
+                       END IF;
+                       RETURN NEW;
+                     END $$""")
+        c.execute(f"CREATE TRIGGER zz_tripwire BEFORE INSERT OR UPDATE ON public.dot_config"
+                  f" FOR EACH ROW EXECUTE FUNCTION tripwire.count_flip('{key}')")
+    approval = str(uuid.uuid4())
+    attempts = [  # (argv, the exit code it must end with)
+        (["gate", "open", key, "--approval-id", approval, "--ttl", "60", "--reason", "x"], 3),
+        (["dot", "apply", "dot_iu_gate_open", f"gate_key={key}", f"approval_id={approval}", "reason=x",
+          "ttl_seconds=60"], 3),
+        (["dot", "apply", "dot_iu_gate_close", f"gate_key={key}", "reason=x"], 0),  # allowed: stays false
+        (["gate", "watchdog"], 0),
+    ]
+    for argv, code in attempts:
+        res = run_cli(target, *argv)
+        assert res.exit_code == code, (argv, res.output)
+    # preflight's write probe flips a gate inside a rolled-back transaction: never this one
+    code, _, _ = run_preflight(run_cli, target)
+    assert code == 3  # no backup, no read identity (and the tripwire trigger is drift)
+    with connect(target) as c:
+        assert _flip_attempts(c) == 0
         assert c.execute("SELECT value FROM public.dot_config WHERE key = %s", (key,)).fetchone() == ("false",)
         opens = c.execute("SELECT count(*) FROM public.iu_gate_transition WHERE gate_key = %s AND action = 'open'",
                           (key,)).fetchone()
         assert opens == (0,)
         assert c.execute("SELECT class FROM public.iu_gate_class WHERE gate_key = %s", (key,)).fetchone() == (
             "never_flip",)
-    # and no code path in the tool writes dot_config except the rolled-back probe of preflight
-    src = (ROOT / "src" / "iu_core")
-    writers_ = [p.name for p in src.glob("*.py") if re.search(r"UPDATE\s+public\.dot_config", p.read_text())]
-    assert writers_ == ["preflight.py"]
-    assert key not in (src / "preflight.py").read_text().split("PROBE_GATE")[1].split("\n")[0]
+        # negative control: the tripwire sees a flip even when it is rolled back
+        c.execute("BEGIN")
+        c.execute("UPDATE public.dot_config SET value = 'true' WHERE key = %s", (key,))
+        c.execute("ROLLBACK")
+        assert _flip_attempts(c) == 1
 
 
 def test_the_hijack_probe_catches_a_vulnerable_definer(conn) -> None:

@@ -17,18 +17,13 @@ import pytest
 from iu_core import migrate
 from iu_core.checksums import catalog_seed_insert
 from iu_core.errors import RevisionRefused
-from iu_core.fingerprint import fingerprint, snapshot
+from iu_core.fingerprint import fingerprint
 from iu_core.server import bin_dir
 from iu_core.sqlfiles import expand
 
-from .conftest import PG_MAJOR, ROOT, connect
+from .conftest import PG_MAJOR, ROOT, connect, ok, snap
 
 AUTO = ("dot_iu_auto_instantiate_from_event", "dot_iu_auto_instantiate_rollback_by_actor")
-
-
-def snap(target):
-    with connect(target) as c:
-        return snapshot(c, with_counts=True)
 
 
 def psql_file(target, rel):
@@ -57,7 +52,7 @@ def test_verify_passes_at_head_with_insert_0_0_per_file(new_db, run_cli):
     assert "registry ↔ catalog: 30 governed command(s), 30 catalog row(s), 0 difference(s)" in out
     assert "migrations/sql/280.sql seed INSERT re-run (rolled back): INSERT 0 0" in out
     assert "migrations/sql/034.sql seed INSERT re-run (rolled back): INSERT 0 0" in out
-    data = json.loads(run_cli(target, "--json", "db", "verify").stdout)
+    data = json.loads(ok(run_cli(target, "--json", "db", "verify")).stdout)
     assert data["ok"] is True
     assert [(r["file"], r["tag"]) for r in data["ssot"]["seed_reruns"]] == [
         ("migrations/sql/280.sql", "INSERT 0 0"), ("migrations/sql/034.sql", "INSERT 0 0")]
@@ -66,7 +61,7 @@ def test_verify_passes_at_head_with_insert_0_0_per_file(new_db, run_cli):
 
 def test_verify_before_034_reruns_only_280(new_db, run_cli):
     target = new_db("033")
-    data = json.loads(run_cli(target, "--json", "db", "verify").stdout)
+    data = json.loads(ok(run_cli(target, "--json", "db", "verify")).stdout)
     assert data["ok"] is True
     assert [r["revision"] for r in data["ssot"]["seed_reruns"]] == ["280"]
     assert data["ssot"]["registry_rows"] == 24
