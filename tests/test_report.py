@@ -162,8 +162,13 @@ def test_the_report_of_a_real_upgrade_holds_its_real_figures(readonly_role, new_
     not_written = {t["table"] for t in step["tables"]} - {"public.dot_iu_command_catalog", "public.iu_gate_transition"}
     assert set(step["not_written"]) == not_written and "public.dot_iu_command_run" in not_written
     assert f"**Not written** ({len(not_written)} of {len(counts_after)} tables" in a6
-    assert f"Schema {size_before:,} → {size_after:,} bytes (Δ {size_after - size_before:+,})" in a6
-    assert step["size_bytes"] == {"before": size_before, "after": size_after, "delta": size_after - size_before}
+    # The run measured inside its own transaction, the test just outside it: autovacuum may
+    # have truncated a table or given it its free-space and visibility maps in between
+    # (pg_total_relation_size counts them), so the two agree to a few pages, not the byte.
+    sb, sa = step["size_bytes"]["before"], step["size_bytes"]["after"]
+    assert abs(sb - size_before) <= 8 * 8192 and abs(sa - size_after) <= 8 * 8192, (sb, size_before, sa, size_after)
+    assert step["size_bytes"]["delta"] == sa - sb > 0  # gate_protocol adds tables
+    assert f"Schema {sb:,} → {sa:,} bytes (Δ {sa - sb:+,})" in a6
 
     # A7: the backup the run took, the self-test after it
     a7 = section(md, "A7")
