@@ -19,21 +19,48 @@ holds no SQL; a report whose content is a failure says so itself
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import commands, datascripts, migrate
 from .config import RunOptions, Settings, find_project_root, options_from_ini, parse_duration
 from .errors import BadInput, IUCoreError
-from .report import render, write
 from .server import resolve_target
 from .stamp import WARNING
 from .target import Target
 from .transcript import format_table
+
+
+def _lazy(name: str) -> ModuleType:
+    """`name`, imported when first used (importlib's LazyLoader): the verbs'
+    modules pull in psycopg, Alembic and pglast, which `iucore --help` and a
+    mistyped flag should not wait for. The imports stay here, at the top,
+    flowing one way (cli -> commands -> domain)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    assert spec is not None and spec.loader is not None, name
+    loader = importlib.util.LazyLoader(spec.loader)
+    spec.loader = loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    loader.exec_module(module)
+    return module
+
+
+if TYPE_CHECKING:
+    from . import commands, datascripts, migrate, report
+else:
+    commands = _lazy("iu_core.commands")
+    datascripts = _lazy("iu_core.datascripts")
+    migrate = _lazy("iu_core.migrate")
+    report = _lazy("iu_core.report")
 
 
 @dataclass
@@ -466,14 +493,14 @@ def report_cmd(obj: Ctx, run_id: str | None, out_file: Path | None) -> None:
     """
     rep = migrate.report(obj.target(), run_id)
     if out_file is not None:
-        text = json.dumps(rep, indent=2, default=str, sort_keys=True) + "\n" if obj.as_json else render(rep)
-        written = write(out_file, text)
+        text = json.dumps(rep, indent=2, default=str, sort_keys=True) + "\n" if obj.as_json else report.render(rep)
+        written = report.write(out_file, text)
         obj.emit({"run_id": rep["run_id"], "written": str(written)},
                  f"iucore: report of run {rep['run_id']} written to {written}")
     elif obj.as_json:
         obj.emit(rep)
     else:
-        click.echo(render(rep), nl=False)
+        click.echo(report.render(rep), nl=False)
 
 
 @db.command("grant")
