@@ -25,34 +25,15 @@ SELECT c.command_name, c.category, c.mutating, c.reversible, c.target_functions
 
 -- T0 the live catalog (every revision's rows), kept to compare with; every target function of
 -- every row resolves, 034's two with 033's signatures
-CREATE TEMP TABLE selftest034_live (
-    command_name     text,
-    category         text,
-    mutating         boolean,
-    reversible       boolean,
-    target_functions text[],
-    description      text
-) ON COMMIT DROP;
+\ir lib/catalog_live.sql
 
 DO $t0$
-DECLARE
-    v_unresolved text[];
 BEGIN
-    INSERT INTO selftest034_live
-    SELECT c.command_name, c.category, c.mutating, c.reversible, c.target_functions, c.description
-      FROM public.dot_iu_command_catalog c;
-    SELECT array_agg(DISTINCT t ORDER BY t) INTO v_unresolved
-      FROM public.dot_iu_command_catalog c, unnest(c.target_functions) AS t
-     WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p
-                        WHERE p.pronamespace = 'public'::regnamespace AND p.proname = t);
-    IF v_unresolved IS NOT NULL THEN
-        RAISE EXCEPTION 'T0: target function(s) not resolvable: %', array_to_string(v_unresolved, ', ');
-    END IF;
     IF to_regprocedure('public.fn_iu_auto_instantiate_from_event(uuid,text,uuid,text,text,text,text)') IS NULL
        OR to_regprocedure('public.fn_iu_auto_instantiate_rollback_by_actor(text,boolean)') IS NULL THEN
         RAISE EXCEPTION 'T0: 033''s functions do not resolve with their registered signatures';
     END IF;
-    RAISE NOTICE 'T0 the live catalog kept for comparison; every target function resolves, 033''s with their signatures';
+    RAISE NOTICE 'T0 033''s functions resolve with their registered signatures';
 END
 $t0$;
 
@@ -86,7 +67,7 @@ BEGIN
          WHERE c.command_name IN ('dot_iu_auto_instantiate_from_event', 'dot_iu_auto_instantiate_rollback_by_actor')
         INTERSECT
         SELECT l.command_name, l.category, l.mutating, l.reversible, l.target_functions, l.description
-          FROM selftest034_live l) AS d;
+          FROM selftest_catalog_live l) AS d;
     IF n <> 2 THEN
         RAISE EXCEPTION 'T2: % of the 2 rows 034 registers are in the live catalog as registered', n;
     END IF;
@@ -140,7 +121,7 @@ BEGIN
           FROM public.dot_iu_command_catalog c
         INTERSECT
         SELECT l.command_name, l.category, l.mutating, l.reversible, l.target_functions, l.description
-          FROM selftest034_live l) AS d;
+          FROM selftest_catalog_live l) AS d;
     IF n <> (SELECT count(*) FROM public.dot_iu_command_catalog)
        OR NOT EXISTS (SELECT 1 FROM public.dot_iu_command_catalog c
                        WHERE c.command_name = 'dot_iu_auto_instantiate_rollback_by_actor') THEN

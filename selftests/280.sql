@@ -19,32 +19,7 @@ SET transaction_isolation = 'repeatable read';
 
 -- T0 the live catalog (every revision's rows), kept to compare with; every target function of
 -- every row resolves
-CREATE TEMP TABLE selftest280_live (
-    command_name     text,
-    category         text,
-    mutating         boolean,
-    reversible       boolean,
-    target_functions text[],
-    description      text
-) ON COMMIT DROP;
-
-DO $t0$
-DECLARE
-    v_unresolved text[];
-BEGIN
-    INSERT INTO selftest280_live
-    SELECT c.command_name, c.category, c.mutating, c.reversible, c.target_functions, c.description
-      FROM public.dot_iu_command_catalog c;
-    SELECT array_agg(DISTINCT t ORDER BY t) INTO v_unresolved
-      FROM public.dot_iu_command_catalog c, unnest(c.target_functions) AS t
-     WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p
-                        WHERE p.pronamespace = 'public'::regnamespace AND p.proname = t);
-    IF v_unresolved IS NOT NULL THEN
-        RAISE EXCEPTION 'T0: catalog target function(s) not resolvable: %', array_to_string(v_unresolved, ', ');
-    END IF;
-    RAISE NOTICE 'T0 the live catalog kept for comparison; every target function of every row resolves';
-END
-$t0$;
+\ir lib/catalog_live.sql
 
 -- T1 seed 004: 280's seed, the very INSERT … ON CONFLICT DO NOTHING 280.sql includes, re-run
 -- against the live catalog inserts 0 rows
@@ -86,9 +61,9 @@ BEGIN
           FROM selftest280_rows r
         EXCEPT
         SELECT l.command_name, l.category, l.mutating, l.reversible, l.target_functions, l.description
-          FROM selftest280_live l) AS d;
+          FROM selftest_catalog_live l) AS d;
     SELECT array_agg(l.command_name ORDER BY l.command_name) INTO v_others
-      FROM selftest280_live l
+      FROM selftest_catalog_live l
      WHERE l.command_name NOT IN (SELECT r.command_name FROM selftest280_rows r);
     IF v_missing <> 0 THEN
         RAISE EXCEPTION 'T2: % of the seeded rows are not in the live catalog as seeded', v_missing;
