@@ -12,18 +12,22 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from click.testing import CliRunner, Result
+from psycopg import conninfo
 
 from iu_core import migrate
 from iu_core.cli import cli
 from iu_core.config import RunOptions, Target
 from iu_core.fingerprint import current_heads, fingerprint, snapshot
+from iu_core.roles import apply, plan_operator, plan_readonly
 from iu_core.server import EmbeddedServer, default_major
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -301,3 +305,42 @@ def run_cli() -> Callable[..., Result]:
         return runner.invoke(cli, [*argv, *args], env=env or {}, catch_exceptions=False)
 
     return invoke
+
+
+_login_seq = itertools.count()
+
+
+@contextmanager
+def logins(conn: psycopg.Connection[Any], prefix: str = "iu") -> Iterator[Callable[[str], tuple[str, psycopg.Connection[Any]]]]:
+    """login(kind) → (role, an autocommit connection logged in as it) on `conn`'s database;
+    the roles are dropped, with what they own, on exit. kind:
+      op                what `iucore db grant --operator` gives
+      ro                what `iucore db grant --readonly` gives
+      none              LOGIN and nothing else
+      create_on_public  USAGE and CREATE on public, as Directus's own role holds in production
+                        (DESIGN §7a): one named role, not PUBLIC."""
+    made: list[tuple[str, psycopg.Connection[Any]]] = []
+
+    def make(kind: str) -> tuple[str, psycopg.Connection[Any]]:
+        name = f"{prefix}_{kind}_{next(_login_seq)}_{uuid.uuid4().hex[:6]}"
+        conn.execute(f"CREATE ROLE {name} LOGIN")
+        if kind == "op":
+            apply(conn, plan_operator(conn, name))
+        elif kind == "ro":
+            apply(conn, plan_readonly(conn, name))
+        elif kind == "create_on_public":
+            conn.execute(f"GRANT USAGE, CREATE ON SCHEMA public TO {name}")
+        elif kind != "none":
+            raise ValueError(f"unknown login kind {kind!r}")
+        c = psycopg.connect(conninfo.make_conninfo(conn.info.dsn, user=name), autocommit=True)
+        assert c.execute("SELECT session_user").fetchone() == (name,)
+        made.append((name, c))
+        return name, c
+
+    try:
+        yield make
+    finally:
+        for name, c in made:
+            c.close()
+            conn.execute(f"DROP OWNED BY {name} CASCADE")
+            conn.execute(f"DROP ROLE {name}")

@@ -15,7 +15,6 @@ the call that ran it was undone.
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 import uuid
@@ -24,19 +23,16 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg import conninfo
 
 from iu_core import migrate
 from iu_core.config import RunOptions
 from iu_core.registry import COMPOSER, OPERATOR_RUNTIME
-from iu_core.roles import apply, plan_operator
 
-from .conftest import ROOT, connect, head
+from .conftest import ROOT, connect, head, logins
 
 STRUCTURE_OPS = "iu_core.structure_ops_enabled"
 THREE_AXIS = "iu_core.three_axis_auto_refresh_enabled"
 PINNED = ["search_path=pg_catalog, pg_temp"]
-_seq = itertools.count()
 
 
 @pytest.fixture
@@ -46,26 +42,9 @@ def conn(conn_at) -> psycopg.Connection[Any]:
 
 @pytest.fixture
 def login(conn) -> Iterator[Callable[[str], tuple[str, psycopg.Connection[Any]]]]:
-    """login("op" | "creator") → (role, an autocommit connection as it). A creator holds USAGE and
-    CREATE on public, as Directus's own role does in production."""
-    made: list[tuple[str, psycopg.Connection[Any]]] = []
-
-    def make(kind: str) -> tuple[str, psycopg.Connection[Any]]:
-        name = f"hj_{kind}_{next(_seq)}_{uuid.uuid4().hex[:6]}"
-        conn.execute(f"CREATE ROLE {name} LOGIN")
-        if kind == "op":
-            apply(conn, plan_operator(conn, name))
-        else:
-            conn.execute(f"GRANT USAGE, CREATE ON SCHEMA public TO {name}")
-        c = psycopg.connect(conninfo.make_conninfo(conn.info.dsn, user=name), autocommit=True)
-        made.append((name, c))
-        return name, c
-
-    yield make
-    for name, c in made:
-        c.close()
-        conn.execute(f"DROP OWNED BY {name} CASCADE")
-        conn.execute(f"DROP ROLE {name}")
+    """login("op" | "create_on_public") → (role, an autocommit connection as it): conftest.logins."""
+    with logins(conn, "hj") as make:
+        yield make
 
 
 class Tripwires:
@@ -290,7 +269,7 @@ def test_the_body_scan_sees_an_unqualified_reference(body: str) -> None:
 
 # ---------------------------------------------------------------- finding 1: look-alikes of built-ins
 def test_lookalikes_of_builtins_planted_in_public_run_nowhere(conn, login) -> None:
-    _, creator = login("creator")
+    _, creator = login("create_on_public")
     _, op = login("op")
     trips = Tripwires(creator, conn)
     plant_builtin_lookalikes(trips)
@@ -337,7 +316,7 @@ def plant_iu_core_overloads(t: Tripwires, owner: psycopg.Connection[Any]) -> int
 
 
 def test_overloads_of_iu_core_functions_planted_in_public_run_nowhere(conn, login) -> None:
-    _, creator = login("creator")
+    _, creator = login("create_on_public")
     _, op = login("op")
     trips = Tripwires(creator, conn)
     assert plant_iu_core_overloads(trips, conn) >= 40
@@ -402,7 +381,7 @@ def test_overloads_of_iu_core_functions_planted_in_public_run_nowhere(conn, logi
 
 # ---------------------------------------------------------------- the dispatcher's target is its owner's
 def test_the_dispatcher_refuses_a_target_another_role_created(conn, login) -> None:
-    _, creator = login("creator")
+    _, creator = login("create_on_public")
     _, op = login("op")
     trips = Tripwires(creator, conn)
     # A command whose target no revision installed (dropped, or not yet created): the name is free.
@@ -423,7 +402,7 @@ def test_the_dispatcher_refuses_a_target_another_role_created(conn, login) -> No
 
 
 def test_an_overload_planted_beside_a_target_is_refused_not_run(conn, login) -> None:
-    _, creator = login("creator")
+    _, creator = login("create_on_public")
     _, op = login("op")
     trips = Tripwires(creator, conn)
     trips.function("fn_iu_create", ["text", "text", "text", "text"], "jsonb", "'{\"status\": \"created\"}'::jsonb")
@@ -467,21 +446,14 @@ def test_running_least_privilege_runs_no_lookalike_planted_in_public(new_db) -> 
     Directus's role able to CREATE in public: their DO blocks call cardinality, array_to_string,
     format … on text[] and text. Each file searches pg_catalog, pg_temp for its transaction."""
     target = new_db("gate_protocol")
-    role = f"hj_dx_{uuid.uuid4().hex[:8]}"
-    with connect(target) as owner:
-        owner.execute(f"CREATE ROLE {role} LOGIN")
-        owner.execute(f"GRANT USAGE, CREATE ON SCHEMA public TO {role}")
-        try:
-            with psycopg.connect(conninfo.make_conninfo(owner.info.dsn, user=role), autocommit=True) as creator:
-                trips = Tripwires(creator, owner)
-                plant_builtin_lookalikes(trips)
-                migrate.upgrade(target, "least_privilege", project=ROOT, options=RunOptions(actor="pytest"))
-                assert trips.tripped() == []
-                migrate.downgrade(target, "gate_protocol", project=ROOT, options=RunOptions(actor="pytest"))
-                assert trips.tripped() == []
-        finally:
-            owner.execute(f"DROP OWNED BY {role} CASCADE")
-            owner.execute(f"DROP ROLE {role}")
+    with connect(target) as owner, logins(owner, "hj") as login:
+        _, creator = login("create_on_public")
+        trips = Tripwires(creator, owner)
+        plant_builtin_lookalikes(trips)
+        migrate.upgrade(target, "least_privilege", project=ROOT, options=RunOptions(actor="pytest"))
+        assert trips.tripped() == []
+        migrate.downgrade(target, "gate_protocol", project=ROOT, options=RunOptions(actor="pytest"))
+        assert trips.tripped() == []
 
 
 def test_no_iucore_session_runs_a_lookalike_planted_in_public(new_db) -> None:
@@ -493,24 +465,17 @@ def test_no_iucore_session_runs_a_lookalike_planted_in_public(new_db) -> None:
     from iu_core.selftest import available
 
     target = new_db()
-    role = f"hj_dx_{uuid.uuid4().hex[:8]}"
-    with connect(target) as owner:
-        owner.execute(f"CREATE ROLE {role} LOGIN")
-        owner.execute(f"GRANT USAGE, CREATE ON SCHEMA public TO {role}")
-        try:
-            with psycopg.connect(conninfo.make_conninfo(owner.info.dsn, user=role), autocommit=True) as creator:
-                trips = Tripwires(creator, owner)
-                plant_builtin_lookalikes(trips)
-                opts = RunOptions(actor="pytest")
-                migrate.upgrade(target, "head", project=ROOT, options=opts)
-                assert trips.tripped() == []
-                # least_privilege's own self-test plants public.cardinality(text[]) itself (L5)
-                names = [n for n in available(ROOT) if n != "least_privilege"]
-                results = migrate.selftest(target, names, project=ROOT, options=opts)
-                assert [(r.name, r.status, r.reason, r.diff) for r in results if not r.ok] == []
-                assert trips.tripped() == []
-                datascripts.apply(target, "290", approval_id=str(uuid.uuid4()), project=ROOT, options=opts)
-                assert trips.tripped() == []
-        finally:
-            owner.execute(f"DROP OWNED BY {role} CASCADE")
-            owner.execute(f"DROP ROLE {role}")
+    with connect(target) as owner, logins(owner, "hj") as login:
+        _, creator = login("create_on_public")
+        trips = Tripwires(creator, owner)
+        plant_builtin_lookalikes(trips)
+        opts = RunOptions(actor="pytest")
+        migrate.upgrade(target, "head", project=ROOT, options=opts)
+        assert trips.tripped() == []
+        # least_privilege's own self-test plants public.cardinality(text[]) itself (L5)
+        names = [n for n in available(ROOT) if n != "least_privilege"]
+        results = migrate.selftest(target, names, project=ROOT, options=opts)
+        assert [(r.name, r.status, r.reason, r.diff) for r in results if not r.ok] == []
+        assert trips.tripped() == []
+        datascripts.apply(target, "290", approval_id=str(uuid.uuid4()), project=ROOT, options=opts)
+        assert trips.tripped() == []

@@ -7,7 +7,6 @@ with its fix. Finding 2 is a design decision, pinned as such (docs/security.md,
 
 from __future__ import annotations
 
-import itertools
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,14 +18,12 @@ from psycopg import conninfo
 
 from iu_core import migrate
 from iu_core.config import RunOptions, Target
-from iu_core.roles import apply, plan_operator, plan_readonly
 
-from .conftest import ROOT, connect, head
+from .conftest import ROOT, connect, head, logins
 
 NEVER_FLIP = "iu_core.vector_sync_enabled"
 OPERATOR_RUNTIME = "iu_core.operator_runtime_enabled"
 COMPOSER = "iu_core.composer_enabled"
-_seq = itertools.count()
 
 
 def dispatch(c: psycopg.Connection[Any], command: str, mode: str, args: list[Any], actor: str = "review") -> dict:
@@ -47,28 +44,8 @@ def owner(new_db: Callable[..., Target]) -> Iterator[tuple[Target, psycopg.Conne
 def login(owner: tuple[Target, psycopg.Connection[Any]]) -> Iterator[Callable[..., tuple[str, Any]]]:
     """login(kind) → (role, autocommit connection as it); kind: op | ro | none | create_on_public."""
     _, conn = owner
-    made: list[tuple[str, psycopg.Connection[Any]]] = []
-
-    def make(kind: str) -> tuple[str, psycopg.Connection[Any]]:
-        name = f"rv_{kind}_{next(_seq)}_{uuid.uuid4().hex[:6]}"
-        conn.execute(f"CREATE ROLE {name} LOGIN")
-        if kind == "op":
-            apply(conn, plan_operator(conn, name))
-        elif kind == "ro":
-            apply(conn, plan_readonly(conn, name))
-        elif kind == "create_on_public":
-            # What Directus's own role holds in the production database (DESIGN §7a):
-            # it creates its tables in public. Not PUBLIC: one named role.
-            conn.execute(f"GRANT USAGE, CREATE ON SCHEMA public TO {name}")
-        c = psycopg.connect(conninfo.make_conninfo(conn.info.dsn, user=name), autocommit=True)
-        made.append((name, c))
-        return name, c
-
-    yield make
-    for name, c in made:
-        c.close()
-        conn.execute(f"DROP OWNED BY {name} CASCADE")
-        conn.execute(f"DROP ROLE {name}")
+    with logins(conn, "rv") as make:
+        yield make
 
 
 def gate_value(c: psycopg.Connection[Any], key: str) -> str:

@@ -9,7 +9,6 @@ ledger it writes names the real session user.
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 import uuid
@@ -18,18 +17,16 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg import conninfo
 
 from iu_core import migrate
 from iu_core.operator import OperatorRuntime
 from iu_core.registry import COMMANDS, COMPOSER, OPERATOR_RUNTIME
-from iu_core.roles import OPERATOR_READ_TABLES, apply, plan_operator, plan_readonly, privileges
+from iu_core.roles import OPERATOR_READ_TABLES, apply, plan_operator, privileges
 
-from .conftest import connect, head, run_preflight
+from .conftest import connect, head, logins, run_preflight
 
 NEVER_FLIP = ("iu_enact.allow_no_review_decision", "iu_core.vector_sync_enabled")
 DISPATCHER = "public.fn_dot_iu_execute(text, text, jsonb, text)"
-_seq = itertools.count()
 
 
 @pytest.fixture
@@ -40,25 +37,8 @@ def conn(conn_at) -> psycopg.Connection[Any]:
 @pytest.fixture
 def login(conn) -> Iterator[Callable[[str], tuple[str, psycopg.Connection[Any]]]]:
     """login("op" | "ro" | "none") → (role name, an autocommit connection logged in as it)."""
-    made: list[tuple[str, psycopg.Connection[Any]]] = []
-
-    def make(kind: str) -> tuple[str, psycopg.Connection[Any]]:
-        name = f"iu_{kind}_{next(_seq)}_{uuid.uuid4().hex[:6]}"
-        conn.execute(f"CREATE ROLE {name} LOGIN")
-        if kind == "ro":
-            apply(conn, plan_readonly(conn, name))
-        elif kind == "op":
-            apply(conn, plan_operator(conn, name))
-        c = psycopg.connect(conninfo.make_conninfo(conn.info.dsn, user=name), autocommit=True)
-        assert c.execute("SELECT session_user").fetchone() == (name,)
-        made.append((name, c))
-        return name, c
-
-    yield make
-    for name, c in made:
-        c.close()
-        conn.execute(f"DROP OWNED BY {name}")
-        conn.execute(f"DROP ROLE {name}")
+    with logins(conn, "iu") as make:
+        yield make
 
 
 def open_gates(conn: psycopg.Connection[Any], *keys: str) -> None:
