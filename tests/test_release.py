@@ -126,6 +126,33 @@ def test_production_writing_during_a_selftest_does_not_fail_it(new_db, run_cli, 
     assert "moved by other sessions meanwhile: public.dot_config" in r["reason"]
 
 
+def test_the_worker_selftests_pass_over_a_backlog_larger_than_the_worker_limit(new_db, run_cli) -> None:
+    """Production may hold more pending events than one worker run takes (its
+    limit is 10,000): on the default route and on a composer route, older than
+    anything a self-test writes. The self-tests that run the worker take their
+    own events only, so they pass there, and leave the backlog untouched."""
+    target = new_db(head())
+    with connect(target) as conn:
+        conn.execute(
+            "INSERT INTO public.event_outbox (event_domain, event_type, event_stream, delivery_lane,"
+            "                                 event_subject_ref, payload, actor, created_at)"
+            " SELECT 'iu', 'piece_reordered', 'composer', 'delayed', 'backlog:' || g,"
+            "        jsonb_build_object('collection_id', gen_random_uuid(), 'iu_id', gen_random_uuid(),"
+            "                           'old_order', 0, 'new_order', 1),"
+            "        'backlog', now() - interval '1 day' + g * interval '1 millisecond'"
+            "   FROM generate_series(1, 10050) AS g")
+    before = snap(target)
+    res = run_cli(target, "selftest", "substrate", "260")
+    assert res.exit_code == 0, res.output
+    assert "selftest substrate: PASSED" in res.stdout and "selftest 260: PASSED" in res.stdout
+    with connect(target) as conn:
+        row = conn.execute("SELECT count(*) FROM public.event_outbox e WHERE e.actor = 'backlog'"
+                           " AND NOT EXISTS (SELECT 1 FROM public.iu_route_attempt a WHERE a.event_id = e.event_id)"
+                           ).fetchone()
+    assert row == (10050,)
+    assert snap(target) == before
+
+
 def test_with_an_untrusted_language_installed_a_moved_row_count_fails_the_selftest(
         new_db, run_cli, project: Path) -> None:
     """Fail closed: an untrusted language (its own client library) lets SQL commit
