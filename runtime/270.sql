@@ -174,7 +174,8 @@ SELECT public.fn_iu_gate_close('iu_core.composer_enabled', 'runtime/270: done', 
 -- @assert
 
 -- Exactly what seed 003 §2 says 270 adds: 1 collection + 2 birth-gate IUs +
--- 2 memberships + 4 composer events, all by this transaction; gates shut again.
+-- 2 memberships + 4 composer events, nothing else (the birth gate emits no
+-- event), all by this transaction; gates shut again.
 DO $assert$
 DECLARE
     v_cid     uuid;
@@ -204,8 +205,8 @@ BEGIN
       FROM public.iu_collection_member m
       JOIN public.information_unit iu ON iu.iu_id = m.iu_id
      WHERE m.collection_id = v_cid;
-    IF v_order IS DISTINCT FROM '0/intro 1/body' OR v_minted <> 2 OR v_births <> 2 THEN
-        RAISE EXCEPTION 'runtime/270 assert: memberships %, pieces minted by this run %, iu_created events % — expected 0/intro 1/body, 2, 2',
+    IF v_order IS DISTINCT FROM '0/intro 1/body' OR v_minted <> 2 OR v_births <> 0 THEN
+        RAISE EXCEPTION 'runtime/270 assert: memberships %, pieces minted by this run %, iu_created events % — expected 0/intro 1/body, 2, 0',
             v_order, v_minted, v_births;
     END IF;
 

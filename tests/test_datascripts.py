@@ -90,7 +90,7 @@ def test_apply_writes_exactly_the_seed_rows_through_the_governed_functions(head,
     # The forbidden-action ledger: these tables moved by exactly this much, no other did.
     assert delta(before, counts(head)) == {
         "public.information_unit": n, "public.iu_collection": 1, "public.iu_collection_member": n,
-        "public.event_outbox": n + sum(events.values()),   # n iu_created + the composer events
+        "public.event_outbox": sum(events.values()),   # the composer events; a birth emits none
         "public.iu_gate_transition": 2, "public.dot_iu_command_run": 2,  # the gate open + close
     }
     with connect(head) as c:
@@ -109,7 +109,7 @@ def test_apply_writes_exactly_the_seed_rows_through_the_governed_functions(head,
         births = c.execute("""SELECT count(*) FROM public.event_outbox e JOIN public.iu_collection_member m
                                 ON e.event_subject_ref = m.iu_id::text
                                WHERE m.collection_id = %s AND e.event_type = 'iu_created'""", (cid,)).fetchone()
-        assert births == (n,)  # every piece came through the fn_iu_create birth gate
+        assert births == (0,)  # the fn_iu_create birth gate emits no event (seed 003 §2, 001 §6)
         got = c.execute("""SELECT event_type, delivery_lane, count(*), count(DISTINCT event_id)
                              FROM public.event_outbox WHERE event_subject_ref = %s
                             GROUP BY 1, 2""", (str(cid),)).fetchall()

@@ -581,9 +581,9 @@ def test_demo_runs_twice(empty_db, run_cli) -> None:
     for needle in ("runtime/290 applied", "order restored: 0/intro 1/body 2/tail",
                    # seed 000 §5: +7, all actor runtime_500x_op_proof; the gate window has its own actor
                    "dot_iu_command_run 2 → 14: +7 runtime_500x_op_proof, +5 runtime_500x_op_proof.gate_window",
-                   # seed 001 §3's 8 composer events, and the 3 births of runtime/290 (docs/seeds.md)
-                   "seen=11, attempts_written=11, skipped=0, dead_lettered=0",
-                   "attempted: lifecycle 3 (iu_created 3); composer 8 (collection_created 1, "
+                   # seed 001 §3: the 8 composer events, nothing else (the births emit none)
+                   "seen=8, attempts_written=8, skipped=0, dead_lettered=0",
+                   "attempted: composer 8 (collection_created 1, "
                    "piece_added_to_collection 3, collection_rendered 2, piece_reordered 2)",
                    "drift 0", "gates: all_safe = true", "demo complete"):
         assert needle in first.stdout, needle

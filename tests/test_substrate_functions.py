@@ -307,7 +307,7 @@ def test_fn_iu_create_invalid_input(conn, args, field):
     assert count(conn, "public.information_unit") == 0
 
 
-def test_fn_iu_create_duplicate_and_event(conn):
+def test_fn_iu_create_duplicate_and_no_event(conn):
     open_gate(conn, COMPOSER)
     first = one(conn, "SELECT public.fn_iu_create('dup/a', 'section', 'A', 'pytest', 'body text')")
     assert first["status"] == "created"
@@ -320,10 +320,9 @@ def test_fn_iu_create_duplicate_and_event(conn):
         "SELECT unit_kind, title, body, created_by FROM public.information_unit WHERE canonical_address='dup/a'"
     ).fetchone()
     assert row == ("section", "A", "body text", "pytest")
-    events = conn.execute(
-        "SELECT event_type, event_subject_ref, delivery_lane FROM public.event_outbox"
-    ).fetchall()
-    assert events == [("iu_created", first["iu_id"], "immediate")]
+    # The birth gate emits nothing (seed 003 §2: 270's two births add no event).
+    assert "event_id" not in first
+    assert count(conn, "public.event_outbox") == 0
 
 
 # --------------------------------------------------------------------------- outbox / emission

@@ -751,7 +751,6 @@ SET search_path = public, pg_temp
 AS $fn$
 DECLARE
     v_iu_id    uuid;
-    v_event_id uuid;
 BEGIN
     IF NOT public.fn_iu_gate_is_open('iu_core.composer_enabled') THEN
         RETURN jsonb_build_object('status', 'refused', 'reason', 'gate_closed',
@@ -798,13 +797,12 @@ BEGIN
                                   'next_action', 'use_existing_iu');
     END IF;
 
-    v_event_id := public.fn_iu_emit_event('iu', 'iu_created', v_iu_id::text,
-        jsonb_build_object('canonical_address', p_canonical_address, 'unit_kind', p_unit_kind, 'title', p_title),
-        p_actor);
-
+    -- The birth gate writes the unit and emits no event: seed 003 §2 counts
+    -- runtime/270's writes as 2 births and 4 (composer) events, and seed 001 §3's
+    -- worker sees only composer events (correction: docs/seeds.md).
     RETURN jsonb_build_object('status', 'created', 'iu_id', v_iu_id,
                               'canonical_address', p_canonical_address,
-                              'unit_kind', p_unit_kind, 'event_id', v_event_id);
+                              'unit_kind', p_unit_kind);
 END
 $fn$;
 

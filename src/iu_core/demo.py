@@ -127,9 +127,6 @@ class Demo:
                     self.say("   attempted: " + "; ".join(
                         f"{stream} {sum(types.values())} ({', '.join(f'{t} {n}' for t, n in types.items())})"
                         for stream, types in saw.items()))
-                    if "iu_created" in saw.get("lifecycle", {}):
-                        self.say("   (seed 001 §3 saw only the composer events; here the birth gate's "
-                                 "iu_created events are pending too: docs/seeds.md says why)")
             with self.step("7. DOT inventory"):
                 rep = migrate.inventory(self.target, project=self.project)
                 j = rep.to_json()
