@@ -101,6 +101,14 @@ def build_grown(bs: BenchServer, head_db: str, say: Say) -> str:
     return db
 
 
+def _selftest_replay_s(report: Any) -> float:
+    """The seconds a preflight spent replaying self-tests (its prior-surface check says)."""
+    for check in report.to_json()["checks"]:
+        if "selftests_ms" in check.get("data", {}):
+            return float(check["data"]["selftests_ms"]) / 1000
+    raise RuntimeError("bench: the preflight report carries no self-test replay time")
+
+
 def _our_tables(conn: psycopg.Connection[Any]) -> list[str]:
     return sorted(snapshot(conn, project=ROOT).get("table", {}))
 
@@ -138,7 +146,8 @@ def scale(bs: BenchServer, reps: int, head_db: str, say: Say) -> list[Row]:
             "exact_counts": lambda c: snapshot(c, with_counts=True, project=ROOT),
             "healthcheck": lambda c: c.execute("SELECT public.fn_iu_healthcheck()").fetchone(),
         }
-        samples = {(w, d): Samples(f"{w} on the {d} database") for w in work for d in ("grown", "small")}
+        parts = ("preflight_checks", "preflight_selftests")  # one preflight run, split by its own timings
+        samples = {(w, d): Samples(f"{w} on the {d} database") for w in (*work, *parts) for d in ("grown", "small")}
         for rnd in range(reps + 1):
             order = [("grown", grown), ("small", small)]
             if rnd % 2:
@@ -146,9 +155,13 @@ def scale(bs: BenchServer, reps: int, head_db: str, say: Say) -> list[Row]:
             for w, fn in work.items():
                 for label, db in order:
                     with bs.connect(db) as conn:  # a fresh connection each time, as the CLI opens one
-                        t, _ = timed(lambda fn=fn, conn=conn: fn(conn))
+                        t, out = timed(lambda fn=fn, conn=conn: fn(conn))
                     if rnd:
                         samples[(w, label)].add(t)
+                        if w == "preflight":
+                            replay = _selftest_replay_s(out)
+                            samples[("preflight_selftests", label)].add(replay)
+                            samples[("preflight_checks", label)].add(t - replay)
     finally:
         bs.drop(grown)
         bs.drop(small)
@@ -163,6 +176,10 @@ def scale(bs: BenchServer, reps: int, head_db: str, say: Say) -> list[Row]:
             base, TARGET, "ratio"),
         Row("8b. `db preflight` (every check, in-process), same database", g("preflight"), s("preflight"),
             base, TARGET, "ratio"),
+        Row("8b-1. of 8b: its catalog and file checks (all but the self-test replay)", g("preflight_checks"),
+            s("preflight_checks"), base, TARGET, "ratio"),
+        Row("8b-2. of 8b: the self-test replay (the route worker scans the outbox; README, Performance)",
+            g("preflight_selftests"), s("preflight_selftests"), base, 0, "info"),
         Row("8c. catalog fingerprint (`fingerprint.snapshot`), same database", g("fingerprint"), s("fingerprint"),
             base, TARGET, "ratio"),
         Row(f"8d. row-count figures (`fingerprint.row_counts`, exact below {EXACT_COUNT_LIMIT:,}), same database",

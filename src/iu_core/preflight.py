@@ -91,10 +91,11 @@ class Check:
     ok: bool
     evidence: str
     data: dict[str, Any] = field(default_factory=dict)
+    ms: float = 0.0  # how long the check took: what a slow preflight spends its time on
 
     def to_json(self) -> dict[str, Any]:
         return {"check": self.name, "status": "PASS" if self.ok else "FAIL",
-                "evidence": self.evidence, **({"data": self.data} if self.data else {})}
+                "evidence": self.evidence, "ms": round(self.ms, 1), **({"data": self.data} if self.data else {})}
 
 
 @dataclass
@@ -487,7 +488,9 @@ def check_prior_surface(conn: psycopg.Connection[Any], project: Path, heads: lis
     later = [f"{cls} {n} ({rep.declared_by[(cls, n)]})" for cls in CLASSES for n in rep.extras(cls)
              if rep.declared_by.get((cls, n)) in pending]
     expected = sum(len(v) for v in rep.expected.values())
+    started = time.perf_counter()
     results = selftests(conn, project, [r for r in available(project) if r in applied])
+    selftests_ms = (time.perf_counter() - started) * 1000
     bad = [f"{r.name} {r.status.upper()}{' — ' + r.reason if r.reason else ''}" for r in results
            if r.status != "passed"]
     problems = []
@@ -502,7 +505,7 @@ def check_prior_surface(conn: psycopg.Connection[Any], project: Path, heads: lis
           + f"self-tests {sum(r.status == 'passed' for r in results)}/{len(results)} PASSED"
           + (f" ({', '.join(r.name for r in results)})" if results else " (no applied revision has one)"))
     data = {"declared": expected, "missing": missing, "pending_present": later,
-            "selftests": {r.name: r.status for r in results}}
+            "selftests": {r.name: r.status for r in results}, "selftests_ms": round(selftests_ms, 1)}
     return Check(SURFACE, not problems, "; ".join(problems) + f" ({ev})" if problems else ev, data)
 
 
@@ -708,7 +711,10 @@ def run(conn: psycopg.Connection[Any], project: Path, *, read_target: Target | N
         (TOOLS, lambda: check_tools(conn)),
     ]
     for name, fn in steps:
-        rep.checks.append(_safely(conn, name, fn))
+        started = time.perf_counter()
+        check = _safely(conn, name, fn)
+        check.ms = (time.perf_counter() - started) * 1000
+        rep.checks.append(check)
     rep.duration_ms = (time.perf_counter() - t0) * 1000
     return rep
 
