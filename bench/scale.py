@@ -101,6 +101,12 @@ def build_grown(bs: BenchServer, head_db: str, say: Say) -> str:
     return db
 
 
+def _idle_worker_run(conn: psycopg.Connection[Any]) -> None:
+    row = conn.execute("SELECT public.fn_iu_route_worker_run('iu_outbound_default', 200)").fetchone()
+    if not row or row[0].get("seen") != 0:
+        raise RuntimeError(f"bench: the idle worker run found work: {row}")
+
+
 def _selftest_replay_s(report: Any) -> float:
     """The seconds a preflight spent replaying self-tests (its prior-surface check says)."""
     for check in report.to_json()["checks"]:
@@ -145,6 +151,9 @@ def scale(bs: BenchServer, reps: int, head_db: str, say: Say) -> list[Row]:
             "row_counts": lambda c: row_counts(c, ours),
             "exact_counts": lambda c: snapshot(c, with_counts=True, project=ROOT),
             "healthcheck": lambda c: c.execute("SELECT public.fn_iu_healthcheck()").fetchone(),
+            # Nothing is pending on the default route (every event has its attempt): the run writes
+            # nothing, and what it costs is finding that out.
+            "worker_idle": _idle_worker_run,
         }
         parts = ("preflight_checks", "preflight_selftests")  # one preflight run, split by its own timings
         samples = {(w, d): Samples(f"{w} on the {d} database") for w in (*work, *parts) for d in ("grown", "small")}
@@ -188,4 +197,6 @@ def scale(bs: BenchServer, reps: int, head_db: str, say: Say) -> list[Row]:
             g("exact_counts"), s("exact_counts"), base, 0, "info"),
         Row("8f. `SELECT fn_iu_healthcheck()` (exact `count(*)` of 8 tables, in SQL), same database",
             g("healthcheck"), s("healthcheck"), base, 0, "info"),
+        Row("8g. one route-worker run with nothing pending (`fn_iu_route_worker_run('iu_outbound_default', 200)`), "
+            "same database", g("worker_idle"), s("worker_idle"), base, 0, "info"),
     ]
