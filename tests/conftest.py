@@ -23,12 +23,12 @@ import pytest
 from click.testing import CliRunner, Result
 from psycopg import conninfo
 
-from iu_core import migrate
 from iu_core.cli import cli
 from iu_core.config import RunOptions, Target
-from iu_core.fingerprint import current_heads, fingerprint, snapshot
-from iu_core.roles import apply, plan_operator, plan_readonly
-from iu_core.server import EmbeddedServer, default_major
+from iu_core.domain.roles import apply, plan_operator, plan_readonly
+from iu_core.framework import migrate
+from iu_core.framework.fingerprint import current_heads, fingerprint, snapshot
+from iu_core.pg.server import EmbeddedServer, default_major
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECTS = Path(__file__).resolve().parent / "projects"
@@ -185,7 +185,7 @@ def readonly_role(databases: Databases) -> Iterator[Callable[[Target], Target]]:
     """readonly_role(target) → the same database as a real LOGIN role (not superuser) given
     the read-only policy of `db grant --readonly`. Request it BEFORE new_db: the role is
     dropped after the databases it was granted on."""
-    from iu_core.roles import apply, plan_readonly
+    from iu_core.domain.roles import apply, plan_readonly
 
     made: list[str] = []
 

@@ -23,17 +23,18 @@ from typing import Any
 
 import psycopg
 
-from iu_core import datascripts, migrate
-from iu_core.backup import choose
-from iu_core.checksums import ssot
+from iu_core.commands.demo import ledger_by_actor, worker_saw
 from iu_core.config import RunOptions, Target
-from iu_core.demo import ledger_by_actor, worker_saw
-from iu_core.operator import OperatorRuntime, ensure_answer
-from iu_core.preflight import run as preflight_run
-from iu_core.proof import run_proof
-from iu_core.registry import COMMANDS
-from iu_core.roles import apply as apply_grants
-from iu_core.roles import plan_readonly
+from iu_core.domain.proof import run_proof
+from iu_core.domain.registry import COMMANDS
+from iu_core.domain.roles import apply as apply_grants
+from iu_core.domain.roles import plan_readonly
+from iu_core.domain.runtime import OperatorRuntime, ensure_answer
+from iu_core.framework import migrate
+from iu_core.framework.backup import choose
+from iu_core.framework.checksums import ssot
+from iu_core.release import datascripts
+from iu_core.release.preflight import run as preflight_run
 
 ACTOR = "seed-numbers"
 PROOF = "runtime_500x_op_proof"

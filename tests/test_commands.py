@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import pytest
 
-from iu_core.checksums import FileCheck, SsotReport, VerifyReport
 from iu_core.commands import GateStatus, LintReport, SelftestReport
+from iu_core.domain.runtime import RunAnswer
 from iu_core.errors import CheckFailed, ChecksumDrift, IUCoreError, Refused
-from iu_core.lint import Finding
-from iu_core.operator import RunAnswer
-from iu_core.preflight import Check, PreflightReport
-from iu_core.selftest import SelftestResult
+from iu_core.framework.checksums import FileCheck, SsotReport, VerifyReport
+from iu_core.framework.selftest import SelftestResult
+from iu_core.release.lint import Finding
+from iu_core.release.preflight import Check, PreflightReport
 
 
 def _exit_code(report: object) -> int:

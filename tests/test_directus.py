@@ -14,9 +14,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from iu_core.fingerprint import fingerprint, snapshot
-from iu_core.inventory import CLASSES, expected
-from iu_core.scope import Scope, iu_named
+from iu_core.framework.fingerprint import fingerprint, snapshot
+from iu_core.framework.scope import Scope, iu_named
+from iu_core.release.inventory import CLASSES, expected
 
 from . import directus
 from .conftest import ROOT, connect, dbname, head, ok, project_copy, run_preflight, snap
@@ -207,7 +207,7 @@ def test_inventory_reads_only_the_iu_schemas_it_is_told(new_db) -> None:
         c.execute("CREATE SCHEMA elsewhere")
         c.execute("CREATE FUNCTION elsewhere.fn_iu_create(text) RETURNS int LANGUAGE sql AS 'SELECT 1'")
     with psycopg.connect(target.libpq, autocommit=True) as c:
-        from iu_core.inventory import live
+        from iu_core.release.inventory import live
 
         inv = live(c, Scope.of(ROOT))
     assert all(not n.startswith("elsewhere.") for cls in CLASSES for n in inv[cls])

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from iu_core import migrate
 from iu_core.config import Target
-from iu_core.inventory import CLASSES, expected, live
-from iu_core.registry import COMMANDS, catalog_row
+from iu_core.domain.registry import COMMANDS, catalog_row
+from iu_core.framework import migrate
+from iu_core.release.inventory import CLASSES, expected, live
 
 from .conftest import ROOT, chain, connect, ok, upto
 

@@ -11,11 +11,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from iu_core import migrate
+from iu_core.domain.registry import AUTO_INSTANTIATE, COMMANDS, COMPOSER, OPERATOR_RUNTIME, Command
+from iu_core.domain.runtime import DotCommandPlan, OperatorRuntime, gates_for
 from iu_core.errors import RevisionRefused
-from iu_core.operator import DotCommandPlan, OperatorRuntime, gates_for
-from iu_core.preflight import LEGACY_GOVERNABLE, LEGACY_LATER_GOVERNABLE, LEGACY_NEVER_FLIP
-from iu_core.registry import AUTO_INSTANTIATE, COMMANDS, COMPOSER, OPERATOR_RUNTIME, Command
+from iu_core.framework import migrate
+from iu_core.release.preflight import LEGACY_GOVERNABLE, LEGACY_LATER_GOVERNABLE, LEGACY_NEVER_FLIP
 
 from .conftest import connect, head, run_preflight, snap
 

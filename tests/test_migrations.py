@@ -14,12 +14,12 @@ from pytest_alembic.tests import (  # noqa: F401  (collected as tests of this mo
 )
 from sqlalchemy.engine import Engine
 
-from iu_core import migrate
-from iu_core.alembic_env import engine
 from iu_core.config import RunOptions, Target
 from iu_core.errors import ChecksumGate, RevisionFailed, RevisionRefused
-from iu_core.fingerprint import diff, fingerprint
-from iu_core.session import MigrationSession
+from iu_core.framework import migrate
+from iu_core.framework.alembic_env import engine
+from iu_core.framework.fingerprint import diff, fingerprint
+from iu_core.framework.session import MigrationSession
 
 from .conftest import ROOT, chain, connect, parent_of, snap
 
@@ -175,8 +175,8 @@ def test_preflight_refuses_to_apply_over_itself(new_db, revision: str) -> None:
 
 def _sabotage_sql(revision: str) -> str:
     """One statement that undoes something the revision's body did."""
-    from iu_core.inventory import declared_delta
-    from iu_core.registry import COMMANDS
+    from iu_core.domain.registry import COMMANDS
+    from iu_core.release.inventory import declared_delta
 
     module = migrate.script_directory(ROOT).get_revision(revision).module
     adds, _ = declared_delta(module)

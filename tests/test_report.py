@@ -18,11 +18,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from iu_core import migrate
 from iu_core.config import RunOptions, Target
-from iu_core.preflight import MANDATORY
-from iu_core.report import TIMES
-from iu_core.server import bin_dir
+from iu_core.framework import migrate
+from iu_core.pg.server import bin_dir
+from iu_core.release.preflight import MANDATORY
+from iu_core.release.report import TIMES
 
 from . import directus
 from .conftest import PG_MAJOR, PROJECTS, ROOT, chain, connect, ok, upto

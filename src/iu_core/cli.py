@@ -9,8 +9,8 @@ input; 3 refused (a guard, gate or lock said no; nothing changed); 4 a check
 found a difference; 5 stopped part-way (earlier revisions committed); 130/143
 interrupted (SIGINT/SIGTERM).
 
-This module parses, calls one library function per verb (`iu_core.migrate` for
-`db`, `iu_core.datascripts` for `runtime`, `iu_core.commands` for the rest),
+This module parses, calls one library function per verb (`iu_core.framework.migrate` for
+`db`, `iu_core.release.datascripts` for `runtime`, `iu_core.commands` for the rest),
 renders the report it returns as text or JSON (`to_json()`), and maps the
 errors of `iu_core.errors` to those exit codes. It opens no connection and
 holds no SQL; a report whose content is a failure says so itself
@@ -31,10 +31,10 @@ import click
 
 from .config import RunOptions, Settings, find_project_root, options_from_ini, parse_duration
 from .errors import BadInput, IUCoreError
-from .server import resolve_target
-from .stamp import WARNING
-from .target import Target
-from .transcript import format_table
+from .framework.stamp import WARNING
+from .framework.transcript import format_table
+from .pg.server import resolve_target
+from .pg.target import Target
 
 
 def _lazy(name: str) -> ModuleType:
@@ -55,12 +55,14 @@ def _lazy(name: str) -> ModuleType:
 
 
 if TYPE_CHECKING:
-    from . import commands, datascripts, migrate, report
+    from . import commands
+    from .framework import migrate
+    from .release import datascripts, report
 else:
     commands = _lazy("iu_core.commands")
-    datascripts = _lazy("iu_core.datascripts")
-    migrate = _lazy("iu_core.migrate")
-    report = _lazy("iu_core.report")
+    datascripts = _lazy("iu_core.release.datascripts")
+    migrate = _lazy("iu_core.framework.migrate")
+    report = _lazy("iu_core.release.report")
 
 
 @dataclass

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .errors import ConfigError
-from .target import Target
+from .pg.target import Target
 
 __all__ = [
     "DEFAULT_LOCK_RETRIES", "DEFAULT_LOCK_TIMEOUT", "DEFAULT_LOCK_WAIT", "DEFAULT_RETRY_BUDGET",
@@ -39,7 +39,7 @@ __all__ = [
 # A lock request of the migration waits at most 200 ms: while it waits, every
 # later writer of the table queues behind it, so this is what production can
 # be made to wait, per try. A lock timeout rolls the revision back and retries
-# it whole (iu_core.lockretry), with growing, jittered sleeps in between,
+# it whole (iu_core.framework.lockretry), with growing, jittered sleeps in between,
 # until the budget or the number of retries is spent. No statement runs away.
 # The advisory-lock wait is longer: the other run is ours and finishes.
 DEFAULT_LOCK_TIMEOUT = "200ms"
