@@ -30,7 +30,7 @@ from harness import (
 )
 
 from iu_core.domain.runtime import OperatorRuntime, run_command
-from iu_core.framework import migrate
+from iu_core.framework import layout
 from iu_core.framework.fingerprint import current_heads, snapshot
 from iu_core.release.inventory import live
 from iu_core.release.inventory import report as inventory_report
@@ -40,7 +40,7 @@ Say = Callable[[str], None]
 
 def chain() -> list[str]:
     """The revisions in apply order, as Alembic resolves them."""
-    script = migrate.script_directory(ROOT)
+    script = layout.script_directory(ROOT)
     return [r.revision for r in reversed(list(script.walk_revisions()))]
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import pytest
 
-from iu_core.commands import GateStatus, LintReport, SelftestReport
+from iu_core.commands.verbs import GateStatus, LintReport, SelftestReport
 from iu_core.domain.runtime import RunAnswer
 from iu_core.errors import CheckFailed, ChecksumDrift, IUCoreError, Refused
-from iu_core.framework.checksums import FileCheck, SsotReport, VerifyReport
+from iu_core.framework.checksums import FileCheck, VerifyReport
 from iu_core.framework.selftest import SelftestResult
 from iu_core.release.lint import Finding
 from iu_core.release.preflight import Check, PreflightReport
+from iu_core.release.ssot import SsotReport
 
 
 def _exit_code(report: object) -> int:

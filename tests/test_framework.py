@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from iu_core.config import RunOptions, Target
+from iu_core.config import RunOptions
 from iu_core.errors import LockBusy, RevisionFailed, RevisionRefused, SqlFileError, StoppedPartWay
 from iu_core.framework import migrate
 from iu_core.framework.session import LOCK_KEY
 from iu_core.framework.sqlfiles import MIGRATION_SECTIONS, parse_script
+from iu_core.pg.target import Target
 
 from .conftest import BROKEN, SAMPLE, connect, fp, heads
 

@@ -26,7 +26,7 @@ import pytest
 
 from iu_core.config import RunOptions
 from iu_core.domain.registry import COMPOSER, OPERATOR_RUNTIME
-from iu_core.framework import migrate
+from iu_core.framework import layout, migrate
 
 from .conftest import ROOT, connect, head, logins
 
@@ -165,7 +165,7 @@ def migrate_declared_functions() -> set[str]:
     from iu_core.release.inventory import declared_delta
 
     out: set[str] = set()
-    for rev in migrate.script_directory(ROOT).walk_revisions():
+    for rev in layout.script_directory(ROOT).walk_revisions():
         adds, removes = declared_delta(rev.module)
         out |= set(adds.get("function", [])) - set(removes.get("function", []))
     return out

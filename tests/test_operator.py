@@ -27,7 +27,7 @@ from iu_core.domain.runtime import (
     sql_string,
 )
 from iu_core.errors import BadInput
-from iu_core.framework import migrate
+from iu_core.framework import layout
 
 from .conftest import ROOT, connect, dbname, head, ok
 
@@ -576,7 +576,7 @@ def test_a_conflicting_manifest_changes_nothing(conn) -> None:
 def test_demo_runs_twice(empty_db, run_cli) -> None:
     first = run_cli(empty_db, "demo", "--yes-on-this-database", dbname(empty_db))
     assert first.exit_code == 0, first.output
-    n = len(list(migrate.script_directory(ROOT).walk_revisions()))
+    n = len(list(layout.script_directory(ROOT).walk_revisions()))
     assert f"rehearsed {n} revision(s); fingerprint unchanged" in first.stdout
     for needle in ("runtime/290 applied", "order restored: 0/intro 1/body 2/tail",
                    # seed 000 §5: +7, all actor runtime_500x_op_proof; the gate window has its own actor

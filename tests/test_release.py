@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from iu_core.config import Target
 from iu_core.errors import SqlFileError
 from iu_core.framework import migrate
 from iu_core.framework.backup import BackupInvalid, verify_backup
 from iu_core.framework.fingerprint import fingerprint, snapshot
 from iu_core.framework.selftest import available, load
+from iu_core.pg.target import Target
 
 from .conftest import PG_MAJOR, ROOT, chain, connect, head, snap
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from iu_core.errors import RevisionFailed, SqlFileError
-from iu_core.framework import migrate
+from iu_core.framework import layout, migrate
 from iu_core.framework.fingerprint import snapshot
 from iu_core.framework.selftest import load
 from iu_core.framework.session import RevisionFiles
@@ -74,7 +74,7 @@ def test_moving_a_definition_into_an_included_file_changes_nothing_that_runs(rel
 def test_280s_seed_is_written_once_and_is_what_db_verify_re_runs() -> None:
     """The catalog seed lives in one file, included by 280's migration (and by the 280 and 034
     self-tests); the SSOT re-run of `db verify` parses the very same INSERT out of 280.sql."""
-    from iu_core.framework.checksums import catalog_seed_insert
+    from iu_core.release.ssot import catalog_seed_insert
 
     seed = ROOT / "migrations" / "sql" / "data" / "280" / "dot_iu_command_catalog.sql"
     assert seed.resolve() in expand(ROOT / "migrations" / "sql" / "280.sql").includes
@@ -242,7 +242,7 @@ def _by_hand(dsn: str, path: Path) -> subprocess.CompletedProcess[str]:
 def test_psql_runs_the_chain_and_the_rollback_by_hand_as_iucore_does(new_db) -> None:
     """DESIGN §7a: every file runs with `psql -X -1 -v ON_ERROR_STOP=1 -f`, includes and all; the
     catalog it builds is the one iucore builds."""
-    chain = [r.revision for r in reversed(list(migrate.script_directory(ROOT).walk_revisions()))]
+    chain = [r.revision for r in reversed(list(layout.script_directory(ROOT).walk_revisions()))]
     assert chain[-1] == "least_privilege"
     hand = new_db()
     with connect(hand) as c:

@@ -55,11 +55,13 @@ def _lazy(name: str) -> ModuleType:
 
 
 if TYPE_CHECKING:
-    from . import commands
+    from .commands import db as db_verbs
+    from .commands import verbs as commands
     from .framework import migrate
     from .release import datascripts, report
 else:
-    commands = _lazy("iu_core.commands")
+    commands = _lazy("iu_core.commands.verbs")
+    db_verbs = _lazy("iu_core.commands.db")
     datascripts = _lazy("iu_core.release.datascripts")
     migrate = _lazy("iu_core.framework.migrate")
     report = _lazy("iu_core.release.report")
@@ -333,7 +335,7 @@ def adopt_cmd(obj: Ctx, revision: str, rehearse: bool, lock_timeout: str | None,
     sha256. A database iucore already manages is refused.
     """
     opts = _options(obj, rehearse, lock_timeout, statement_timeout, lock_wait)
-    res = migrate.adopt(obj.target(), revision, project=obj.project_root(), options=opts, sink=obj.sink())
+    res = db_verbs.adopt(obj.target(), revision, project=obj.project_root(), options=opts, sink=obj.sink())
     if obj.as_json:
         obj.emit(res.to_json())
     elif rehearse:
@@ -407,7 +409,7 @@ def verify_cmd(obj: Ctx) -> None:
     rolled-back transaction, each proving INSERT 0 0. Exit 4 naming each edited
     file and each differing catalog row.
     """
-    rep = migrate.verify(obj.target(), project=obj.project_root())
+    rep = db_verbs.verify(obj.target(), project=obj.project_root())
     ssot = rep.ssot
     if obj.as_json:
         obj.emit(rep.to_json())
@@ -457,7 +459,7 @@ def preflight_cmd(obj: Ctx, read_url: str | None, expect_database: str | None, e
     in the audit (revision `preflight`), so `db report` of the next run shows it.
     """
     read_target = Target.parse(read_url) if read_url else None
-    rep = migrate.preflight(
+    rep = db_verbs.preflight(
         obj.target(), project=obj.project_root(), actor=obj.actor, read_target=read_target,
         expect_database=expect_database, expect_user=expect_user, backup_dir=backup_dir,
         max_xact_age_s=parse_duration(max_xact_age, "--max-xact-age") / 1000,
@@ -493,7 +495,7 @@ def report_cmd(obj: Ctx, run_id: str | None, out_file: Path | None) -> None:
     the self-test after the run, a rehearsal's proof that nothing persisted.
     All of it recorded while the run happened. An unknown RUN_ID exits 2.
     """
-    rep = migrate.report(obj.target(), run_id)
+    rep = db_verbs.report(obj.target(), run_id)
     if out_file is not None:
         text = json.dumps(rep, indent=2, default=str, sort_keys=True) + "\n" if obj.as_json else report.render(rep)
         written = report.write(out_file, text)
@@ -606,7 +608,7 @@ def inventory_cmd(obj: Ctx, check: bool) -> None:
     do. --check names every missing object, and every IU-Core-named extra not
     acknowledged in acknowledged.toml, and exits 4.
     """
-    rep = migrate.inventory(obj.target(), project=obj.project_root())
+    rep = db_verbs.inventory(obj.target(), project=obj.project_root())
     if obj.as_json:
         obj.emit(rep.to_json())
     else:

@@ -15,13 +15,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config import RunOptions, Target
+from ..config import RunOptions
 from ..domain.proof import DEFAULT_COLLECTION, run_proof
 from ..domain.runtime import OperatorRuntime, ensure_answer
 from ..errors import CheckFailed, Failed
 from ..framework import migrate
 from ..framework.transcript import format_table
 from ..pg.db import connect
+from ..pg.target import Target
+from . import db as db_verbs
 
 if TYPE_CHECKING:
     import psycopg
@@ -131,7 +133,7 @@ class Demo:
                         self.say("   (seed 001 §3 saw only the composer events; here the birth gate's "
                                  "iu_created events are pending too: docs/seeds.md says why)")
             with self.step("7. DOT inventory"):
-                rep = migrate.inventory(self.target, project=self.project)
+                rep = db_verbs.inventory(self.target, project=self.project)
                 j = rep.to_json()
                 self.say(f"   {j['present_total']}/{j['expected_total']} at {rep.revision}: "
                          + " / ".join(f"{c['class']} {c['present']}" for c in rep.classes)

@@ -27,7 +27,7 @@ from .proof import gate_actor_of
 if TYPE_CHECKING:
     import psycopg
 
-    from ..config import Target
+    from ..pg.target import Target
 
 # The actors the proof and the demo write as (the proof's gate window has its own).
 DEMO_ACTORS = ("iucore_demo", "runtime_290", PROOF_ACTOR, gate_actor_of(PROOF_ACTOR))

@@ -47,6 +47,7 @@ from ..pg.server import resolve_target
 from ..pg.target import Target
 from .audit import SCHEMA, VERSION_TABLE, bootstrap
 from .fingerprint import current_heads, diff, fingerprint, snapshot
+from .layout import applied_chain, below, valid_targets
 from .lockretry import LockRetries
 from .runner import ScriptRun
 from .session import REHEARSAL_UNIT, SESSION_KEY, MigrationSession
@@ -454,8 +455,6 @@ class _Plan:
         if self.steps is None:
             self.steps = list(self.fn(heads, context))
             return self.steps
-        from .checksums import applied_chain
-
         applied = set(applied_chain(self.project, list(heads)))
         return [s for s in self.steps if not _committed(s, applied)]
 
@@ -472,15 +471,11 @@ def _committed(step: Any, applied: set[str]) -> bool:
 def _refuse_upgrade_below(session: MigrationSession, destination: str) -> None:
     """`upgrade 033` on a database at 034 is a downgrade in disguise: Alembic would
     call it nothing to do; iucore says it is not an upgrade target from here."""
-    from .migrate import below
-
     if below(session.project, destination, session.heads_before):
         raise _invalid_target(session, destination, f"{destination} is below where the database is (that is a downgrade)")
 
 
 def _invalid_target(session: MigrationSession, destination: str, reason: str) -> InvalidTarget:
-    from .migrate import valid_targets
-
     at = ", ".join(session.heads_before) or "base"
     ups, downs = valid_targets(session.project, session.heads_before)
     up_text = f"{', '.join(ups)} (or {_steps('+', len(ups) - 1)})" if ups else "none (at head)"

@@ -13,35 +13,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config import RunOptions, Target, find_project_root
-from ..errors import BadInput, MissingPrivilege, UnknownRevision
+from ..config import RunOptions, find_project_root
+from ..errors import BadInput, MissingPrivilege
 from ..pg.db import connect
+from ..pg.target import Target
 from . import audit
 from .fingerprint import current_heads
+from .layout import alembic_config, check_revision, revision_graph, script_directory
 from .runner import StatementHook
 from .session import SESSION_KEY, MigrationSession
 from .transcript import Sink
 
 if TYPE_CHECKING:
     import psycopg
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
 
 
 # What each verb that only reads (or probes and rolls back) needs, said when the role lacks it.
 NEEDS_AUDIT = ("iucore's reads need USAGE on schema iucore and SELECT on its tables: GRANT them, "
                "or connect as their owner")
-NEEDS_INVENTORY = ("inventory reads iucore.alembic_version and the rows of public.dot_config, "
-                   "public.event_type_registry and public.iu_outbound_route: GRANT USAGE ON SCHEMA iucore and "
-                   "SELECT on those tables to the role, or connect as the migration owner")
-NEEDS_PREFLIGHT = ("db preflight is the write identity's checklist: it reads iucore's audit and IU Core's "
-                   "tables and probes a write to public.dot_config that it rolls back; run it as the migration "
-                   "owner (the role that runs iucore db upgrade), or GRANT that role to this one")
 NEEDS_SELFTEST = ("self-tests replay each applied revision's checks with the migration owner's rights, inside "
                   "a transaction they roll back (they read schema iucore and every IU Core table and call the "
                   "writers): run them as the owner, or GRANT that role to this one")
-NEEDS_DOT_LIST = ("dot list reads public.dot_iu_command_catalog: GRANT SELECT ON public.dot_iu_command_catalog, "
-                  "or give the role the operator policy (iucore db grant --operator ROLE)")
 
 
 @contextmanager
@@ -90,89 +82,6 @@ class RunResult:
         }
 
 
-def alembic_config(project: Path, session: MigrationSession | None = None) -> Config:
-    from alembic.config import Config
-
-    cfg = Config(str(project / "alembic.ini"))
-    cfg.set_main_option("script_location", str(project / "migrations"))
-    if session is not None:
-        cfg.attributes[SESSION_KEY] = session
-    return cfg
-
-
-_SCRIPTS: dict[tuple[str, tuple[tuple[str, int], ...]], ScriptDirectory] = {}
-
-
-def script_directory(project: Path) -> ScriptDirectory:
-    """The project's revisions, loaded once per process while their files are unchanged.
-
-    Alembic imports every revision module each time a ScriptDirectory is
-    built; a process that runs several commands (tests, the demo, the proof)
-    would otherwise pay that for every one.
-    """
-    from alembic.script import ScriptDirectory
-
-    versions = project / "migrations" / "versions"
-    key = (str(project.resolve()),
-           tuple(sorted((f.name, f.stat().st_mtime_ns) for f in versions.glob("*.py"))))
-    script = _SCRIPTS.get(key)
-    if script is None:
-        script = ScriptDirectory.from_config(alembic_config(project))
-        _SCRIPTS.clear() if len(_SCRIPTS) > 32 else None
-        _SCRIPTS[key] = script
-    return script
-
-
-def _check_revision(script: ScriptDirectory, rev: str) -> None:
-    from alembic.util import CommandError
-
-    if ":" in rev:
-        raise BadInput(f"{rev!r}: a range FROM:TO is for --sql (an offline script); online, iucore reads "
-                       "where the database is and takes REVISION alone")
-    if rev in ("head", "heads", "base") or (rev[:1] in ("+", "-") and rev[1:].isdigit()):
-        return
-    try:
-        found = script.get_revisions(rev)
-    except CommandError:
-        raise UnknownRevision(_unknown(script, rev), revision=rev) from None
-    if not found:
-        raise UnknownRevision(_unknown(script, rev), revision=rev)
-
-
-def valid_targets(project: Path, heads: list[str]) -> tuple[list[str], list[str]]:
-    """(upgrade, downgrade) destinations from a database at `heads`, nearest first."""
-    from .checksums import applied_chain
-
-    script = script_directory(project)
-    order = [r.revision for r in reversed(list(script.walk_revisions()))]
-    try:
-        applied = applied_chain(project, heads)
-    except Exception:  # a position the scripts do not know: nothing is a valid step from it
-        return [], []
-    pending = [r for r in order if r not in applied]
-    ups = [*pending, "head"] if pending else []
-    downs = [r for r in reversed(applied) if r not in heads] + (["base"] if heads else [])
-    return ups, downs
-
-
-def below(project: Path, destination: str, heads: list[str]) -> bool:
-    """Whether DESTINATION is strictly below the position `heads` (an upgrade to it is a downgrade)."""
-    from .checksums import applied_chain
-
-    if destination in ("head", "heads", "base") or destination[:1] in ("+", "-") or not heads:
-        return False
-    try:
-        wanted = {r.revision for r in script_directory(project).get_revisions(destination) if r}
-    except Exception:  # unresolvable: Alembic's own resolution says so
-        return False
-    return bool(wanted) and wanted <= set(applied_chain(project, heads)) - set(heads)
-
-
-def _unknown(script: ScriptDirectory, rev: str) -> str:
-    known = [r.revision for r in reversed(list(script.walk_revisions()))]
-    return f"unknown revision {rev!r}; known revisions: {', '.join(known) or '(none)'}"
-
-
 def _run(
     direction: str,
     target: Target,
@@ -193,8 +102,9 @@ def _run(
         project=project, target=target, options=options, sink=sink, before_statement=before_statement,
         direction=direction, allow_checksum_drift=allow_checksum_drift,
     )
-    cfg = alembic_config(project, session)
-    _check_revision(script_directory(project), revision)
+    cfg = alembic_config(project)
+    cfg.attributes[SESSION_KEY] = session
+    check_revision(script_directory(project), revision)
     if direction == "upgrade" and backup_dir is not None and not options.rehearse:
         from .backup import backup as take_backup
 
@@ -282,43 +192,8 @@ def offline_sql(
     if direction == "downgrade" and not start:
         raise BadInput(f"downgrade {revision} --sql: name the start, FROM:TO (e.g. 034:033): an offline "
                        "script cannot ask the database where it is")
-    _check_revision(script_directory(project), dest)
+    check_revision(script_directory(project), dest)
     return build(project, direction, dest, start or None, options=options)
-
-
-def verify(target: Target, *, project: Path | None = None) -> Any:
-    """Checksums recorded at apply against the files on disk (Flyway's validate), and
-    the SSOT check: registry ↔ catalog row for row, 280's and 034's seed INSERTs
-    re-run inside a rolled-back transaction (INSERT 0 0)."""
-    from .checksums import ssot
-    from .checksums import verify as _verify
-
-    project = project or find_project_root()
-    with reading(target) as conn:
-        report = _verify(conn, project)
-        report.ssot = ssot(conn, project, report.applied)
-        return report
-
-
-def preflight(target: Target, *, project: Path | None = None, actor: str | None = None,
-              record: bool = True, **kw: Any) -> Any:
-    """The mandatory-gates checklist (read and write identity, server, backup, gates, prior
-    surface, drift, checksums, SSOT, the files to apply, lock, long transactions, tools),
-    recorded as an audit row so the next run's report shows it (`record=False`: not)."""
-    import time
-
-    from ..config import default_actor
-    from ..release.preflight import record as record_preflight
-    from ..release.preflight import run
-
-    project = project or find_project_root()
-    started = time.time()
-    with reading(target, NEEDS_PREFLIGHT) as conn:
-        rep = run(conn, project, **kw)
-        rep.target = target.display
-        if record:
-            record_preflight(conn, rep, actor=actor or default_actor(), started_at=started)
-        return rep
 
 
 def backup(target: Target, out_dir: Path, *, jobs: int | None = None, pg_dump: str | None = None,
@@ -411,42 +286,6 @@ def stamp(
                        from_heads=result.from_heads, to_heads=result.to_heads, rows=rows)
 
 
-def adopt(
-    target: Target,
-    revision: str,
-    *,
-    project: Path | None = None,
-    options: RunOptions | None = None,
-    sink: Sink | None = None,
-) -> Any:
-    """Take over a database migrated by hand up to REVISION: prove it object by object, then record it."""
-    from ..release.adopt import adopt as _adopt
-
-    return _adopt(target, revision, project=project or find_project_root(),
-                  options=options or RunOptions(), sink=sink)
-
-
-def revision_graph(project: Path) -> dict[str, tuple[str, ...]]:
-    """{revision: down revisions}, read from the revision files without importing them.
-
-    `db current` is a read: it must not pay for importing Alembic and every
-    revision module (the runs themselves go through Alembic).
-    """
-    import ast
-
-    graph: dict[str, tuple[str, ...]] = {}
-    for path in sorted((project / "migrations" / "versions").glob("*.py")):
-        values: dict[str, Any] = {}
-        for node in ast.parse(path.read_text(encoding="utf-8")).body:
-            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) \
-                    and node.targets[0].id in ("revision", "down_revision"):
-                values[node.targets[0].id] = ast.literal_eval(node.value)
-        if "revision" in values:
-            down = values.get("down_revision")
-            graph[values["revision"]] = tuple(down) if isinstance(down, list | tuple) else ((down,) if down else ())
-    return graph
-
-
 def current(target: Target, *, project: Path | None = None) -> dict[str, Any]:
     """The applied revision(s), the script head(s) and what is pending."""
     project = project or find_project_root()
@@ -477,23 +316,6 @@ def current(target: Target, *, project: Path | None = None) -> dict[str, Any]:
         "at_head": heads == script_heads,
         "pending": pending,
     }
-
-
-def inventory(target: Target, *, project: Path | None = None) -> Any:
-    """The DOT inventory of the live database against what the chain declares."""
-    from ..release.inventory import report
-
-    project = project or find_project_root()
-    with reading(target, NEEDS_INVENTORY) as conn:
-        return report(conn, project)
-
-
-def report(target: Target, run_id: str | None = None) -> dict[str, Any]:
-    """One run (default: the last) as recorded: the data of its evidence appendix (iu_core.release.report)."""
-    from ..release.report import build
-
-    with reading(target) as conn:
-        return build(conn, run_id)
 
 
 def history(target: Target, *, limit: int = 50, revision: str | None = None) -> list[dict[str, Any]]:

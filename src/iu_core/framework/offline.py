@@ -24,7 +24,8 @@ from ..config import RunOptions
 from ..errors import BadInput, InvalidTarget, UnknownRevision
 from ..pg.db import CLIENT_ENCODING, PINNED
 from . import audit
-from .session import LOCK_KEY, RevisionFiles
+from .layout import RevisionFiles, applied_chain, below, script_directory, valid_targets
+from .session import LOCK_KEY
 from .sqlfiles import MIGRATION_SECTIONS, ROLLBACK_SECTIONS, expand, parse_script
 
 _TAG = "$iucore$"
@@ -68,8 +69,6 @@ def build(project: Path, direction: str, destination: str, start: str | None = N
     """
     from alembic.util import CommandError
 
-    from .migrate import script_directory
-
     options = options or RunOptions()
     script = script_directory(project)
     start_heads: tuple[str, ...] = ()
@@ -81,8 +80,6 @@ def build(project: Path, direction: str, destination: str, start: str | None = N
         if not found:
             raise UnknownRevision(f"unknown start revision {start!r}", revision=start)
         start_heads = tuple(sorted(r.revision for r in found if r))
-    from .migrate import below, valid_targets
-
     try:
         if direction == "upgrade" and below(project, destination, list(start_heads)):
             raise CommandError(f"{destination} is below {start} (that is a downgrade)")
@@ -180,8 +177,6 @@ def _comment(text: str) -> str:
 
 def _checksum_gate(project: Path, start: list[str]) -> str:
     """Online upgrades refuse when an applied revision's files changed since apply: so does the script."""
-    from .checksums import applied_chain
-
     rows = ",\n      ".join(
         f"({lit(rev)}, {_jsonb(RevisionFiles(project, rev).checksums())})" for rev in applied_chain(project, start)
     )

@@ -40,6 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .declarations import declared_delta
+from .layout import script_directory
+
 # The schema IU Core shares with Directus: only declared or IU-Core-named
 # objects in it are ours.
 SHARED_SCHEMAS = ("public",)
@@ -68,9 +71,6 @@ class Scope:
     @classmethod
     def of(cls, project: Path) -> Scope:
         """The scope of a project's chain, from every revision's declaration."""
-        from ..release.inventory import declared_delta
-        from .migrate import script_directory
-
         script = script_directory(project)
         declared_by: dict[tuple[str, str], str] = {}
         for rev in reversed(list(script.walk_revisions())):  # base → head: first declaration wins

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BadInput, LockRetriesExhausted, SqlFileError
+from .layout import applied_chain, script_directory
 from .lockretry import LOCK_NOT_AVAILABLE, LockRetries
 from .sqlfiles import expand, project_root, split_statements
 from .transcript import format_table
@@ -210,8 +211,6 @@ def _norm_cell(v: Any) -> Any:
 
 def available(project: Path) -> list[str]:
     """Revisions with a self-test, in chain order."""
-    from .migrate import script_directory
-
     script = script_directory(project)
     chain = [r.revision for r in reversed(list(script.walk_revisions()))]
     return [r for r in chain if (project / "selftests" / f"{r}.sql").is_file()]
@@ -231,7 +230,6 @@ def run(conn: psycopg.Connection[Any], project: Path, names: list[str] | None = 
     that hits lock_timeout is retried whole; one that does on every try is
     `refused`, and the others still run.
     """
-    from .checksums import applied_chain
     from .fingerprint import commit_channels, current_heads, persisted
 
     if retries is not None:

@@ -16,14 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config import RunOptions, Target
+from ..config import RunOptions
 from ..errors import IUCoreError, LockBusy
+from ..pg.target import Target
 from . import audit
+from .layout import RevisionFiles, applied_chain
 from .lockretry import LockRetries
 from .observe import VERSION as OBSERVED_VERSION
 from .observe import State, artifacts, compare, identity, observe, revision_files
 from .runner import ScriptRun, StatementHook, run_script
-from .sqlfiles import MIGRATION_SECTIONS, ROLLBACK_SECTIONS, checksum, parse_script
+from .sqlfiles import MIGRATION_SECTIONS, ROLLBACK_SECTIONS, parse_script
 from .transcript import Sink
 
 if TYPE_CHECKING:
@@ -36,36 +38,6 @@ SESSION_KEY = "iucore.session"
 REHEARSAL_UNIT = "rehearsal"
 # One key for every iucore run against a database: bigint from a fixed name.
 LOCK_KEY = int.from_bytes(hashlib.sha256(b"iucore.migrations").digest()[:8], "big", signed=True)
-
-
-@dataclass
-class RevisionFiles:
-    project: Path
-    revision: str
-
-    @property
-    def forward(self) -> Path:
-        return self.project / "migrations" / "sql" / f"{self.revision}.sql"
-
-    @property
-    def rollback(self) -> Path:
-        return self.project / "rollbacks" / f"{self.revision}.sql"
-
-    @property
-    def selftest(self) -> Path:
-        return self.project / "selftests" / f"{self.revision}.sql"
-
-    def checksums(self) -> dict[str, str]:
-        """sha256 of each of the revision's files that exists, keyed by relative path.
-
-        Taken over the text psql runs (`\\ir` includes expanded): moving SQL into an
-        included file changes nothing here, editing what runs does.
-        """
-        out = {}
-        for p in (self.forward, self.rollback, self.selftest):
-            if p.is_file():
-                out[str(p.relative_to(self.project))] = checksum(p, self.project)
-        return out
 
 
 @dataclass
@@ -205,8 +177,6 @@ class MigrationSession:
         database's position says so (its transaction may have died in the
         alembic_version update or the audit insert).
         """
-        from .checksums import applied_chain
-
         self.heads_after = heads_after
         if self.options.rehearse:
             committed: list[ScriptRun] = []

@@ -317,7 +317,6 @@ class EmbeddedServer:
 
 def resolve_target(settings: Settings) -> Target:
     """The database the settings name, else this project's embedded server (started on demand)."""
-    target = settings.url_target()
-    if target is not None:
-        return target
+    if settings.database_url:
+        return Target.parse(settings.database_url)
     return EmbeddedServer.from_settings(settings).ensure_running_target()

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadInput
+from ..framework.declarations import CLASSES
 
 FILE = "acknowledged.toml"
 _KEYS = {"class", "name", "reason", "by", "database"}
@@ -68,7 +69,6 @@ def normalise(cls: str, name: str) -> str:
 def load(project: Path) -> list[Acknowledgement]:
     """The project's acknowledgements, validated against its chain; none when the file is absent."""
     from ..framework.scope import scope_of
-    from .inventory import CLASSES
 
     path = project / FILE
     if not path.is_file():

@@ -34,13 +34,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config import RunOptions, Target
+from ..config import RunOptions
 from ..errors import AdoptRefused, BadInput, Failed, RehearsalLeak
 from ..framework import audit
+from ..framework.declarations import CLASSES
+from ..framework.layout import RevisionFiles, check_revision, script_directory
 from ..framework.observe import revision_files
-from ..framework.session import MigrationSession, RevisionFiles
+from ..framework.session import MigrationSession
 from ..framework.transcript import Sink
 from ..pg.db import connect
+from ..pg.target import Target
 
 if TYPE_CHECKING:
     import psycopg
@@ -91,13 +94,11 @@ class AdoptResult:
 
 def _resolve(project: Path, revision: str) -> tuple[str, list[str], list[str]]:
     """(revision id, base → REV, the revisions after it)."""
-    from ..framework.migrate import _check_revision, script_directory
-
     script = script_directory(project)
     if revision == "base" or revision[:1] in ("+", "-"):
         raise BadInput(f"adopt needs the revision the database is at (e.g. 034 or head), not {revision!r}",
                        revision=revision)
-    _check_revision(script, revision)
+    check_revision(script, revision)
     rev = script.get_revision(revision)
     if rev is None:
         raise BadInput(f"adopt needs one revision, got {revision!r}", revision=revision)
@@ -108,8 +109,6 @@ def _resolve(project: Path, revision: str) -> tuple[str, list[str], list[str]]:
 
 def check_objects(rep: Report, rev: str, later: list[str]) -> list[Check]:
     """Declared objects present; nothing of a later revision; no unacknowledged IU-Core-named extra."""
-    from .inventory import CLASSES
-
     present = Check(f"objects declared at {rev} present (functions by full signature)")
     later_objs = Check("nothing of a later revision present")
     extras = Check("no IU-Core-named object outside the chain unless acknowledged")

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config import RunOptions, Target, find_project_root
+from ..config import RunOptions, find_project_root
 from ..errors import BadInput, Failed, IUCoreError, LockRetriesExhausted, RehearsalLeak
 from ..framework.audit import bootstrap
 from ..framework.fingerprint import commit_channels, fingerprint, persisted, snapshot
@@ -35,6 +35,7 @@ from ..framework.session import MigrationSession
 from ..framework.sqlfiles import ROLLBACK_SECTIONS, parse_script, sha256_file
 from ..framework.transcript import Sink
 from ..pg.db import connect
+from ..pg.target import Target
 
 if TYPE_CHECKING:
     import psycopg

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BadInput, InventoryDrift
+from ..framework.declarations import CLASSES, Inventory, declared_delta, empty
+from ..framework.layout import script_directory
 from ..framework.scope import OURS_CTE, Scope, scope_of
 
 if TYPE_CHECKING:
@@ -26,7 +28,6 @@ if TYPE_CHECKING:
 
     from .acknowledged import Acknowledgement
 
-CLASSES = ("table", "view", "function", "trigger", "config", "event_type", "route")
 
 # Names per class:
 #   table/view  schema.name                  public.dot_config
@@ -55,13 +56,6 @@ _DATA_SQL = {
     "route": "SELECT route_code FROM public.iu_outbound_route",
 }
 
-Inventory = dict[str, set[str]]
-
-
-def empty() -> Inventory:
-    return {c: set() for c in CLASSES}
-
-
 def live(conn: psycopg.Connection[Any], scope: Scope | None = None) -> Inventory:
     """IU Core's live objects per class (scope: the project's, by default the working directory's)."""
     inv = empty()
@@ -74,25 +68,8 @@ def live(conn: psycopg.Connection[Any], scope: Scope | None = None) -> Inventory
     return inv
 
 
-def declared_delta(module: Any) -> tuple[Inventory, Inventory]:
-    """(adds, removes) of one revision module, validated."""
-    decl = getattr(module, "inventory", None)
-    name = getattr(module, "revision", "?")
-    if not isinstance(decl, dict):
-        raise BadInput(f"revision {name} declares no `inventory` (adds/removes per class)")
-    adds, removes = empty(), empty()
-    for part, target in (("adds", adds), ("removes", removes)):
-        for cls, names in (decl.get(part) or {}).items():
-            if cls not in CLASSES:
-                raise BadInput(f"revision {name}: unknown inventory class {cls!r}; classes: {CLASSES}")
-            target[cls] = set(names)
-    return adds, removes
-
-
 def expected(project: Path, revision: str | None) -> Inventory:
     """The inventory the chain declares at `revision` (None: empty database)."""
-    from ..framework.migrate import script_directory
-
     inv = empty()
     if revision is None:
         return inv

@@ -46,6 +46,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import IUCoreError
+from ..framework.declarations import declared_delta
+from ..framework.layout import script_directory
 from ..framework.sqlfiles import (
     MIGRATION_SECTIONS,
     ROLLBACK_SECTIONS,
@@ -1054,9 +1056,6 @@ def _allowed(line: str, hit: str) -> bool:
 
 # ---------------------------------------------------------------- driver
 def lint_project(project: Path) -> list[Finding]:
-    from ..framework.migrate import script_directory
-    from .inventory import declared_delta
-
     findings: list[Finding] = []
     chain: Chain = {}
     # base first: the order the files run in, so each file sees what the earlier ones made

@@ -38,8 +38,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import Refused
+from ..framework.declarations import CLASSES
+from ..framework.layout import applied_chain, script_directory
 from ..framework.scope import OURS_CTE
 from ..framework.session import LOCK_KEY
+from .ssot import ssot
 
 if TYPE_CHECKING:
     import psycopg
@@ -472,7 +475,7 @@ def check_prior_surface(conn: psycopg.Connection[Any], project: Path, heads: lis
     from ..framework.scope import scope_of
     from ..framework.selftest import available
     from ..framework.selftest import run as selftests
-    from .inventory import CLASSES, compare, live
+    from .inventory import compare, live
 
     if not heads:
         present = sum(len(v) for v in live(conn, scope_of(project)).values())
@@ -534,8 +537,6 @@ def check_checksums(conn: psycopg.Connection[Any], project: Path) -> Check:
 def check_ssot(conn: psycopg.Connection[Any], project: Path, applied: list[str]) -> Check:
     """Seed 004: the registry's governed commands equal the live catalog, row for row,
     and 280's and 034's seed INSERTs re-run (rolled back) answer INSERT 0 0."""
-    from ..framework.checksums import ssot
-
     rep = ssot(conn, project, applied)
     if not applied:
         return Check(SSOT, True, "base: no catalog to hold the registry against")
@@ -681,9 +682,7 @@ def run(conn: psycopg.Connection[Any], project: Path, *, read_target: Target | N
         expect_database: str | None = None, expect_user: str | None = None, backup_dir: Path | None = None,
         max_xact_age_s: float = 60, backup_max_age_s: float = 24 * 3600) -> PreflightReport:
     """Every mandatory gate, in the seeds' order; `conn` must be in autocommit mode."""
-    from ..framework.checksums import applied_chain
     from ..framework.fingerprint import current_heads
-    from ..framework.migrate import script_directory
 
     t0 = time.perf_counter()
     heads = current_heads(conn)
