@@ -1,12 +1,12 @@
-"""A catalog snapshot of IU Core's objects and its fingerprint.
+"""A catalog snapshot of the project's objects and its fingerprint.
 
-The snapshot lists every IU Core object (iu_core.framework.scope: what the chain
-declares, the cutter_governance schema, and anything IU-Core-named; never
-Directus's objects or other schemas) with its definition
+The snapshot lists every object of the project (iu_core.framework.scope: what
+the chain declares, the project's own schemas, and anything project-named;
+never another application's objects or other schemas) with its definition
 (tables with columns, constraints, indexes, views, functions, triggers,
-sequences, types, grants, comments), the reference rows that configure the
-database (dot_config, the command catalog, the event registry, the routes)
-and alembic_version. Two databases with the same fingerprint are the same to
+sequences, types, grants, comments), the rows of the reference tables that
+configure the database (the project's facts, iu_core.framework.facts) and
+alembic_version. Two databases with the same fingerprint are the same to
 a DBA; a rehearsal must leave it unchanged, an upgrade→downgrade must restore it.
 """
 
@@ -19,26 +19,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .scope import OURS_CTE, Scope, iu_named_sql, scope_of
+from .scope import OURS_CTE, Scope, named_sql, scope_of
 
 if TYPE_CHECKING:
     import psycopg
-
-# Reference tables whose rows are configuration, not data. Timestamps are
-# left out: a touch trigger moving updated_at is not a change of state.
-REFERENCE_TABLES: dict[str, tuple[str, ...]] = {
-    "public.dot_config": ("key", "value", "description"),
-    "public.dot_iu_command_catalog": (
-        "command_name", "category", "mutating", "reversible", "target_functions", "description",
-    ),
-    "public.event_type_registry": (
-        "event_domain", "event_type", "event_stream", "delivery_lane", "default_severity", "active",
-    ),
-    "public.iu_outbound_route": (
-        "route_code", "event_domain", "event_type", "target_kind", "target_ref",
-        "payload_contract", "fail_closed", "dry_run", "enabled",
-    ),
-}
 
 _CATALOG_SQL = "WITH " + OURS_CTE + """
 SELECT 'schema', nspname, nspname FROM ns
@@ -84,7 +68,7 @@ SELECT 'type', ns.nspname || '.' || t.typname, t.typtype::text || coalesce(':' |
   FROM pg_type t JOIN ns ON ns.oid = t.typnamespace
  WHERE t.typtype IN ('e','d','c','r','m')
    AND t.oid NOT IN (SELECT objid FROM ext)
-   AND (ns.whole OR """ + iu_named_sql("t.typname") + """)
+   AND (ns.whole OR """ + named_sql("t.typname") + """)
    -- not a table's row type: asked of the few candidates (a lookup), not of every relation
    AND (t.typtype <> 'c' OR coalesce((SELECT c.relkind FROM pg_class c WHERE c.oid = t.typrelid), 'c') = 'c')
 """
@@ -122,19 +106,19 @@ def snapshot(conn: psycopg.Connection[Any], *, with_counts: bool = False, projec
     The scope is `project`'s chain (default: the project found from the
     working directory), or `scope` when given.
     """
+    from psycopg import sql
+
     snap: dict[str, dict[str, str]] = {}
     scope = scope or scope_of(project)
     with fixed_search_path(conn):  # definitions render alike from any session
         for kind, name, definition in conn.execute(_CATALOG_SQL, scope.params()):
             snap.setdefault(kind, {})[name] = definition or ""
     present = {name for name in snap.get("table", {})}
-    for table, cols in REFERENCE_TABLES.items():
+    for table, cols in scope.facts.reference_tables.items():
         if table not in present:
             continue
-        collist = ", ".join(cols)
-        rows = conn.execute(
-            f"SELECT {collist} FROM {table} ORDER BY 1, 2"  # fixed identifiers
-        ).fetchall()
+        rows = conn.execute(sql.SQL("SELECT {} FROM {} ORDER BY 1, 2").format(
+            sql.SQL(", ").join(map(sql.Identifier, cols)), sql.Identifier(*table.split(".", 1)))).fetchall()
         snap.setdefault("rows", {})[table] = json.dumps(
             [list(r) for r in rows], default=str, sort_keys=True
         )

@@ -1,8 +1,8 @@
 """What a run observes of the database before and after each revision, for its report.
 
 Seed 002's appendix was written by hand after the apply: catalog 47→51 and its
-new rows, the volatility of the new functions, `dot_iu_command_run=55
-(unchanged)`, "Schema 1,617,882 → 1,628,568 bytes", "No INSERT/UPDATE/DELETE on
+new rows, the volatility of the new functions, the run table's 55 rows
+(unchanged), "Schema 1,617,882 → 1,628,568 bytes", "No INSERT/UPDATE/DELETE on
 any IU-data table (all Δ=0)". iucore records those figures while the run
 happens, inside the revision's own transaction (so a rehearsal's figures are
 the real ones, taken before its ROLLBACK), and keeps them in the audit row's
@@ -14,8 +14,9 @@ objects: IU Core's objects with a digest of their definition (iu_core.framework.
 never Directus's), every IU Core table's row count (fingerprint.row_counts:
 exact below a threshold, the planner's estimate above it, and which), their
 total size, this transaction's INSERT/UPDATE/DELETE counts per table
-(pg_stat_xact_all_tables), the reference rows (config keys, event types,
-routes, the command catalog) and every classified gate's effective state.
+(pg_stat_xact_all_tables), and what the project's facts add (IU Core's: the
+reference rows (config keys, event types, routes, the command catalog) and
+every classified gate's effective state, iu_core.release.observations).
 
 The keys, per revision (and runtime script) audit row, under evidence["observed"]:
 
@@ -103,13 +104,6 @@ SELECT ns.nspname || '.' || c.relname, c.relkind::text, pg_total_relation_size(c
  WHERE c.oid IN (SELECT oid FROM our_rel)
 """
 
-# The reference rows: inventory classes config / event_type / route, and the catalog.
-_CONFIG_SQL = "SELECT key, value FROM public.dot_config"
-_EVENT_TYPES_SQL = "SELECT event_domain || '.' || event_type FROM public.event_type_registry"
-_ROUTES_SQL = "SELECT route_code FROM public.iu_outbound_route"
-_CATALOG_SQL = ("SELECT command_name, category, mutating, reversible, target_functions"
-                " FROM public.dot_iu_command_catalog")
-CATALOG_TABLE = "public.dot_iu_command_catalog"
 VOLATILITY = {"v": "volatile", "s": "stable", "i": "immutable"}
 
 
@@ -149,8 +143,7 @@ class State:
 
 
 def observe(conn: psycopg.Connection[Any], scope: Scope) -> State:
-    """IU Core's state as `conn` sees it now (inside its transaction, when it has one)."""
-    from ..release.preflight import gate_states
+    """The project's state as `conn` sees it now (inside its transaction, when it has one)."""
     from .fingerprint import row_counts
 
     st = State()
@@ -166,18 +159,8 @@ def observe(conn: psycopg.Connection[Any], scope: Scope) -> State:
         if relkind in ("r", "p"):
             st.writes[name] = (int(ins), int(upd), int(dele))
     st.counts = row_counts(conn, tables)
-    if "public.dot_config" in tables:
-        st.config = {k: v for k, v in conn.execute(_CONFIG_SQL)}
-        st.objects["config"] = {k: hashlib.md5(v.encode()).hexdigest() for k, v in st.config.items()}
-    if "public.event_type_registry" in tables:
-        st.objects["event_type"] = {r[0]: "" for r in conn.execute(_EVENT_TYPES_SQL)}
-    if "public.iu_outbound_route" in tables:
-        st.objects["route"] = {r[0]: "" for r in conn.execute(_ROUTES_SQL)}
-    if CATALOG_TABLE in tables:
-        st.catalog = {r[0]: {"command_name": r[0], "category": r[1], "mutating": r[2], "reversible": r[3],
-                             "target_functions": list(r[4] or [])} for r in conn.execute(_CATALOG_SQL)}
-    st.gates, st.gates_source = gate_states(conn, st.config if "public.dot_config" in tables else None,
-                                            have_classes="public.iu_gate_class" in tables)
+    if scope.facts.observe is not None:  # the project's reference rows, gates
+        scope.facts.observe(conn, st, tables)
     return st
 
 

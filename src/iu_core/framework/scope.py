@@ -1,60 +1,39 @@
-"""Which catalog objects are IU Core's: the one rule inventory, drift, preflight,
+"""Which catalog objects are the project's: the one rule inventory, drift, preflight,
 adopt and the catalog fingerprint share.
 
-Production is Directus's `directus` database: IU Core lives in `public` beside
-Directus's own tables, sequences, triggers, views and functions (DESIGN §7a).
-An object is IU Core's, and so watched, when it is
+A project may share its database with another application (IU Core lives in
+Directus's `public`, DESIGN §7a). An object is the project's, and so watched,
+when it is
 
 1. **declared**: named by any revision of the chain (`inventory = {"adds": …}`
    in migrations/versions/*.py; a function by its name, whatever its
    signature, so a wrong signature shows as drift), or
-2. **in an IU Core schema as a whole**: every schema the declarations use
-   except the one shared with Directus (`public`); for this chain that is
-   `cutter_governance`, or
-3. **IU-Core-named**: its name is one of IU Core's stems (`iu_`, `dot_`),
-   optionally after one kind prefix (`fn_`, `v_`, `mv_`, `trg_`, `idx_`,
-   `ix_`, `seq_`): `fn_iu_…`, `fn_dot_…`, `iu_…`, `dot_iu_…`, `v_iu_…`,
-   `v_dot_iu_…`. The stems and prefixes are the ones the chain's own names
-   use (a test holds the rule to the declarations). The declared names
-   outside the rule (`event_outbox`, `event_type_registry`,
-   `information_unit`, `fn_event_outbox_type_validate`) are IU Core's by
-   declaration only.
+2. **in one of the project's schemas as a whole**: every schema the
+   declarations use except the ones the project's facts call shared
+   (iu_core.framework.facts), or
+3. **project-named**: its name follows the naming its facts give (one of the
+   stems, optionally after one kind prefix).
 
-Around them: a trigger is IU Core's when its table is, or when its name is
-IU-Core-named; a sequence when a table of IU Core's owns it (serial /
-identity) or its name is; an index or constraint when its table is. The
-rows of IU Core's reference tables (dot_config keys, event types, routes)
-are IU Core's by construction.
+Around them: a trigger is the project's when its table is, or when its name
+is project-named; a sequence when a table of the project's owns it (serial /
+identity) or its name is; an index or constraint when its table is. The rows
+of the project's reference tables are the project's by construction.
 
-Everything else (Directus's `directus_*` objects, other applications'
-objects, other schemas, objects owned by extensions) is never drift, never
-in the fingerprint and never counted. An IU-Core-named object that the chain
-does not declare IS drift, unless a DBA acknowledged it by name
-(iu_core.release.acknowledged).
+Everything else (the other application's objects, other schemas, objects
+owned by extensions) is never drift, never in the fingerprint and never
+counted. A project-named object that the chain does not declare IS drift,
+unless a DBA acknowledged it by name (iu_core.release.acknowledged).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .declarations import declared_delta
+from .facts import ProjectFacts, load
 from .layout import script_directory
-
-# The schema IU Core shares with Directus: only declared or IU-Core-named
-# objects in it are ours.
-SHARED_SCHEMAS = ("public",)
-STEMS = ("iu", "dot")
-KIND_PREFIXES = ("fn", "v", "mv", "trg", "idx", "ix", "seq")
-NAME_PATTERN = "^(?:(?:" + "|".join(KIND_PREFIXES) + ")_)?(?:" + "|".join(STEMS) + ")_"
-_NAME_RX = re.compile(NAME_PATTERN)
-
-
-def iu_named(name: str) -> bool:
-    """True for an unqualified object name that follows IU Core's naming."""
-    return _NAME_RX.match(name) is not None
 
 
 @dataclass(frozen=True)
@@ -67,10 +46,13 @@ class Scope:
     functions: frozenset[str] = frozenset()  # schema.name of declared functions
     # (inventory class, name) → the revision that declares it, for "of a later revision" messages
     declared_by: dict[tuple[str, str], str] = field(default_factory=dict, compare=False, hash=False)
+    # the project's shared schemas, naming, reference tables and own observations
+    facts: ProjectFacts = field(default_factory=ProjectFacts, hash=False)
 
     @classmethod
     def of(cls, project: Path) -> Scope:
-        """The scope of a project's chain, from every revision's declaration."""
+        """The scope of a project's chain, from every revision's declaration and the project's facts."""
+        facts = load(project)
         script = script_directory(project)
         declared_by: dict[tuple[str, str], str] = {}
         for rev in reversed(list(script.walk_revisions())):  # base → head: first declaration wins
@@ -81,22 +63,23 @@ class Scope:
         relations = {n for (c, n) in declared_by if c in ("table", "view")}
         functions = {n.split("(", 1)[0] for (c, n) in declared_by if c == "function"}
         used = {n.split(".", 1)[0] for n in relations | functions}
-        schemas = tuple(sorted(used | set(SHARED_SCHEMAS)))
+        schemas = tuple(sorted(used | set(facts.shared_schemas)))
         return cls(
             schemas=schemas,
-            whole_schemas=tuple(s for s in schemas if s not in SHARED_SCHEMAS),
+            whole_schemas=tuple(s for s in schemas if s not in facts.shared_schemas),
             relations=frozenset(relations),
             functions=frozenset(functions),
             declared_by=declared_by,
+            facts=facts,
         )
 
     @classmethod
-    def everything(cls, schemas: tuple[str, ...]) -> Scope:
+    def everything(cls, schemas: tuple[str, ...], facts: ProjectFacts | None = None) -> Scope:
         """Every object of these schemas (no Directus filter): what the scope is tested against."""
-        return cls(schemas=schemas, whole_schemas=schemas)
+        return cls(schemas=schemas, whole_schemas=schemas, facts=facts or ProjectFacts())
 
     def params(self) -> dict[str, Any]:
-        """Bind parameters of OURS_CTE (and of iu_named_sql)."""
+        """Bind parameters of OURS_CTE (and of named_sql)."""
         return {
             "scope_schemas": list(self.schemas),
             "scope_whole": list(self.whole_schemas),
@@ -104,13 +87,14 @@ class Scope:
             "scope_relation_names": sorted({r.split(".", 1)[1] for r in self.relations}),
             "scope_functions": sorted(self.functions),
             "scope_function_names": sorted({f.split(".", 1)[1] for f in self.functions}),
-            "scope_pattern": NAME_PATTERN,
-            **{f"scope_stem_{i}": f"{stem}_" for i, stem in enumerate(STEMS)},
+            "scope_pattern": self.facts.name_pattern,
+            # LIKE's wildcard `_` escaped: the stem and its underscore, anywhere in the name
+            "scope_stems": [f"%{stem}\\_%" for stem in self.facts.name_stems],
         }
 
     def owns_name(self, cls: str, name: str) -> bool:
         """Whether an inventory name (schema.name, schema.fn(args), schema.table.trigger) is in scope
-        by declaration, schema or name (a trigger on an IU Core table cannot be told from
+        by declaration, schema or name (a trigger on a table of the project's cannot be told from
         its name alone: the catalog query decides that)."""
         if cls in ("config", "event_type", "route"):
             return True
@@ -120,32 +104,32 @@ class Scope:
         if schema in self.whole_schemas:
             return True
         if cls in ("table", "view"):
-            return name in self.relations or iu_named(rest)
+            return name in self.relations or self.facts.named(rest)
         if cls == "function":
-            return name.split("(", 1)[0] in self.functions or iu_named(rest.split("(", 1)[0])
+            return name.split("(", 1)[0] in self.functions or self.facts.named(rest.split("(", 1)[0])
         if cls == "trigger":
             table, _, trigger = rest.rpartition(".")
-            return f"{schema}.{table}" in self.relations or iu_named(table) or iu_named(trigger)
+            return f"{schema}.{table}" in self.relations or self.facts.named(table) or self.facts.named(trigger)
         return False
 
 
-def iu_named_sql(column: str) -> str:
-    """SQL: COLUMN (an object name) follows IU Core's naming (binds Scope.params()).
+def named_sql(column: str) -> str:
+    """SQL: COLUMN (an object name) follows the project's naming (binds Scope.params()).
 
-    Every such name holds "<stem>_", so a strpos for each stem rejects a foreign
+    Every such name holds "<stem>_", so a LIKE for each stem rejects a foreign
     name before the regular expression runs: on Directus's catalog that is
     thousands of names per query, and the expression costs a microsecond each
     (bench row 8: a third of the inventory's time among 10,000 foreign objects).
+    No stems: no name is the project's by its name alone.
     """
-    cheap = " OR ".join(f"strpos({column}, %(scope_stem_{i})s) > 0" for i in range(len(STEMS)))
-    return f"(({cheap}) AND {column} ~ %(scope_pattern)s)"
+    return f"({column} LIKE ANY(%(scope_stems)s::text[]) AND {column} ~ %(scope_pattern)s)"
 
 
-# Common table expressions selecting IU Core's objects; queries that use them
+# Common table expressions selecting the project's objects; queries that use them
 # start `WITH` + OURS_CTE and bind Scope.params().
-#   ns      the schemas looked at, and whether each is IU Core's as a whole
+#   ns      the schemas looked at, and whether each is the project's as a whole
 #   our_tab tables, views, materialized views, foreign tables
-#   our_rel our_tab plus the sequences they own or that carry an IU Core name
+#   our_rel our_tab plus the sequences they own or that carry a project name
 #   our_fn  functions and procedures
 #   our_trg user triggers
 # Each tests the cheap conditions first (the schema, a name compare, a strpos)
@@ -163,13 +147,13 @@ ns AS (
    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND c.oid NOT IN (SELECT objid FROM ext)
      AND (ns.whole OR (c.relname = ANY(%(scope_relation_names)s::name[])
                        AND ns.nspname || '.' || c.relname = ANY(%(scope_relations)s))
-          OR {iu_named_sql("c.relname")})
+          OR {named_sql("c.relname")})
 ), our_rel AS (
   SELECT oid FROM our_tab
   UNION
   SELECT c.oid FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
    WHERE c.relkind = 'S' AND c.oid NOT IN (SELECT objid FROM ext)
-     AND (ns.whole OR {iu_named_sql("c.relname")})
+     AND (ns.whole OR {named_sql("c.relname")})
   UNION  -- the sequences our tables own, looked up from the tables (pg_depend's reference index)
   SELECT c.oid FROM pg_depend d JOIN pg_class c ON c.oid = d.objid JOIN ns ON ns.oid = c.relnamespace
    WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid IN (SELECT oid FROM our_tab)
@@ -180,11 +164,11 @@ ns AS (
    WHERE p.oid NOT IN (SELECT objid FROM ext)
      AND (ns.whole OR (p.proname = ANY(%(scope_function_names)s::name[])
                        AND ns.nspname || '.' || p.proname = ANY(%(scope_functions)s))
-          OR {iu_named_sql("p.proname")})
+          OR {named_sql("p.proname")})
 ), our_trg AS MATERIALIZED (
   SELECT t.oid FROM pg_trigger t
    WHERE NOT t.tgisinternal
-     AND (t.tgrelid IN (SELECT oid FROM our_tab) OR {iu_named_sql("t.tgname")})
+     AND (t.tgrelid IN (SELECT oid FROM our_tab) OR {named_sql("t.tgname")})
      -- its table in a schema we look at: a lookup for the few candidates, not a join of every relation
      AND (SELECT c.relnamespace FROM pg_class c WHERE c.oid = t.tgrelid) IN (SELECT oid FROM ns)
 )"""
