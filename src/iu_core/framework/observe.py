@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .layout import RevisionFiles
 from .scope import OURS_CTE, Scope
 
 if TYPE_CHECKING:
@@ -257,11 +258,9 @@ def artifacts(project: Path, files: list[tuple[str, Path]]) -> list[dict[str, An
 
 def revision_files(project: Path, revision: str) -> list[tuple[str, Path]]:
     """A revision's files, by kind: its Alembic module, forward, rollback, self-test."""
-    return [("revision", project / "migrations" / "versions" / f"{revision}.py"),
-            ("migration", project / "migrations" / "sql" / f"{revision}.sql"),
-            ("rollback", project / "rollbacks" / f"{revision}.sql"),
-            ("selftest", project / "selftests" / f"{revision}.sql"),
-            ("selftest transcript", project / "selftests" / f"{revision}.expected")]
+    files = RevisionFiles(project, revision)
+    return [("revision", files.module), ("migration", files.forward), ("rollback", files.rollback),
+            ("selftest", files.selftest), ("selftest transcript", files.expected)]
 
 
 def _rel(p: Path, project: Path) -> str:

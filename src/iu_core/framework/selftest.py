@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BadInput, LockRetriesExhausted, SqlFileError
-from .layout import applied_chain, script_directory
+from .layout import RevisionFiles, applied_chain, script_directory
 from .lockretry import LOCK_NOT_AVAILABLE, LockRetries
 from .sqlfiles import expand, project_root, split_statements
 from .transcript import format_table
@@ -213,7 +213,7 @@ def available(project: Path) -> list[str]:
     """Revisions with a self-test, in chain order."""
     script = script_directory(project)
     chain = [r.revision for r in reversed(list(script.walk_revisions()))]
-    return [r for r in chain if (project / "selftests" / f"{r}.sql").is_file()]
+    return [r for r in chain if RevisionFiles(project, r).selftest.is_file()]
 
 
 def set_timeouts(conn: psycopg.Connection[Any], options: RunOptions) -> None:
@@ -243,7 +243,7 @@ def run(conn: psycopg.Connection[Any], project: Path, names: list[str] | None = 
     channels = commit_channels(conn)
     results = []
     for name in names or known:
-        path = project / "selftests" / f"{name}.sql"
+        path = RevisionFiles(project, name).selftest
         if name not in applied:
             results.append(SelftestResult(
                 name, "skipped", f"revision {name} is not applied (database at {', '.join(heads) or 'base'})"))
@@ -286,7 +286,7 @@ def run(conn: psycopg.Connection[Any], project: Path, names: list[str] | None = 
             notes.append(f"row counts moved by other sessions meanwhile: {', '.join(others)} (no extension or "
                          "language is installed through which a rolled-back transaction could commit them)")
         res.reason = "; ".join(notes)
-        expected_path = project / "selftests" / f"{name}.expected"
+        expected_path = RevisionFiles(project, name).expected
         if error or changed:
             res.status = "failed"
             res.reason = (f"{_at(error)}: {error['message']}" if error

@@ -47,7 +47,7 @@ from typing import Any
 
 from ..errors import IUCoreError
 from ..framework.declarations import declared_delta
-from ..framework.layout import script_directory
+from ..framework.layout import RevisionFiles, script_directory
 from ..framework.sqlfiles import (
     MIGRATION_SECTIONS,
     ROLLBACK_SECTIONS,
@@ -1073,9 +1073,8 @@ def lint_project(project: Path) -> list[Finding]:
         rev = script_rev.revision
         adds, _ = declared_delta(script_rev.module)
         after_migration: Chain = dict(chain)
-        for kind, path in (("migration", project / "migrations" / "sql" / f"{rev}.sql"),
-                           ("rollback", project / "rollbacks" / f"{rev}.sql"),
-                           ("selftest", project / "selftests" / f"{rev}.sql")):
+        files = RevisionFiles(project, rev)
+        for kind, path in (("migration", files.forward), ("rollback", files.rollback), ("selftest", files.selftest)):
             trusted = rule_at(i - 1 if kind == "rollback" else i)
             if not path.is_file():
                 if kind != "selftest":
