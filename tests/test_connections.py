@@ -314,12 +314,12 @@ def test_plain_alembic_and_iucore_pick_the_same_database(tmp_path: Path, new_db,
     assert run_cli(None, "db", "upgrade", "a1", project=proj).exit_code == 0
     monkeypatch.chdir(proj)
     alembic_main(argv=["-c", str(proj / "alembic.ini"), "upgrade", "a2"])
-    assert migrate.current(ini_db, project=proj)["current"] == ["a2"]
+    assert migrate.current(ini_db, project=proj).current == ["a2"]
     monkeypatch.setenv("IUCORE_DATABASE_URL", env_db.display)
     alembic_main(argv=["-c", str(proj / "alembic.ini"), "upgrade", "a1"])
     assert run_cli(None, "db", "upgrade", "a2", project=proj).exit_code == 0
-    assert migrate.current(env_db, project=proj)["current"] == ["a2"]
-    assert migrate.current(ini_db, project=proj)["current"] == ["a2"]  # untouched by the second pair
+    assert migrate.current(env_db, project=proj).current == ["a2"]
+    assert migrate.current(ini_db, project=proj).current == ["a2"]  # untouched by the second pair
 
 
 def test_the_embedded_server_comes_from_the_same_settings(tmp_path: Path, run_cli, monkeypatch) -> None:

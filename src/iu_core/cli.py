@@ -373,12 +373,12 @@ def stamp_cmd(obj: Ctx, revision: str, lock_timeout: str | None, statement_timeo
 @click.pass_obj
 def current(obj: Ctx) -> None:
     """The applied revision, the head, and what is pending."""
-    info = migrate.current(obj.target(), project=obj.project_root())
-    cur = ", ".join(info["current"]) or "base (empty)"
-    text = f"{cur}{' (head)' if info['at_head'] else ''}"
-    if info["pending"]:
-        text += f"\npending: {' → '.join(info['pending'])}"
-    obj.emit(info, text)
+    pos = migrate.current(obj.target(), project=obj.project_root())
+    cur = ", ".join(pos.current) or "base (empty)"
+    text = f"{cur}{' (head)' if pos.at_head else ''}"
+    if pos.pending:
+        text += f"\npending: {' → '.join(pos.pending)}"
+    obj.emit(pos.to_json(), text)
 
 
 @db.command()
@@ -390,10 +390,11 @@ def history(obj: Ctx, limit: int, revision: str | None) -> None:
 
     Start times are ISO 8601 with the session's UTC offset.
     """
-    rows = migrate.history(obj.target(), limit=limit, revision=revision)
+    hist = migrate.history(obj.target(), limit=limit, revision=revision)
     if obj.as_json:  # ISO 8601 with the offset, e.g. 2025-05-01T09:30:12.345678+02:00
-        obj.emit([{**r, "started_at": r["started_at"].isoformat()} for r in rows])
+        obj.emit(hist.to_json())
         return
+    rows = hist.rows
     cols = ["log_id", "started_at", "revision", "direction", "mode", "outcome", "actor", "duration_ms", "message"]
     table = [[r[c] if c != "started_at" else r[c].isoformat(timespec="seconds") for c in cols] for r in rows]
     click.echo("\n".join(format_table(cols, table)))
@@ -497,14 +498,15 @@ def report_cmd(obj: Ctx, run_id: str | None, out_file: Path | None) -> None:
     """
     rep = db_verbs.report(obj.target(), run_id)
     if out_file is not None:
-        text = json.dumps(rep, indent=2, default=str, sort_keys=True) + "\n" if obj.as_json else report.render(rep)
+        text = json.dumps(rep.to_json(), indent=2, default=str, sort_keys=True) + "\n" if obj.as_json \
+            else rep.render()
         written = report.write(out_file, text)
-        obj.emit({"run_id": rep["run_id"], "written": str(written)},
-                 f"iucore: report of run {rep['run_id']} written to {written}")
+        obj.emit({"run_id": rep.run_id, "written": str(written)},
+                 f"iucore: report of run {rep.run_id} written to {written}")
     elif obj.as_json:
-        obj.emit(rep)
+        obj.emit(rep.to_json())
     else:
-        click.echo(report.render(rep), nl=False)
+        click.echo(rep.render(), nl=False)
 
 
 @db.command("grant")

@@ -8,6 +8,7 @@ framework's, in `iu_core.framework.migrate`; these add what only IU Core's relea
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from ..release.adopt import adopt as _adopt
 from ..release.inventory import report as _inventory
 from ..release.preflight import record as record_preflight
 from ..release.preflight import run
-from ..release.report import build
+from ..release.report import build, render
 from ..release.ssot import ssot
 
 NEEDS_INVENTORY = ("inventory reads iucore.alembic_version and the rows of public.dot_config, "
@@ -77,7 +78,24 @@ def inventory(target: Target, *, project: Path | None = None) -> Any:
         return _inventory(conn, project)
 
 
-def report(target: Target, run_id: str | None = None) -> dict[str, Any]:
+@dataclass
+class RunReport:
+    """`db report`: one run as recorded (iu_core.release.report); `render()` is its Markdown appendix."""
+
+    data: dict[str, Any]
+
+    @property
+    def run_id(self) -> str:
+        return str(self.data["run_id"])
+
+    def render(self) -> str:
+        return render(self.data)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.data
+
+
+def report(target: Target, run_id: str | None = None) -> RunReport:
     """One run (default: the last) as recorded: the data of its evidence appendix (iu_core.release.report)."""
     with reading(target) as conn:
-        return build(conn, run_id)
+        return RunReport(build(conn, run_id))

@@ -286,7 +286,36 @@ def stamp(
                        from_heads=result.from_heads, to_heads=result.to_heads, rows=rows)
 
 
-def current(target: Target, *, project: Path | None = None) -> dict[str, Any]:
+@dataclass
+class Position:
+    """`db current`: where the database is against the scripts."""
+
+    target: str
+    current: list[str]
+    head: list[str]
+    pending: list[str]
+
+    @property
+    def at_head(self) -> bool:
+        return self.current == self.head
+
+    def to_json(self) -> dict[str, Any]:
+        return {"target": self.target, "current": self.current, "head": self.head,
+                "at_head": self.at_head, "pending": self.pending}
+
+
+@dataclass
+class History:
+    """`db history`: the audit log's rows, newest first."""
+
+    rows: list[dict[str, Any]]
+
+    def to_json(self) -> list[dict[str, Any]]:
+        """The rows, start times ISO 8601 with the session's UTC offset."""
+        return [{**r, "started_at": r["started_at"].isoformat()} for r in self.rows]
+
+
+def current(target: Target, *, project: Path | None = None) -> Position:
     """The applied revision(s), the script head(s) and what is pending."""
     project = project or find_project_root()
     graph = revision_graph(project)
@@ -309,18 +338,12 @@ def current(target: Target, *, project: Path | None = None) -> dict[str, Any]:
             break
         order += ready
     pending = [r for r in order if r not in applied]
-    return {
-        "target": target.display,
-        "current": heads,
-        "head": script_heads,
-        "at_head": heads == script_heads,
-        "pending": pending,
-    }
+    return Position(target=target.display, current=heads, head=script_heads, pending=pending)
 
 
-def history(target: Target, *, limit: int = 50, revision: str | None = None) -> list[dict[str, Any]]:
+def history(target: Target, *, limit: int = 50, revision: str | None = None) -> History:
     """The audit log, newest first."""
     if limit < 1:
         raise BadInput(f"--limit must be at least 1, got {limit}")
     with reading(target) as conn:
-        return audit.history(conn, limit=limit, revision=revision)
+        return History(audit.history(conn, limit=limit, revision=revision))
