@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config import RunOptions
+from ..domain.demodata import DEMO_ACTORS, guard_writes
 from ..domain.proof import DEFAULT_COLLECTION, run_proof
 from ..domain.runtime import OperatorRuntime, ensure_answer
 from ..errors import CheckFailed, Failed
@@ -23,6 +24,7 @@ from ..framework import migrate
 from ..framework.transcript import format_table
 from ..pg.db import connect
 from ..pg.target import Target
+from ..release import datascripts
 from . import db as db_verbs
 
 if TYPE_CHECKING:
@@ -80,8 +82,6 @@ class Demo:
         self.say(f"   ({ms:.0f} ms)")
 
     def run(self) -> list[tuple[str, float]]:
-        from ..domain.demodata import guard_writes
-
         with connect(self.target) as conn:  # before anything is written
             guard_writes(conn, self.target, self.confirm_database, "the demo")
         opts = RunOptions(actor=self.actor)
@@ -151,8 +151,6 @@ class Demo:
         total = sum(ms for _, ms in self.timings)
         self.say(f"\ndemo complete in {total / 1000:.1f} s")
         if not self.target.embedded:
-            from ..domain.demodata import DEMO_ACTORS
-
             self.say("to remove what the demo wrote here: iucore proof remove "
                      + " ".join(f"--written-by {a}" for a in sorted({self.actor, *DEMO_ACTORS}))
                      + f" --yes-on-this-database {self.confirm_database}")
@@ -160,8 +158,6 @@ class Demo:
 
     def _compose_290(self) -> None:
         """runtime/290 itself (the data script), unless an earlier run applied it."""
-        from ..release import datascripts
-
         state = next(s for s in datascripts.status(self.target, project=self.project) if s.name == "290")
         if state.applied:
             self.say(f"   {DEFAULT_COLLECTION} exists already (runtime/290 applied by an earlier run)")

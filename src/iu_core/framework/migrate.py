@@ -13,15 +13,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config import RunOptions, find_project_root
+from ..config import RunOptions, default_actor, find_project_root
 from ..errors import BadInput, MissingPrivilege
 from ..pg.db import connect
 from ..pg.target import Target
 from . import audit
+from .audit import record_check
+from .backup import backup as take_backup
 from .fingerprint import current_heads
 from .layout import alembic_config, check_revision, revision_graph, script_directory
+from .lockretry import LockRetries
+from .offline import build as build_offline
 from .runner import StatementHook
+from .selftest import run as run_selftests
 from .session import SESSION_KEY, MigrationSession
+from .stamp import StampResult
 from .transcript import Sink
 
 if TYPE_CHECKING:
@@ -106,8 +112,6 @@ def _run(
     cfg.attributes[SESSION_KEY] = session
     check_revision(script_directory(project), revision)
     if direction == "upgrade" and backup_dir is not None and not options.rehearse:
-        from .backup import backup as take_backup
-
         b = take_backup(target, backup_dir, sink=sink)
         session.backup = {"path": b.path, "sha256": b.sha256, "bytes": b.size, "toc_entries": b.toc_entries}
     script = script_directory(project)
@@ -185,23 +189,19 @@ def offline_sql(
     online run: bootstrap, lock, timeouts, then per revision one transaction
     with its preflight, body, post-check, the version row and the audit row.
     """
-    from .offline import build
-
     project = project or find_project_root()
     start, _, dest = revision.rpartition(":")
     if direction == "downgrade" and not start:
         raise BadInput(f"downgrade {revision} --sql: name the start, FROM:TO (e.g. 034:033): an offline "
                        "script cannot ask the database where it is")
     check_revision(script_directory(project), dest)
-    return build(project, direction, dest, start or None, options=options)
+    return build_offline(project, direction, dest, start or None, options=options)
 
 
 def backup(target: Target, out_dir: Path, *, jobs: int | None = None, pg_dump: str | None = None,
            sink: Sink | None = None) -> Any:
     """pg_dump -Fc (or -Fd -j JOBS), verified and tied to this database (see iu_core.framework.backup)."""
-    from .backup import backup as _backup
-
-    return _backup(target, out_dir, jobs=jobs, pg_dump=pg_dump, sink=sink)
+    return take_backup(target, out_dir, jobs=jobs, pg_dump=pg_dump, sink=sink)
 
 
 def selftest(target: Target, names: list[str] | None = None, *, project: Path | None = None,
@@ -215,19 +215,13 @@ def selftest(target: Target, names: list[str] | None = None, *, project: Path | 
     """
     import time
 
-    from ..config import default_actor
-    from .audit import record_check
-    from .fingerprint import current_heads
-    from .lockretry import LockRetries
-    from .selftest import run
-
     project = project or find_project_root()
     started = time.time()
     retries = LockRetries(options or RunOptions(), sink=sink)
     with reading(target, NEEDS_SELFTEST, app="iucore:selftest") as conn:
         retries.watch_backend(target, conn.info.backend_pid, "iucore:selftest")
         try:
-            results = run(conn, project, names, record=record, retries=retries)
+            results = run_selftests(conn, project, names, record=record, retries=retries)
         finally:
             retries.close()
         ok = all(r.ok for r in results)
@@ -272,8 +266,6 @@ def stamp(
     and that nothing was verified. To take over a database migrated by hand,
     use adopt: it proves every object first.
     """
-    from .stamp import StampResult
-
     result = _run("stamp", target, revision, project=project, options=options or RunOptions(),
                   sink=sink, before_statement=None)
     with connect(target) as conn:

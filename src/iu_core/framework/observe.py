@@ -54,8 +54,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .fingerprint import row_counts
 from .layout import RevisionFiles
 from .scope import OURS_CTE, Scope
+from .sqlfiles import expand
 
 if TYPE_CHECKING:
     import psycopg
@@ -145,8 +147,6 @@ class State:
 
 def observe(conn: psycopg.Connection[Any], scope: Scope) -> State:
     """The project's state as `conn` sees it now (inside its transaction, when it has one)."""
-    from .fingerprint import row_counts
-
     st = State()
     params = scope.params()
     for cls, name, digest, volatility, secdef, path in conn.execute(_OBJECTS_SQL, params):
@@ -222,8 +222,6 @@ def artifacts(project: Path, files: list[tuple[str, Path]]) -> list[dict[str, An
     path relative to the project, bytes, sha256 and md5 of the bytes on disk (what
     `sha256sum` / `openssl md5` print, seed 002 A1), and for a top-level SQL file
     the sha256 of its expanded text (what `db verify` holds it to)."""
-    from .sqlfiles import expand
-
     out: list[dict[str, Any]] = []
     seen: set[Path] = set()
 

@@ -25,6 +25,7 @@ from ..errors import BadInput, InvalidTarget, UnknownRevision
 from ..pg.db import CLIENT_ENCODING, PINNED
 from . import audit
 from .layout import RevisionFiles, applied_chain, below, script_directory, valid_targets
+from .revision import SQL_REVISION_MARK
 from .session import LOCK_KEY
 from .sqlfiles import MIGRATION_SECTIONS, ROLLBACK_SECTIONS, expand, parse_script
 
@@ -108,8 +109,6 @@ def build(project: Path, direction: str, destination: str, start: str | None = N
         sc = step.revision
         rev = sc.revision
         fn = getattr(sc.module, "upgrade" if step.is_upgrade else "downgrade", None)
-        from .revision import SQL_REVISION_MARK
-
         if getattr(fn, SQL_REVISION_MARK, None) != rev:
             raise BadInput(f"revision {rev} is not plain SQL files (its module does not call "
                            "iu_core.framework.revision.sql_revision): iucore cannot script it offline")

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import find_project_root
 from .declarations import declared_delta
 from .facts import ProjectFacts, load
 from .layout import script_directory
@@ -176,6 +177,4 @@ ns AS (
 
 def scope_of(project: Path | None = None) -> Scope:
     """The scope of `project` (default: the project found from the working directory)."""
-    from ..config import find_project_root
-
     return Scope.of(project or find_project_root())

@@ -17,14 +17,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config import RunOptions
-from ..errors import IUCoreError, LockBusy
+from ..errors import ChecksumGate, IUCoreError, LockBusy
 from ..pg.target import Target
 from . import audit
+from .checksums import verify
+from .fingerprint import diff, fingerprint, snapshot
 from .layout import RevisionFiles, applied_chain
 from .lockretry import LockRetries
 from .observe import VERSION as OBSERVED_VERSION
 from .observe import State, artifacts, compare, identity, observe, revision_files
 from .runner import ScriptRun, StatementHook, run_script
+from .scope import scope_of
 from .sqlfiles import MIGRATION_SECTIONS, ROLLBACK_SECTIONS, parse_script
 from .transcript import Sink
 
@@ -138,9 +141,6 @@ class MigrationSession:
 
     def checksum_gate(self) -> None:
         """Refuse an upgrade whose applied revisions' files do not verify, unless overridden."""
-        from ..errors import ChecksumGate
-        from .checksums import verify
-
         assert self.raw is not None
         report = verify(self.raw, self.project)
         if report.ok:
@@ -217,8 +217,6 @@ class MigrationSession:
     def observe_before(self, run: ScriptRun, files: list[tuple[str, Path]]) -> None:
         """Inside the run's transaction, before its first statement: identity, the
         files' checksums (sha256 and md5, includes too) and the state before."""
-        from .fingerprint import fingerprint, snapshot
-
         run.observed.update(version=OBSERVED_VERSION, identity=self._who(),
                             artifacts=self._artifacts(run.observed, files))
         state = self._observe(run.observed, "before")
@@ -257,8 +255,6 @@ class MigrationSession:
     def rehearsal_proof(self) -> dict[str, Any] | None:
         """After a rehearsal's ROLLBACK: the catalog fingerprint and the observed state
         (objects, reference rows, exact row counts) against those before it ran."""
-        from .fingerprint import diff, fingerprint, snapshot
-
         before = self._rehearsal_before
         if before is None or not self.done:
             return None
@@ -295,8 +291,6 @@ class MigrationSession:
         return self._identity
 
     def _observe(self, notes: dict[str, Any] | None, when: str) -> State | None:
-        from .scope import scope_of
-
         if self._scope is None:
             try:
                 self._scope = scope_of(self.project)

@@ -28,6 +28,7 @@ from typing import Any
 
 from ..errors import BadInput
 from ..framework.declarations import CLASSES
+from ..framework.scope import scope_of
 
 FILE = "acknowledged.toml"
 _KEYS = {"class", "name", "reason", "by", "database"}
@@ -68,8 +69,6 @@ def normalise(cls: str, name: str) -> str:
 
 def load(project: Path) -> list[Acknowledgement]:
     """The project's acknowledgements, validated against its chain; none when the file is absent."""
-    from ..framework.scope import scope_of
-
     path = project / FILE
     if not path.is_file():
         return []

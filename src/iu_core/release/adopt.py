@@ -35,15 +35,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config import RunOptions
+from ..domain.registry import COMMANDS, catalog_row
 from ..errors import AdoptRefused, BadInput, Failed, RehearsalLeak
 from ..framework import audit
 from ..framework.declarations import CLASSES
+from ..framework.fingerprint import current_heads, diff, fingerprint, snapshot
 from ..framework.layout import RevisionFiles, check_revision, script_directory
 from ..framework.observe import revision_files
 from ..framework.session import MigrationSession
 from ..framework.transcript import Sink
 from ..pg.db import connect
 from ..pg.target import Target
+from .inventory import compare
+from .preflight import check_gates as gates
 
 if TYPE_CHECKING:
     import psycopg
@@ -139,8 +143,6 @@ def check_objects(rep: Report, rev: str, later: list[str]) -> list[Check]:
 def check_catalog(conn: psycopg.Connection[Any], rev: str, chain: list[str], later: list[str],
                   later_check: Check) -> Check:
     """dot_iu_command_catalog equals the registry's governed commands at REV, row for row."""
-    from ..domain.registry import COMMANDS, catalog_row
-
     check = Check(f"command catalog equals the registry at {rev}")
     want = {c.name: catalog_row(c) for c in COMMANDS if c.governed and c.revision in chain}
     if conn.execute("SELECT to_regclass('public.dot_iu_command_catalog')").fetchone() == (None,):
@@ -166,8 +168,6 @@ def check_catalog(conn: psycopg.Connection[Any], rev: str, chain: list[str], lat
 
 
 def check_gates(conn: psycopg.Connection[Any]) -> Check:
-    from .preflight import check_gates as gates
-
     found = gates(conn)
     return Check("gate keys present; governable gates closed; never-flip false",
                  [] if found.ok else [found.evidence], found.evidence if found.ok else "")
@@ -177,9 +177,6 @@ def adopt(target: Target, revision: str, *, project: Path, options: RunOptions,
           sink: Sink | None = None) -> AdoptResult:
     """Prove the database is the chain at REVISION, then record it (see the module doc)."""
     import psycopg  # loaded on first use, as everywhere: `iucore --help` does not pay for it
-
-    from ..framework.fingerprint import current_heads, diff, fingerprint, snapshot
-    from .inventory import compare
 
     rev, chain, later = _resolve(project, revision)
     session = MigrationSession(project=project, target=target, options=options, sink=sink,

@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import BadInput, InventoryDrift
 from ..framework.declarations import CLASSES, Inventory, declared_delta, empty
+from ..framework.fingerprint import current_heads
 from ..framework.layout import script_directory
 from ..framework.scope import OURS_CTE, Scope, scope_of
+from .acknowledged import applicable, load
 
 if TYPE_CHECKING:
     import psycopg
@@ -174,8 +176,6 @@ class Report:
 def compare(conn: psycopg.Connection[Any], project: Path, revision: str | None) -> Report:
     """The live inventory against what the chain declares at `revision`, with the
     project's acknowledgements for this database."""
-    from .acknowledged import applicable, load
-
     scope = scope_of(project)
     acks = applicable(load(project), conn.info.dbname)
     exp, present = expected(project, revision), live(conn, scope)
@@ -198,8 +198,6 @@ def compare(conn: psycopg.Connection[Any], project: Path, revision: str | None) 
 
 def report(conn: psycopg.Connection[Any], project: Path) -> Report:
     """The inventory at the database's applied revision."""
-    from ..framework.fingerprint import current_heads
-
     heads = current_heads(conn)
     if len(heads) > 1:
         raise BadInput(f"database has several heads {heads}; inventory needs one revision")

@@ -48,6 +48,7 @@ from typing import Any
 from ..errors import IUCoreError
 from ..framework.declarations import declared_delta
 from ..framework.layout import RevisionFiles, script_directory
+from ..framework.selftest import load
 from ..framework.sqlfiles import (
     MIGRATION_SECTIONS,
     ROLLBACK_SECTIONS,
@@ -56,6 +57,7 @@ from ..framework.sqlfiles import (
     parse_script,
     split_statements,
 )
+from .datascripts import scripts as runtime_scripts
 
 # Schemas a SECURITY DEFINER function may search before pg_temp, from revision TRUSTED_FROM on:
 # the catalog only. IU Core's `public` is Directus's too, and Directus's own role may CREATE there
@@ -137,8 +139,6 @@ def _parse_text(text: str) -> tuple[_Stmt, ...]:
 
 # ---------------------------------------------------------------- parse rules
 def check_parse(path: Path, kind: str) -> list[Finding]:
-    from ..framework.selftest import load
-
     try:
         if kind == "migration":
             parse_script(path, MIGRATION_SECTIONS)
@@ -1092,8 +1092,6 @@ def lint_project(project: Path) -> list[Finding]:
                 findings += check_secdef(path, dict(after_migration), rolled_back=kind == "selftest",
                                          trusted=trusted)
     # The runtime data scripts and their rollbacks (@guard, @body, @assert) run on the head state.
-    from .datascripts import scripts as runtime_scripts
-
     for ds in runtime_scripts(project):
         for path in (ds.forward, ds.rollback):
             if not path.is_file():

@@ -22,7 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BadInput
+from ..framework.fingerprint import EXACT_COUNT_LIMIT
 from ..framework.observe import SIZE_DEFINITION, VERSION
+from ..framework.transcript import format_table
+from .preflight import READ
 
 if TYPE_CHECKING:
     import psycopg
@@ -272,8 +275,6 @@ def _preflight_before(conn: psycopg.Connection[Any], first_log_id: int) -> dict[
 def _read_identity(preflight: dict[str, Any] | None) -> dict[str, Any] | None:
     if not preflight:
         return None
-    from .preflight import READ
-
     check = next((c for c in preflight["checks"] if c.get("check") == READ), None)
     if check is None:
         return None
@@ -481,8 +482,6 @@ def _a3(rep: dict[str, Any]) -> list[str]:
 
 
 def _rows_block(title: str, sec: dict[str, Any]) -> list[str]:
-    from ..framework.transcript import format_table
-
     out: list[str] = []
     for n in sec.get("notices") or []:
         out.append(f"NOTICE:  {n}")
@@ -632,8 +631,6 @@ def _a6(rep: dict[str, Any]) -> list[str]:
 
 
 def _limit() -> str:
-    from ..framework.fingerprint import EXACT_COUNT_LIMIT
-
     return f"{EXACT_COUNT_LIMIT:,}"
 
 
