@@ -4,9 +4,10 @@ The revisions declare what they add and remove (iu_core.framework.declarations);
 that is all a project has to say. It may say more in `migrations/project.py`,
 a module that binds one name, `FACTS = ProjectFacts(...)`:
 
-- `shared_schemas`: schemas the project shares with another application (a
-  Directus database's `public`). There only declared or project-named objects
-  are the project's; every other schema its declarations use is its own, whole.
+- `shared_schemas`: schemas the project shares with another application (by
+  default `public`, everyone's schema in PostgreSQL). There only declared or
+  project-named objects are the project's; every other schema its
+  declarations use is its own, whole.
 - `name_stems`, `kind_prefixes`: the project's naming, `[<prefix>_]<stem>_…`.
   An object so named is the project's even when no revision declares it, so an
   undeclared one is drift (unless acknowledged).
@@ -16,8 +17,9 @@ a module that binds one name, `FACTS = ProjectFacts(...)`:
   run (iu_core.framework.observe): reference rows, gates.
 
 A project without the file gets `ProjectFacts()`: what its revisions declare
-is its, nothing else. The framework imports the file the way Alembic imports
-env.py: by path, from the project; it never imports the project's code itself.
+is its, and the schemas other than `public` they use. The framework imports
+the file the way Alembic imports env.py: by path, from the project; it never
+imports the project's code itself.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ Observer = Callable[["psycopg.Connection[Any]", Any, "Mapping[str, str]"], None]
 class ProjectFacts:
     """A project's facts (see the module): its shared schemas, naming, reference tables, observations."""
 
-    shared_schemas: tuple[str, ...] = ()
+    shared_schemas: tuple[str, ...] = ("public",)
     name_stems: tuple[str, ...] = ()
     kind_prefixes: tuple[str, ...] = ()
     reference_tables: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
