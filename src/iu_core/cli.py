@@ -9,8 +9,9 @@ input; 3 refused (a guard, gate or lock said no; nothing changed); 4 a check
 found a difference; 5 stopped part-way (earlier revisions committed); 130/143
 interrupted (SIGINT/SIGTERM).
 
-This module parses, calls one library function per verb (`iu_core.framework.migrate` for
-`db`, `iu_core.release.datascripts` for `runtime`, `iu_core.commands` for the rest),
+This module parses, calls one library function per verb (`iu_core.framework.migrate`
+and `iu_core.commands.db` for `db`, `iu_core.release.datascripts` for `runtime`,
+`iu_core.commands.verbs` for the rest),
 renders the report it returns as text or JSON (`to_json()`), and maps the
 errors of `iu_core.errors` to those exit codes. It opens no connection and
 holds no SQL; a report whose content is a failure says so itself

@@ -2,7 +2,8 @@
 
 `iu_core.cli` parses, calls one of these, renders the report it gets back as
 text or JSON and maps errors to exit codes; nothing else. The `db` verbs live
-in `iu_core.framework.migrate` and the `runtime` verbs in `iu_core.release.datascripts`, in the
+in `iu_core.framework.migrate` (the runs) and `iu_core.commands.db` (release
+engineering), the `runtime` verbs in `iu_core.release.datascripts`, in the
 same shape. Each function takes a target (or what the verb works on: a
 project, the settings of the embedded server) and options, connects if it
 needs to, and returns a report with `to_json()` (the `--json` document,
