@@ -33,7 +33,7 @@ from pathlib import Path
 
 from harness import BenchServer, Row, Samples, child_env, executable, run_process
 
-from iu_core.backup import choose, restorer
+from iu_core.framework.backup import choose, restorer
 
 Say = Callable[[str], None]
 

@@ -29,18 +29,18 @@ from harness import (
     timed,
 )
 
-from iu_core import migrate
-from iu_core.fingerprint import current_heads, snapshot
-from iu_core.inventory import live
-from iu_core.inventory import report as inventory_report
-from iu_core.operator import OperatorRuntime, run_command
+from iu_core.domain.runtime import OperatorRuntime, run_command
+from iu_core.framework import layout
+from iu_core.framework.fingerprint import current_heads, snapshot
+from iu_core.release.inventory import live
+from iu_core.release.inventory import report as inventory_report
 
 Say = Callable[[str], None]
 
 
 def chain() -> list[str]:
     """The revisions in apply order, as Alembic resolves them."""
-    script = migrate.script_directory(ROOT)
+    script = layout.script_directory(ROOT)
     return [r.revision for r in reversed(list(script.walk_revisions()))]
 
 

@@ -22,9 +22,10 @@ from typing import Any
 
 import psycopg
 
-from iu_core import migrate
-from iu_core.config import RunOptions, Target
-from iu_core.server import EmbeddedServer, bin_dir
+from iu_core.config import RunOptions
+from iu_core.framework import migrate
+from iu_core.pg.server import EmbeddedServer, bin_dir
+from iu_core.pg.target import Target
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv that runs the bench: iucore and alembic live here

@@ -46,10 +46,10 @@ from typing import Any
 import psycopg
 from harness import ROOT, TIMES, BenchServer, child_env, executable, fmt_time
 
-from iu_core import migrate
 from iu_core.config import RunOptions
-from iu_core.fingerprint import current_heads
-from iu_core.operator import OperatorRuntime
+from iu_core.domain.runtime import OperatorRuntime
+from iu_core.framework import migrate
+from iu_core.framework.fingerprint import current_heads
 
 Say = Callable[[str], None]
 

@@ -30,7 +30,7 @@ import live
 import scale
 from harness import ROOT, BenchServer, Row, load_average, machine_facts, markdown_table
 
-from iu_core.server import default_major
+from iu_core.pg.server import default_major
 
 GROUPS = ("migrations", "startup", "worker", "dot", "inventory", "scale", "backup", "live")
 RESULTS = ROOT / "bench" / "RESULTS.md"

@@ -24,9 +24,9 @@ from typing import Any
 import psycopg
 from harness import ROOT, BenchServer, Row, Samples, timed
 
-from iu_core import preflight
-from iu_core.fingerprint import EXACT_COUNT_LIMIT, row_counts, snapshot
-from iu_core.inventory import report as inventory_report
+from iu_core.framework.fingerprint import EXACT_COUNT_LIMIT, row_counts, snapshot
+from iu_core.release import preflight
+from iu_core.release.inventory import report as inventory_report
 
 Say = Callable[[str], None]
 

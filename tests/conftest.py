@@ -23,12 +23,13 @@ import pytest
 from click.testing import CliRunner, Result
 from psycopg import conninfo
 
-from iu_core import migrate
 from iu_core.cli import cli
-from iu_core.config import RunOptions, Target
-from iu_core.fingerprint import current_heads, fingerprint, snapshot
-from iu_core.roles import apply, plan_operator, plan_readonly
-from iu_core.server import EmbeddedServer, default_major
+from iu_core.config import RunOptions
+from iu_core.domain.roles import apply, plan_operator, plan_readonly
+from iu_core.framework import layout, migrate
+from iu_core.framework.fingerprint import current_heads, fingerprint, snapshot
+from iu_core.pg.server import EmbeddedServer, default_major
+from iu_core.pg.target import Target
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECTS = Path(__file__).resolve().parent / "projects"
@@ -185,7 +186,7 @@ def readonly_role(databases: Databases) -> Iterator[Callable[[Target], Target]]:
     """readonly_role(target) → the same database as a real LOGIN role (not superuser) given
     the read-only policy of `db grant --readonly`. Request it BEFORE new_db: the role is
     dropped after the databases it was granted on."""
-    from iu_core.roles import apply, plan_readonly
+    from iu_core.domain.roles import apply, plan_readonly
 
     made: list[str] = []
 
@@ -209,7 +210,7 @@ def connect(target: Target) -> psycopg.Connection[Any]:
 
 def chain(project: Path = ROOT) -> list[str]:
     """The project's revisions, oldest first (as Alembic reads them)."""
-    return [r.revision for r in reversed(list(migrate.script_directory(project).walk_revisions()))]
+    return [r.revision for r in reversed(list(layout.script_directory(project).walk_revisions()))]
 
 
 def upto(revision: str, project: Path = ROOT) -> list[str]:
@@ -220,14 +221,14 @@ def upto(revision: str, project: Path = ROOT) -> list[str]:
 
 def head(project: Path = ROOT) -> str:
     """The project's head revision."""
-    rev = migrate.script_directory(project).get_current_head()
+    rev = layout.script_directory(project).get_current_head()
     assert rev is not None, f"{project}: no revisions"
     return rev
 
 
 def parent_of(revision: str, project: Path = ROOT) -> str | None:
     """The revision before `revision` (None for the first)."""
-    down = migrate.script_directory(project).get_revision(revision).down_revision
+    down = layout.script_directory(project).get_revision(revision).down_revision
     assert down is None or isinstance(down, str), f"{revision}: a merge revision"
     return down
 

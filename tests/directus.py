@@ -18,10 +18,10 @@ from typing import Any
 
 import psycopg
 
-from iu_core.config import Target
-from iu_core.fingerprint import snapshot
-from iu_core.scope import Scope
-from iu_core.server import bin_dir
+from iu_core.framework.fingerprint import snapshot
+from iu_core.framework.scope import Scope
+from iu_core.pg.server import bin_dir
+from iu_core.pg.target import Target
 
 from .conftest import PG_MAJOR, ROOT
 

@@ -23,17 +23,20 @@ from typing import Any
 
 import psycopg
 
-from iu_core import datascripts, migrate
-from iu_core.backup import choose
-from iu_core.checksums import ssot
-from iu_core.config import RunOptions, Target
-from iu_core.demo import ledger_by_actor, worker_saw
-from iu_core.operator import OperatorRuntime, ensure_answer
-from iu_core.preflight import run as preflight_run
-from iu_core.proof import run_proof
-from iu_core.registry import COMMANDS
-from iu_core.roles import apply as apply_grants
-from iu_core.roles import plan_readonly
+from iu_core.commands import db as db_verbs
+from iu_core.commands.demo import ledger_by_actor, worker_saw
+from iu_core.config import RunOptions
+from iu_core.domain.proof import run_proof
+from iu_core.domain.registry import COMMANDS
+from iu_core.domain.roles import apply as apply_grants
+from iu_core.domain.roles import plan_readonly
+from iu_core.domain.runtime import OperatorRuntime, ensure_answer
+from iu_core.framework import migrate
+from iu_core.framework.backup import choose
+from iu_core.pg.target import Target
+from iu_core.release import datascripts
+from iu_core.release.preflight import run as preflight_run
+from iu_core.release.ssot import ssot
 
 ACTOR = "seed-numbers"
 PROOF = "runtime_500x_op_proof"
@@ -41,7 +44,7 @@ COMPOSER_TYPES = ("collection_created", "piece_added_to_collection", "collection
 
 
 def _inventory(target: Target, project: Path) -> tuple[str, dict[str, int]]:
-    rep = migrate.inventory(target, project=project).to_json()
+    rep = db_verbs.inventory(target, project=project).to_json()
     per = {c["class"]: int(c["present"]) for c in rep["classes"]}
     text = f"{rep['present_total']}/{rep['expected_total']}: " + " / ".join(f"{k} {v}" for k, v in per.items())
     return text, per

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from iu_core.config import Target
-from iu_core.fingerprint import current_heads
-from iu_core.sqlfiles import expand
+from iu_core.framework.fingerprint import current_heads
+from iu_core.framework.sqlfiles import expand
+from iu_core.pg.target import Target
 
 from . import directus
 from .conftest import ROOT, Databases, chain, connect, project_copy, snap, upto

@@ -20,17 +20,17 @@ from typing import Any
 import psycopg
 import pytest
 
-from iu_core import migrate
-from iu_core.backup import (
+from iu_core.errors import Failed
+from iu_core.framework import migrate
+from iu_core.framework.backup import (
     BackupInvalid,
     candidates,
     create_exclusive,
     restorer,
     verify_backup,
 )
-from iu_core.errors import Failed
-from iu_core.fingerprint import fingerprint, snapshot
-from iu_core.target import Target
+from iu_core.framework.fingerprint import fingerprint, snapshot
+from iu_core.pg.target import Target
 
 from .conftest import PG_MAJOR, ROOT, connect, dbname, files_under, head, run_preflight
 

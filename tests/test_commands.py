@@ -7,15 +7,20 @@ CLI tests drive the same verdicts end to end against a real PostgreSQL.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import pytest
 
-from iu_core.checksums import FileCheck, SsotReport, VerifyReport
-from iu_core.commands import GateStatus, LintReport, SelftestReport
+from iu_core.commands.db import RunReport
+from iu_core.commands.verbs import GateStatus, LintReport, SelftestReport
+from iu_core.domain.runtime import RunAnswer
 from iu_core.errors import CheckFailed, ChecksumDrift, IUCoreError, Refused
-from iu_core.lint import Finding
-from iu_core.operator import RunAnswer
-from iu_core.preflight import Check, PreflightReport
-from iu_core.selftest import SelftestResult
+from iu_core.framework.checksums import FileCheck, VerifyReport
+from iu_core.framework.migrate import History, Position
+from iu_core.framework.selftest import SelftestResult
+from iu_core.release.lint import Finding
+from iu_core.release.preflight import Check, PreflightReport
+from iu_core.release.ssot import SsotReport
 
 
 def _exit_code(report: object) -> int:
@@ -81,3 +86,24 @@ def test_lint_findings_fail_the_check() -> None:
     assert _exit_code(LintReport([finding])) == 4
     assert LintReport([finding]).to_json() == [{"rule": "hardcode", "file": "migrations/sql/x.sql", "line": 3,
                                                 "message": "an address"}]
+
+
+def test_db_current_is_at_head_only_when_its_heads_are_the_scripts_heads() -> None:
+    behind = Position(target="db", current=["a1"], head=["a2"], pending=["a2"])
+    assert behind.to_json() == {"target": "db", "current": ["a1"], "head": ["a2"], "at_head": False,
+                                "pending": ["a2"]}
+    assert Position(target="db", current=["a2"], head=["a2"], pending=[]).at_head
+    assert not Position(target="db", current=[], head=["a2"], pending=["a1", "a2"]).at_head
+
+
+def test_db_history_gives_start_times_with_their_utc_offset() -> None:
+    started = datetime(2025, 5, 1, 9, 30, 12, 345678, tzinfo=timezone(timedelta(hours=2)))
+    hist = History([{"log_id": 7, "revision": "a1", "started_at": started}])
+    assert hist.to_json() == [{"log_id": 7, "revision": "a1", "started_at": "2025-05-01T09:30:12.345678+02:00"}]
+    assert hist.rows[0]["started_at"] is started  # the text rendering keeps the datetime
+
+
+def test_db_report_carries_the_recorded_run() -> None:
+    rep = RunReport({"run_id": "r-1", "kind": "upgrade"})
+    assert rep.run_id == "r-1"
+    assert rep.to_json() == {"run_id": "r-1", "kind": "upgrade"}

@@ -23,11 +23,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from iu_core import migrate
 from iu_core.config import RunOptions, Settings
-from iu_core.db import CLIENT_ENCODING, PINNED, connect, session_options
 from iu_core.errors import ConfigError, UnpinnedSession
-from iu_core.target import Target
+from iu_core.framework import migrate
+from iu_core.pg.db import CLIENT_ENCODING, PINNED, connect, session_options
+from iu_core.pg.target import Target
 
 from .conftest import PG_MAJOR, ROOT, SAMPLE, ok
 
@@ -314,12 +314,12 @@ def test_plain_alembic_and_iucore_pick_the_same_database(tmp_path: Path, new_db,
     assert run_cli(None, "db", "upgrade", "a1", project=proj).exit_code == 0
     monkeypatch.chdir(proj)
     alembic_main(argv=["-c", str(proj / "alembic.ini"), "upgrade", "a2"])
-    assert migrate.current(ini_db, project=proj)["current"] == ["a2"]
+    assert migrate.current(ini_db, project=proj).current == ["a2"]
     monkeypatch.setenv("IUCORE_DATABASE_URL", env_db.display)
     alembic_main(argv=["-c", str(proj / "alembic.ini"), "upgrade", "a1"])
     assert run_cli(None, "db", "upgrade", "a2", project=proj).exit_code == 0
-    assert migrate.current(env_db, project=proj)["current"] == ["a2"]
-    assert migrate.current(ini_db, project=proj)["current"] == ["a2"]  # untouched by the second pair
+    assert migrate.current(env_db, project=proj).current == ["a2"]
+    assert migrate.current(ini_db, project=proj).current == ["a2"]  # untouched by the second pair
 
 
 def test_the_embedded_server_comes_from_the_same_settings(tmp_path: Path, run_cli, monkeypatch) -> None:
@@ -335,7 +335,7 @@ def test_the_embedded_server_comes_from_the_same_settings(tmp_path: Path, run_cl
 
 @pytest.mark.parametrize("home", ["/tmp/with space", "/tmp/a&b=c#d", "/tmp/100%/x?y", "/tmp/ünï@côde"])
 def test_the_embedded_url_reads_back_whatever_the_home_path(home: str) -> None:
-    from iu_core.server import EmbeddedServer
+    from iu_core.pg.server import EmbeddedServer
 
     server = EmbeddedServer(home=Path(home), major=PG_MAJOR)
     target = Target.parse(server.url("iucore"))

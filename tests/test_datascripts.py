@@ -17,12 +17,13 @@ import uuid
 import psycopg
 import pytest
 
-from iu_core import datascripts, proof
 from iu_core.config import RunOptions
+from iu_core.domain import proof
 from iu_core.errors import LockBusy, RevisionFailed, RevisionRefused
-from iu_core.fingerprint import fingerprint
-from iu_core.server import bin_dir
-from iu_core.session import LOCK_KEY
+from iu_core.framework.fingerprint import fingerprint
+from iu_core.framework.session import LOCK_KEY
+from iu_core.pg.server import bin_dir
+from iu_core.release import datascripts
 
 from .conftest import PG_MAJOR, ROOT, connect, ok, snap
 
@@ -467,7 +468,7 @@ def test_runtime_files_are_data_only_sectioned_scripts():
     """CREATE-free by construction (seed 001 §4): every statement is a DO block or a SELECT."""
     from pglast import ast, parse_sql
 
-    from iu_core.sqlfiles import ROLLBACK_SECTIONS, parse_script
+    from iu_core.framework.sqlfiles import ROLLBACK_SECTIONS, parse_script
 
     assert [s.name for s in datascripts.scripts(ROOT)] == ["270", "290"]
     for ds in datascripts.scripts(ROOT):
@@ -479,7 +480,7 @@ def test_runtime_files_are_data_only_sectioned_scripts():
 
 def test_lint_holds_the_runtime_scripts_to_the_rules(tmp_path):
     """iucore lint parses runtime/<N>.sql like a rollback file, wants its pair, scans it for secrets."""
-    from iu_core.lint import lint_project
+    from iu_core.release.lint import lint_project
 
     project = tmp_path / "project"
     for part in ("migrations", "rollbacks", "selftests", "runtime"):

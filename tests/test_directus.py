@@ -14,9 +14,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from iu_core.fingerprint import fingerprint, snapshot
-from iu_core.inventory import CLASSES, expected
-from iu_core.scope import Scope, iu_named
+from iu_core.framework.facts import load
+from iu_core.framework.fingerprint import fingerprint, snapshot
+from iu_core.framework.scope import Scope
+from iu_core.release.inventory import CLASSES, expected
 
 from . import directus
 from .conftest import ROOT, connect, dbname, head, ok, project_copy, run_preflight, snap
@@ -42,7 +43,7 @@ def test_the_scope_misses_nothing_the_chain_creates(new_db) -> None:
     """On a database holding only the chain, IU Core's scope is every object of its schemas."""
     with connect(new_db(head())) as c:
         scoped = snapshot(c, scope=Scope.of(ROOT))
-        everything = snapshot(c, scope=Scope.everything(Scope.of(ROOT).schemas))
+        everything = snapshot(c, scope=Scope.everything(Scope.of(ROOT).schemas, Scope.of(ROOT).facts))
     assert scoped == everything
     assert sum(len(v) for k, v in scoped.items() if k not in ("schema", "rows")) > 100
 
@@ -51,6 +52,7 @@ def test_the_naming_rule_covers_the_chains_names_but_four() -> None:
     """In the schema shared with Directus, the chain's own names follow the rule; the
     four that do not are IU Core's by declaration (a new one belongs in this list, on purpose)."""
     scope = Scope.of(ROOT)
+    iu_named = load(ROOT).named
     shared = {n.split(".", 1)[1].split("(")[0] for (c, n) in scope.declared_by
               if c in ("table", "view", "function") and n.startswith("public.")}
     assert sorted(n for n in shared if not iu_named(n)) == [
@@ -207,7 +209,7 @@ def test_inventory_reads_only_the_iu_schemas_it_is_told(new_db) -> None:
         c.execute("CREATE SCHEMA elsewhere")
         c.execute("CREATE FUNCTION elsewhere.fn_iu_create(text) RETURNS int LANGUAGE sql AS 'SELECT 1'")
     with psycopg.connect(target.libpq, autocommit=True) as c:
-        from iu_core.inventory import live
+        from iu_core.release.inventory import live
 
         inv = live(c, Scope.of(ROOT))
     assert all(not n.startswith("elsewhere.") for cls in CLASSES for n in inv[cls])

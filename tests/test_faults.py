@@ -16,10 +16,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from iu_core import migrate
 from iu_core.errors import RevisionFailed
-from iu_core.fingerprint import current_heads, fingerprint, snapshot
-from iu_core.sqlfiles import MIGRATION_SECTIONS, ROLLBACK_SECTIONS, parse_script
+from iu_core.framework import migrate
+from iu_core.framework.fingerprint import current_heads, fingerprint, snapshot
+from iu_core.framework.sqlfiles import MIGRATION_SECTIONS, ROLLBACK_SECTIONS, parse_script
 
 from .conftest import ROOT, chain, connect, parent_of
 

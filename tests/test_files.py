@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from iu_core.config import Target
+from iu_core.domain.manifests import MAX_MANIFEST_BYTES, Manifest, Piece, write_manifest
+from iu_core.domain.registry import COMPOSER, OPERATOR_RUNTIME
 from iu_core.errors import BadInput
-from iu_core.registry import COMPOSER, OPERATOR_RUNTIME
-from iu_core.textcode import MAX_MANIFEST_BYTES, Manifest, Piece, write_manifest
+from iu_core.pg.target import Target
 
 from .conftest import ROOT, connect, files_under, head
 

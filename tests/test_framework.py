@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from iu_core import migrate
-from iu_core.config import RunOptions, Target
+from iu_core.config import RunOptions
 from iu_core.errors import LockBusy, RevisionFailed, RevisionRefused, SqlFileError, StoppedPartWay
-from iu_core.session import LOCK_KEY
-from iu_core.sqlfiles import MIGRATION_SECTIONS, parse_script
+from iu_core.framework import migrate
+from iu_core.framework.session import LOCK_KEY
+from iu_core.framework.sqlfiles import MIGRATION_SECTIONS, parse_script
+from iu_core.pg.target import Target
 
 from .conftest import BROKEN, SAMPLE, connect, fp, heads
 
@@ -159,7 +160,7 @@ def test_lock_held_by_another_run_exits_3_after_the_bounded_wait(empty_db: Targe
 
 
 def test_migration_blocked_by_a_table_lock_fails_within_lock_timeout(new_db) -> None:
-    """With --lock-retries 0 a lock timeout fails the revision at once (iu_core.lockretry retries otherwise)."""
+    """With --lock-retries 0 a lock timeout fails the revision at once (iu_core.framework.lockretry retries otherwise)."""
     target = new_db("a1", SAMPLE)
     before = fp(target, SAMPLE)
     with connect(target) as blocker:

@@ -24,9 +24,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from iu_core import migrate
 from iu_core.config import RunOptions
-from iu_core.registry import COMPOSER, OPERATOR_RUNTIME
+from iu_core.domain.registry import COMPOSER, OPERATOR_RUNTIME
+from iu_core.framework import layout, migrate
 
 from .conftest import ROOT, connect, head, logins
 
@@ -162,10 +162,10 @@ def test_every_iu_core_function_searches_pg_catalog_then_pg_temp_only(conn) -> N
 
 
 def migrate_declared_functions() -> set[str]:
-    from iu_core.inventory import declared_delta
+    from iu_core.release.inventory import declared_delta
 
     out: set[str] = set()
-    for rev in migrate.script_directory(ROOT).walk_revisions():
+    for rev in layout.script_directory(ROOT).walk_revisions():
         adds, removes = declared_delta(rev.module)
         out |= set(adds.get("function", [])) - set(removes.get("function", []))
     return out
@@ -457,12 +457,12 @@ def test_running_least_privilege_runs_no_lookalike_planted_in_public(new_db) -> 
 
 
 def test_no_iucore_session_runs_a_lookalike_planted_in_public(new_db) -> None:
-    """Every connection iucore opens searches pg_catalog, pg_temp (iu_core.db.PINNED): the
+    """Every connection iucore opens searches pg_catalog, pg_temp (iu_core.pg.db.PINNED): the
     whole chain's upgrade, the self-tests and a runtime data script, all run as the owner
     while another role that may CREATE in public has planted exact-type look-alikes of the
     built-ins their DO blocks call, run none of them."""
-    from iu_core import datascripts
-    from iu_core.selftest import available
+    from iu_core.framework.selftest import available
+    from iu_core.release import datascripts
 
     target = new_db()
     with connect(target) as owner, logins(owner, "hj") as login:

@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from iu_core import migrate
-from iu_core.config import Target
-from iu_core.inventory import CLASSES, expected, live
-from iu_core.registry import COMMANDS, catalog_row
+from iu_core.commands import db as db_verbs
+from iu_core.domain.registry import COMMANDS, catalog_row
+from iu_core.framework import migrate
+from iu_core.pg.target import Target
+from iu_core.release.inventory import CLASSES, expected, live
 
 from .conftest import ROOT, chain, connect, ok, upto
 
@@ -37,7 +38,7 @@ def test_every_revision_of_the_chain_has_a_pinned_row() -> None:
 @pytest.mark.parametrize("revision", chain())
 def test_live_inventory_matches_the_pinned_counts_and_the_declarations(new_db, revision: str) -> None:
     target = new_db(revision)
-    rep = migrate.inventory(target)
+    rep = db_verbs.inventory(target)
     assert rep.revision == revision
     assert rep.drift == []
     counts = tuple(len(rep.present[c]) for c in CLASSES)

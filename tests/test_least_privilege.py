@@ -11,11 +11,12 @@ from typing import Any
 import psycopg
 import pytest
 
-from iu_core import migrate
+from iu_core.commands import db as db_verbs
+from iu_core.domain.registry import AUTO_INSTANTIATE, COMMANDS, COMPOSER, OPERATOR_RUNTIME, Command
+from iu_core.domain.runtime import DotCommandPlan, OperatorRuntime, gates_for
 from iu_core.errors import RevisionRefused
-from iu_core.operator import DotCommandPlan, OperatorRuntime, gates_for
-from iu_core.preflight import LEGACY_GOVERNABLE, LEGACY_LATER_GOVERNABLE, LEGACY_NEVER_FLIP
-from iu_core.registry import AUTO_INSTANTIATE, COMMANDS, COMPOSER, OPERATOR_RUNTIME, Command
+from iu_core.framework import migrate
+from iu_core.release.preflight import LEGACY_GOVERNABLE, LEGACY_LATER_GOVERNABLE, LEGACY_NEVER_FLIP
 
 from .conftest import connect, head, run_preflight, snap
 
@@ -76,7 +77,7 @@ def test_preflight_below_least_privilege_sees_auto_instantiate_open(new_db, revi
     target = new_db(revision)
     with connect(target) as c:
         c.execute("UPDATE public.dot_config SET value = 'true' WHERE key = %s", (AUTO_INSTANTIATE,))
-    rep = migrate.preflight(target)
+    rep = db_verbs.preflight(target)
     gates = next(ch for ch in rep.checks if ch.name.startswith("gates closed"))
     assert not gates.ok and f"open: {AUTO_INSTANTIATE}" in gates.evidence
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from iu_core.lint import (
+from iu_core.release.lint import (
     HISTORIC_TRUSTED_SCHEMAS,
     TRUSTED_FROM,
     Chain,
@@ -111,8 +111,8 @@ def test_no_hardcode_scan_leaves_honest_text_alone(tmp_path: Path, line: str) ->
 
 def test_every_run_sets_the_framework_timeouts(new_db) -> None:
     """Not per file: the framework's lock_timeout/statement_timeout are in force inside a revision."""
-    from iu_core import migrate
     from iu_core.config import RunOptions
+    from iu_core.framework import migrate
 
     from .conftest import PROJECTS
 

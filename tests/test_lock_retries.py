@@ -25,12 +25,14 @@ import psycopg
 import pytest
 from alembic.config import main as alembic_main
 
-from iu_core import datascripts, migrate
-from iu_core.config import RunOptions, Settings, Target
+from iu_core.config import RunOptions, Settings
 from iu_core.errors import LockRetriesExhausted, StoppedPartWay
-from iu_core.fingerprint import snapshot
-from iu_core.inventory import report as inventory_report
-from iu_core.lockretry import FIRST_SLEEP_S, MAX_SLEEP_S, LockRetries
+from iu_core.framework import migrate
+from iu_core.framework.fingerprint import snapshot
+from iu_core.framework.lockretry import FIRST_SLEEP_S, MAX_SLEEP_S, LockRetries
+from iu_core.pg.target import Target
+from iu_core.release import datascripts
+from iu_core.release.inventory import report as inventory_report
 
 from .conftest import ROOT, SAMPLE, connect, fp, heads
 

@@ -14,12 +14,13 @@ from pytest_alembic.tests import (  # noqa: F401  (collected as tests of this mo
 )
 from sqlalchemy.engine import Engine
 
-from iu_core import migrate
-from iu_core.alembic_env import engine
-from iu_core.config import RunOptions, Target
+from iu_core.config import RunOptions
 from iu_core.errors import ChecksumGate, RevisionFailed, RevisionRefused
-from iu_core.fingerprint import diff, fingerprint
-from iu_core.session import MigrationSession
+from iu_core.framework import layout, migrate
+from iu_core.framework.alembic_env import engine
+from iu_core.framework.fingerprint import diff, fingerprint
+from iu_core.framework.session import SESSION_KEY, MigrationSession
+from iu_core.pg.target import Target
 
 from .conftest import ROOT, chain, connect, parent_of, snap
 
@@ -34,7 +35,9 @@ def alembic_engine(empty_db: Target) -> Iterator[Engine]:
 @pytest.fixture
 def alembic_config(empty_db: Target) -> object:
     session = MigrationSession(project=ROOT, target=empty_db, options=RunOptions(actor="pytest-alembic"))
-    return migrate.alembic_config(ROOT, session)
+    cfg = layout.alembic_config(ROOT)
+    cfg.attributes[SESSION_KEY] = session
+    return cfg
 
 
 @pytest.mark.parametrize("revision", chain())
@@ -175,10 +178,10 @@ def test_preflight_refuses_to_apply_over_itself(new_db, revision: str) -> None:
 
 def _sabotage_sql(revision: str) -> str:
     """One statement that undoes something the revision's body did."""
-    from iu_core.inventory import declared_delta
-    from iu_core.registry import COMMANDS
+    from iu_core.domain.registry import COMMANDS
+    from iu_core.release.inventory import declared_delta
 
-    module = migrate.script_directory(ROOT).get_revision(revision).module
+    module = layout.script_directory(ROOT).get_revision(revision).module
     adds, _ = declared_delta(module)
     if adds["function"]:
         return f"DROP FUNCTION {sorted(adds['function'])[-1]} CASCADE"
@@ -238,10 +241,10 @@ def test_rehearsal_of_each_revision_leaves_nothing(new_db, revision: str, direct
 
 def test_the_light_revision_graph_equals_alembics() -> None:
     """`db current` reads revisions without importing them; it must see what Alembic sees."""
-    script = migrate.script_directory(ROOT)
-    assert migrate.revision_graph(ROOT) == {r.revision: tuple(r._all_down_revisions) for r in script.walk_revisions()}
+    script = layout.script_directory(ROOT)
+    assert layout.revision_graph(ROOT) == {r.revision: tuple(r._all_down_revisions) for r in script.walk_revisions()}
     from .conftest import PROJECTS
 
     for project in (PROJECTS / "sample", PROJECTS / "broken_postcheck"):
-        s = migrate.script_directory(project)
-        assert migrate.revision_graph(project) == {r.revision: tuple(r._all_down_revisions) for r in s.walk_revisions()}
+        s = layout.script_directory(project)
+        assert layout.revision_graph(project) == {r.revision: tuple(r._all_down_revisions) for r in s.walk_revisions()}

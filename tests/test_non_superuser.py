@@ -41,8 +41,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from iu_core.config import Target
-from iu_core.registry import COMPOSER, OPERATOR_RUNTIME
+from iu_core.domain.registry import COMPOSER, OPERATOR_RUNTIME
+from iu_core.pg.target import Target
 
 from .conftest import Databases, ok
 from .directus import build as build_directus_like

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from iu_core.server import bin_dir
-from iu_core.session import RevisionFiles
-from iu_core.sqlfiles import expand
+from iu_core.framework.session import RevisionFiles
+from iu_core.framework.sqlfiles import expand
+from iu_core.pg.server import bin_dir
 
 from .conftest import PG_MAJOR, ROOT, SAMPLE, chain, connect, fp, heads, ok
 

@@ -12,9 +12,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from iu_core import migrate
-from iu_core.errors import BadInput
-from iu_core.operator import (
+from iu_core.domain.manifests import ManifestError, export, import_manifest, parse
+from iu_core.domain.proof import run_proof
+from iu_core.domain.registry import COMMANDS, COMPOSER, OPERATOR_RUNTIME, Command
+from iu_core.domain.runtime import (
     DISPATCH_SQL,
     DotCommandPlan,
     NotGoverned,
@@ -25,9 +26,8 @@ from iu_core.operator import (
     parse_params,
     sql_string,
 )
-from iu_core.proof import run_proof
-from iu_core.registry import COMMANDS, COMPOSER, OPERATOR_RUNTIME, Command
-from iu_core.textcode import ManifestError, export, import_manifest, parse
+from iu_core.errors import BadInput
+from iu_core.framework import layout
 
 from .conftest import ROOT, connect, dbname, head, ok
 
@@ -213,7 +213,7 @@ def test_the_checks_remember_only_proofs_a_refused_text_is_refused_every_time() 
 def test_a_tampered_plan_is_refused_before_it_runs(conn) -> None:
     open_gates(conn, OPERATOR_RUNTIME, COMPOSER)
     rt = OperatorRuntime(conn, "pytest")
-    import iu_core.operator as op
+    import iu_core.domain.runtime as op
 
     real = op.render_call
     try:
@@ -281,7 +281,7 @@ def test_explain_matches_seed_004_usage_and_psql_runs_it(conn) -> None:
     assert sql == "SELECT public.fn_iu_auto_instantiate_rollback_by_actor('operator', true);"
     tricky = explain("dot_iu_clone_piece", ["canonical_address=a/b", "unit_kind=section",
                                             "title=it's \"quoted\"; DROP TABLE x; --"], actor="o'brien")
-    from iu_core.backup import newest
+    from iu_core.framework.backup import newest
 
     psql = str(Path(newest("pg_dump")).with_name("psql"))
     for statement in (sql, tricky, explain("dot_iu_command_run_health", [])):
@@ -306,7 +306,7 @@ def test_explain_means_the_same_under_hostile_session_settings(conn, value: str)
     """psql runs explain's SQL with standard_conforming_strings off and backslash_quote on:
     the function receives exactly the value, and nothing else runs."""
     lit = sql_string(value)
-    from iu_core.backup import newest
+    from iu_core.framework.backup import newest
 
     psql = str(Path(newest("pg_dump")).with_name("psql"))
     env = {"PGOPTIONS": "-c standard_conforming_strings=off -c backslash_quote=on -c escape_string_warning=off",
@@ -466,7 +466,7 @@ def test_the_proofs_own_ledger_rows_are_its_seven_steps(new_db) -> None:
     """Seed 000 §5: "+7 this proof, all actor runtime_500x_op_proof". On runtime/290's collection
     the proof's actor writes exactly the seven step rows; the gate window (two opens, two closes,
     the end-state check) is in the ledger too, under its own actor, with every gate transition."""
-    from iu_core import datascripts
+    from iu_core.release import datascripts
 
     target = new_db(head())
     datascripts.apply(target, "290", approval_id=str(uuid.uuid4()), project=ROOT)
@@ -576,7 +576,7 @@ def test_a_conflicting_manifest_changes_nothing(conn) -> None:
 def test_demo_runs_twice(empty_db, run_cli) -> None:
     first = run_cli(empty_db, "demo", "--yes-on-this-database", dbname(empty_db))
     assert first.exit_code == 0, first.output
-    n = len(list(migrate.script_directory(ROOT).walk_revisions()))
+    n = len(list(layout.script_directory(ROOT).walk_revisions()))
     assert f"rehearsed {n} revision(s); fingerprint unchanged" in first.stdout
     for needle in ("runtime/290 applied", "order restored: 0/intro 1/body 2/tail",
                    # seed 000 §5: +7, all actor runtime_500x_op_proof; the gate window has its own actor

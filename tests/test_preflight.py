@@ -13,8 +13,9 @@ from typing import Any
 
 import psycopg
 
-from iu_core import preflight as pf
-from iu_core.config import Target
+from iu_core.framework import layout
+from iu_core.pg.target import Target
+from iu_core.release import preflight as pf
 
 from .conftest import ROOT, connect, project_copy, run_preflight
 
@@ -203,9 +204,8 @@ def test_a_pending_file_that_breaks_the_conventions_fails(new_db, run_cli, tmp_p
 
 
 def test_at_head_nothing_is_pending(new_db, run_cli) -> None:
-    from iu_core import migrate
 
-    target = new_db(migrate.script_directory(ROOT).get_current_head())
+    target = new_db(layout.script_directory(ROOT).get_current_head())
     _, rep, _ = run_preflight(run_cli, target)
     c = checks(rep)
     assert rep["pending"] == []

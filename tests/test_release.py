@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from iu_core import migrate
-from iu_core.backup import BackupInvalid, verify_backup
-from iu_core.config import Target
 from iu_core.errors import SqlFileError
-from iu_core.fingerprint import fingerprint, snapshot
-from iu_core.selftest import available, load
+from iu_core.framework import migrate
+from iu_core.framework.backup import BackupInvalid, verify_backup
+from iu_core.framework.fingerprint import fingerprint, snapshot
+from iu_core.framework.selftest import available, load
+from iu_core.pg.target import Target
 
 from .conftest import PG_MAJOR, ROOT, chain, connect, head, snap
 
@@ -252,7 +252,7 @@ def test_backup_restores_to_the_same_catalog(new_db, run_cli, tmp_path: Path, da
     assert b["toc_entries"] > 50 and b["size"] == Path(b["path"]).stat().st_size
     assert Path(b["path"]).read_bytes()[:5] == b"PGDMP"
     restored = new_db()
-    from iu_core.backup import choose
+    from iu_core.framework.backup import choose
 
     with connect(source) as c:
         major = c.execute("SELECT current_setting('server_version_num')::int / 10000").fetchone()[0]
@@ -309,7 +309,7 @@ def test_preflight_passes_on_a_clean_database_with_a_backup(new_db, run_cli, tmp
 
 
 def test_preflight_fails_on_an_open_gate_a_long_transaction_and_a_held_lock(new_db, run_cli) -> None:
-    from iu_core.session import LOCK_KEY
+    from iu_core.framework.session import LOCK_KEY
 
     target = new_db("substrate")
     with connect(target) as c, connect(target) as holder:

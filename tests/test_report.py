@@ -18,11 +18,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from iu_core import migrate
-from iu_core.config import RunOptions, Target
-from iu_core.preflight import MANDATORY
-from iu_core.report import TIMES
-from iu_core.server import bin_dir
+from iu_core.config import RunOptions
+from iu_core.framework import layout, migrate
+from iu_core.pg.server import bin_dir
+from iu_core.pg.target import Target
+from iu_core.release.preflight import MANDATORY
+from iu_core.release.report import TIMES
 
 from . import directus
 from .conftest import PG_MAJOR, PROJECTS, ROOT, chain, connect, ok, upto
@@ -201,7 +202,7 @@ def test_the_report_of_a_rehearsal_has_the_in_transaction_figures_and_the_proof(
 
 
 def test_a_rehearsal_of_a_runtime_script_and_its_real_apply(new_db, run_cli) -> None:
-    target = new_db(migrate.script_directory(ROOT).get_current_head())
+    target = new_db(layout.script_directory(ROOT).get_current_head())
     approval = str(uuid.uuid4())
     before = table_counts(target)
     res = run_cli(target, "runtime", "apply", "290", "--approval-id", approval, "--rehearse")

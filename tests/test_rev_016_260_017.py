@@ -13,10 +13,11 @@ import uuid
 import pytest
 from psycopg.types.json import Jsonb
 
-from iu_core import inventory, migrate
 from iu_core.config import RunOptions
 from iu_core.errors import RevisionRefused
-from iu_core.fingerprint import diff
+from iu_core.framework import migrate
+from iu_core.framework.fingerprint import diff
+from iu_core.release import inventory
 
 from .conftest import ROOT, connect, snap
 

@@ -15,11 +15,11 @@ from datetime import datetime, timedelta
 import psycopg
 import pytest
 
-from iu_core import migrate
+from iu_core.domain.registry import catalog_row, governed
 from iu_core.errors import RevisionRefused
-from iu_core.fingerprint import snapshot
-from iu_core.registry import catalog_row, governed
-from iu_core.sqlfiles import MIGRATION_SECTIONS, parse_script
+from iu_core.framework import migrate
+from iu_core.framework.fingerprint import snapshot
+from iu_core.framework.sqlfiles import MIGRATION_SECTIONS, parse_script
 
 from .conftest import ROOT, connect
 

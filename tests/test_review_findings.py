@@ -16,8 +16,9 @@ import psycopg
 import pytest
 from psycopg import conninfo
 
-from iu_core import migrate
-from iu_core.config import RunOptions, Target
+from iu_core.config import RunOptions
+from iu_core.framework import migrate
+from iu_core.pg.target import Target
 
 from .conftest import ROOT, connect, head, logins
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 
-from iu_core.fingerprint import COUNT_EVERY_ROW, row_counts, snapshot
+from iu_core.framework.fingerprint import COUNT_EVERY_ROW, row_counts, snapshot
 
 from .conftest import ROOT, connect
 

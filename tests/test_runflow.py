@@ -24,7 +24,7 @@ import pytest
 from click.testing import CliRunner
 
 from iu_core.cli import cli
-from iu_core.target import Target
+from iu_core.pg.target import Target
 
 from .conftest import BROKEN, SAMPLE, connect, fp, heads, ok
 from .test_framework import log_rows

@@ -40,9 +40,9 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from iu_core.backup import _libpq_env
 from iu_core.errors import ConfigError
-from iu_core.target import Target
+from iu_core.framework.backup import _libpq_env
+from iu_core.pg.target import Target
 
 from .conftest import BROKEN, ROOT, SAMPLE
 

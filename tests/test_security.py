@@ -18,10 +18,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from iu_core import migrate
-from iu_core.operator import OperatorRuntime
-from iu_core.registry import COMMANDS, COMPOSER, OPERATOR_RUNTIME
-from iu_core.roles import OPERATOR_READ_TABLES, apply, plan_operator, privileges
+from iu_core.domain.registry import COMMANDS, COMPOSER, OPERATOR_RUNTIME
+from iu_core.domain.roles import OPERATOR_READ_TABLES, apply, plan_operator, privileges
+from iu_core.domain.runtime import OperatorRuntime
+from iu_core.framework import migrate
 
 from .conftest import connect, head, logins, run_preflight
 
@@ -286,7 +286,7 @@ def test_the_operator_applies_through_the_dispatcher_as_itself(conn, login) -> N
 
 
 def test_a_role_without_the_grant_is_refused_with_guidance(conn, login) -> None:
-    from iu_core.operator import CommandRefused
+    from iu_core.domain.runtime import CommandRefused
 
     for kind in ("none", "ro", "op"):
         name, c = login(kind)

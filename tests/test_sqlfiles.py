@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from iu_core import migrate
 from iu_core.errors import RevisionFailed, SqlFileError
-from iu_core.fingerprint import snapshot
-from iu_core.selftest import load
-from iu_core.session import RevisionFiles
-from iu_core.sqlfiles import MIGRATION_SECTIONS, ROLLBACK_SECTIONS, expand, parse_script
+from iu_core.framework import layout, migrate
+from iu_core.framework.fingerprint import snapshot
+from iu_core.framework.selftest import load
+from iu_core.framework.session import RevisionFiles
+from iu_core.framework.sqlfiles import MIGRATION_SECTIONS, ROLLBACK_SECTIONS, expand, parse_script
 
 from .conftest import PROJECTS, ROOT, connect
 
@@ -75,7 +75,7 @@ def test_moving_a_definition_into_an_included_file_changes_nothing_that_runs(rel
 def test_280s_seed_is_written_once_and_is_what_db_verify_re_runs() -> None:
     """The catalog seed lives in one file, included by 280's migration (and by the 280 and 034
     self-tests); the SSOT re-run of `db verify` parses the very same INSERT out of 280.sql."""
-    from iu_core.checksums import catalog_seed_insert
+    from iu_core.release.ssot import catalog_seed_insert
 
     seed = ROOT / "migrations" / "sql" / "data" / "280" / "dot_iu_command_catalog.sql"
     assert seed.resolve() in expand(ROOT / "migrations" / "sql" / "280.sql").includes
@@ -230,7 +230,7 @@ def test_the_034_and_280_selftests_run_the_real_migration_and_rollback(rev: str)
 
 # ---------------------------------------------------------------- psql runs the files by hand
 def _psql() -> str:
-    from iu_core.backup import newest
+    from iu_core.framework.backup import newest
 
     return str(Path(newest("pg_dump")).with_name("psql"))
 
@@ -243,7 +243,7 @@ def _by_hand(dsn: str, path: Path) -> subprocess.CompletedProcess[str]:
 def test_psql_runs_the_chain_and_the_rollback_by_hand_as_iucore_does(new_db) -> None:
     """DESIGN §7a: every file runs with `psql -X -1 -v ON_ERROR_STOP=1 -f`, includes and all; the
     catalog it builds is the one iucore builds."""
-    chain = [r.revision for r in reversed(list(migrate.script_directory(ROOT).walk_revisions()))]
+    chain = [r.revision for r in reversed(list(layout.script_directory(ROOT).walk_revisions()))]
     assert chain[-1] == "least_privilege"
     hand = new_db()
     with connect(hand) as c:

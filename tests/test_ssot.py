@@ -14,12 +14,12 @@ import subprocess
 
 import pytest
 
-from iu_core import migrate
-from iu_core.checksums import catalog_seed_insert
 from iu_core.errors import RevisionRefused
-from iu_core.fingerprint import fingerprint
-from iu_core.server import bin_dir
-from iu_core.sqlfiles import expand
+from iu_core.framework import migrate
+from iu_core.framework.fingerprint import fingerprint
+from iu_core.framework.sqlfiles import expand
+from iu_core.pg.server import bin_dir
+from iu_core.release.ssot import catalog_seed_insert
 
 from .conftest import PG_MAJOR, ROOT, connect, ok, snap
 

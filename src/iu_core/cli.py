@@ -9,8 +9,9 @@ input; 3 refused (a guard, gate or lock said no; nothing changed); 4 a check
 found a difference; 5 stopped part-way (earlier revisions committed); 130/143
 interrupted (SIGINT/SIGTERM).
 
-This module parses, calls one library function per verb (`iu_core.migrate` for
-`db`, `iu_core.datascripts` for `runtime`, `iu_core.commands` for the rest),
+This module parses, calls one library function per verb (`iu_core.framework.migrate`
+and `iu_core.commands.db` for `db`, `iu_core.release.datascripts` for `runtime`,
+`iu_core.commands.verbs` for the rest),
 renders the report it returns as text or JSON (`to_json()`), and maps the
 errors of `iu_core.errors` to those exit codes. It opens no connection and
 holds no SQL; a report whose content is a failure says so itself
@@ -31,10 +32,10 @@ import click
 
 from .config import RunOptions, Settings, find_project_root, options_from_ini, parse_duration
 from .errors import BadInput, IUCoreError
-from .server import resolve_target
-from .stamp import WARNING
-from .target import Target
-from .transcript import format_table
+from .framework.stamp import WARNING
+from .framework.transcript import format_table
+from .pg.server import resolve_target
+from .pg.target import Target
 
 
 def _lazy(name: str) -> ModuleType:
@@ -55,12 +56,16 @@ def _lazy(name: str) -> ModuleType:
 
 
 if TYPE_CHECKING:
-    from . import commands, datascripts, migrate, report
+    from .commands import db as db_verbs
+    from .commands import verbs as commands
+    from .framework import migrate
+    from .release import datascripts, report
 else:
-    commands = _lazy("iu_core.commands")
-    datascripts = _lazy("iu_core.datascripts")
-    migrate = _lazy("iu_core.migrate")
-    report = _lazy("iu_core.report")
+    commands = _lazy("iu_core.commands.verbs")
+    db_verbs = _lazy("iu_core.commands.db")
+    datascripts = _lazy("iu_core.release.datascripts")
+    migrate = _lazy("iu_core.framework.migrate")
+    report = _lazy("iu_core.release.report")
 
 
 @dataclass
@@ -331,7 +336,7 @@ def adopt_cmd(obj: Ctx, revision: str, rehearse: bool, lock_timeout: str | None,
     sha256. A database iucore already manages is refused.
     """
     opts = _options(obj, rehearse, lock_timeout, statement_timeout, lock_wait)
-    res = migrate.adopt(obj.target(), revision, project=obj.project_root(), options=opts, sink=obj.sink())
+    res = db_verbs.adopt(obj.target(), revision, project=obj.project_root(), options=opts, sink=obj.sink())
     if obj.as_json:
         obj.emit(res.to_json())
     elif rehearse:
@@ -369,12 +374,12 @@ def stamp_cmd(obj: Ctx, revision: str, lock_timeout: str | None, statement_timeo
 @click.pass_obj
 def current(obj: Ctx) -> None:
     """The applied revision, the head, and what is pending."""
-    info = migrate.current(obj.target(), project=obj.project_root())
-    cur = ", ".join(info["current"]) or "base (empty)"
-    text = f"{cur}{' (head)' if info['at_head'] else ''}"
-    if info["pending"]:
-        text += f"\npending: {' → '.join(info['pending'])}"
-    obj.emit(info, text)
+    pos = migrate.current(obj.target(), project=obj.project_root())
+    cur = ", ".join(pos.current) or "base (empty)"
+    text = f"{cur}{' (head)' if pos.at_head else ''}"
+    if pos.pending:
+        text += f"\npending: {' → '.join(pos.pending)}"
+    obj.emit(pos.to_json(), text)
 
 
 @db.command()
@@ -386,10 +391,11 @@ def history(obj: Ctx, limit: int, revision: str | None) -> None:
 
     Start times are ISO 8601 with the session's UTC offset.
     """
-    rows = migrate.history(obj.target(), limit=limit, revision=revision)
+    hist = migrate.history(obj.target(), limit=limit, revision=revision)
     if obj.as_json:  # ISO 8601 with the offset, e.g. 2025-05-01T09:30:12.345678+02:00
-        obj.emit([{**r, "started_at": r["started_at"].isoformat()} for r in rows])
+        obj.emit(hist.to_json())
         return
+    rows = hist.rows
     cols = ["log_id", "started_at", "revision", "direction", "mode", "outcome", "actor", "duration_ms", "message"]
     table = [[r[c] if c != "started_at" else r[c].isoformat(timespec="seconds") for c in cols] for r in rows]
     click.echo("\n".join(format_table(cols, table)))
@@ -405,7 +411,7 @@ def verify_cmd(obj: Ctx) -> None:
     rolled-back transaction, each proving INSERT 0 0. Exit 4 naming each edited
     file and each differing catalog row.
     """
-    rep = migrate.verify(obj.target(), project=obj.project_root())
+    rep = db_verbs.verify(obj.target(), project=obj.project_root())
     ssot = rep.ssot
     if obj.as_json:
         obj.emit(rep.to_json())
@@ -455,7 +461,7 @@ def preflight_cmd(obj: Ctx, read_url: str | None, expect_database: str | None, e
     in the audit (revision `preflight`), so `db report` of the next run shows it.
     """
     read_target = Target.parse(read_url) if read_url else None
-    rep = migrate.preflight(
+    rep = db_verbs.preflight(
         obj.target(), project=obj.project_root(), actor=obj.actor, read_target=read_target,
         expect_database=expect_database, expect_user=expect_user, backup_dir=backup_dir,
         max_xact_age_s=parse_duration(max_xact_age, "--max-xact-age") / 1000,
@@ -491,16 +497,17 @@ def report_cmd(obj: Ctx, run_id: str | None, out_file: Path | None) -> None:
     the self-test after the run, a rehearsal's proof that nothing persisted.
     All of it recorded while the run happened. An unknown RUN_ID exits 2.
     """
-    rep = migrate.report(obj.target(), run_id)
+    rep = db_verbs.report(obj.target(), run_id)
     if out_file is not None:
-        text = json.dumps(rep, indent=2, default=str, sort_keys=True) + "\n" if obj.as_json else report.render(rep)
+        text = json.dumps(rep.to_json(), indent=2, default=str, sort_keys=True) + "\n" if obj.as_json \
+            else rep.render()
         written = report.write(out_file, text)
-        obj.emit({"run_id": rep["run_id"], "written": str(written)},
-                 f"iucore: report of run {rep['run_id']} written to {written}")
+        obj.emit({"run_id": rep.run_id, "written": str(written)},
+                 f"iucore: report of run {rep.run_id} written to {written}")
     elif obj.as_json:
-        obj.emit(rep)
+        obj.emit(rep.to_json())
     else:
-        click.echo(report.render(rep), nl=False)
+        click.echo(rep.render(), nl=False)
 
 
 @db.command("grant")
@@ -604,7 +611,7 @@ def inventory_cmd(obj: Ctx, check: bool) -> None:
     do. --check names every missing object, and every IU-Core-named extra not
     acknowledged in acknowledged.toml, and exits 4.
     """
-    rep = migrate.inventory(obj.target(), project=obj.project_root())
+    rep = db_verbs.inventory(obj.target(), project=obj.project_root())
     if obj.as_json:
         obj.emit(rep.to_json())
     else:

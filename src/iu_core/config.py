@@ -27,11 +27,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .errors import ConfigError
-from .target import Target
 
 __all__ = [
     "DEFAULT_LOCK_RETRIES", "DEFAULT_LOCK_TIMEOUT", "DEFAULT_LOCK_WAIT", "DEFAULT_RETRY_BUDGET",
-    "DEFAULT_STATEMENT_TIMEOUT", "RunOptions", "Settings", "Target", "check_actor", "default_actor",
+    "DEFAULT_STATEMENT_TIMEOUT", "RunOptions", "Settings", "check_actor", "default_actor",
     "find_project_root", "options_from_ini", "parse_count", "parse_duration",
 ]
 
@@ -39,7 +38,7 @@ __all__ = [
 # A lock request of the migration waits at most 200 ms: while it waits, every
 # later writer of the table queues behind it, so this is what production can
 # be made to wait, per try. A lock timeout rolls the revision back and retries
-# it whole (iu_core.lockretry), with growing, jittered sleeps in between,
+# it whole (iu_core.framework.lockretry), with growing, jittered sleeps in between,
 # until the budget or the number of retries is spent. No statement runs away.
 # The advisory-lock wait is longer: the other run is ours and finishes.
 DEFAULT_LOCK_TIMEOUT = "200ms"
@@ -258,10 +257,6 @@ class Settings:
         return RunOptions(lock_timeout_ms=self.lock_timeout_ms, statement_timeout_ms=self.statement_timeout_ms,
                           lock_wait_ms=self.lock_wait_ms, lock_retries=self.lock_retries,
                           retry_budget_ms=self.retry_budget_ms, actor=self.actor, rehearse=rehearse)
-
-    def url_target(self) -> Target | None:
-        """The database the settings name, parsed; None: the embedded server."""
-        return Target.parse(self.database_url) if self.database_url else None
 
 
 def _from_ini(key: str, sources: Mapping[str, str]) -> bool:

@@ -75,7 +75,7 @@ class LockBusy(Refused):
 
 class LockRetriesExhausted(Refused):
     """A lock timeout on every try until the retry budget or the number of retries was
-    spent (iu_core.lockretry): the unit (revision, rehearsal, data script, self-test) was
+    spent (iu_core.framework.lockretry): the unit (revision, rehearsal, data script, self-test) was
     rolled back each time. Carries `revision`, `tries` and the `holder` last seen."""
 
 

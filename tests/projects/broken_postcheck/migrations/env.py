@@ -1,5 +1,5 @@
-"""Alembic environment: everything (lock, timeouts, audit, rehearsal) is in iu_core.alembic_env."""
+"""Alembic environment: everything (lock, timeouts, audit, rehearsal) is in iu_core.framework.alembic_env."""
 
-from iu_core.alembic_env import run_env
+from iu_core.framework.alembic_env import run_env
 
 run_env()
