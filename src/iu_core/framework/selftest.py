@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BadInput, LockRetriesExhausted, SqlFileError
+from .fingerprint import commit_channels, current_heads, persisted, snapshot
 from .layout import RevisionFiles, applied_chain, script_directory
 from .lockretry import LOCK_NOT_AVAILABLE, LockRetries
 from .sqlfiles import expand, project_root, split_statements
@@ -230,7 +231,6 @@ def run(conn: psycopg.Connection[Any], project: Path, names: list[str] | None = 
     that hits lock_timeout is retried whole; one that does on every try is
     `refused`, and the others still run.
     """
-    from .fingerprint import commit_channels, current_heads, persisted
 
     if retries is not None:
         set_timeouts(conn, retries.options)
@@ -319,7 +319,6 @@ def _replay_retried(conn: psycopg.Connection[Any], project: Path, name: str, ste
     worth it when something installed lets SQL commit elsewhere: otherwise a
     moved count is another session's (fingerprint.persisted), and counting
     millions of rows twice per self-test would be for nothing."""
-    from .fingerprint import snapshot
 
     while True:
         if retries is not None:

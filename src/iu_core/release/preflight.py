@@ -37,11 +37,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import Refused
+from ..errors import IUCoreError, Refused
+from ..framework.audit import record_check
+from ..framework.backup import _tool_version, backups_in, choose, identify, restorer, verify_backup
+from ..framework.checksums import verify as verify_checksums
 from ..framework.declarations import CLASSES
+from ..framework.fingerprint import current_heads
 from ..framework.layout import applied_chain, script_directory
-from ..framework.scope import OURS_CTE
+from ..framework.observe import artifacts, revision_files
+from ..framework.scope import OURS_CTE, scope_of
+from ..framework.selftest import available
+from ..framework.selftest import run as run_selftests
 from ..framework.session import LOCK_KEY
+from ..pg.db import connect
+from .inventory import compare, live
+from .inventory import report as inventory_report
+from .lint import check_hardcode, lint_project
 from .ssot import ssot
 
 if TYPE_CHECKING:
@@ -179,9 +190,6 @@ def check_read_identity(conn: psycopg.Connection[Any], read_target: Target | Non
     for lack of privilege, and the role may INSERT, UPDATE, DELETE or TRUNCATE
     no IU Core table, nor CREATE in an IU Core schema.
     """
-    from ..errors import IUCoreError
-    from ..framework.scope import scope_of
-    from ..pg.db import connect
 
     if read_target is None:
         return Check(READ, False, "not proven: give --read-url URL, the read-only role's connection (seed 002 "
@@ -341,8 +349,6 @@ def check_backup(conn: psycopg.Connection[Any], backup_dir: Path | None, max_age
     without its sidecar, does not count); then verify_backup re-checks the
     archive with the server's own pg_restore and against the sidecar.
     """
-    from ..errors import IUCoreError
-    from ..framework.backup import backups_in, identify, verify_backup
 
     if backup_dir is None:
         return Check(BACKUP, False, "no --backup-dir: a verified backup of this database is mandatory before a "
@@ -473,10 +479,6 @@ def check_prior_surface(conn: psycopg.Connection[Any], project: Path, heads: lis
     """Seed 003 §5: the surface the apply builds on is the one the chain says (its
     objects present, nothing of the pending revisions present) and it still
     behaves (the applied revisions' self-tests pass against their transcripts)."""
-    from ..framework.scope import scope_of
-    from ..framework.selftest import available
-    from ..framework.selftest import run as selftests
-    from .inventory import compare, live
 
     if not heads:
         present = sum(len(v) for v in live(conn, scope_of(project)).values())
@@ -492,7 +494,7 @@ def check_prior_surface(conn: psycopg.Connection[Any], project: Path, heads: lis
              if rep.declared_by.get((cls, n)) in pending]
     expected = sum(len(v) for v in rep.expected.values())
     started = time.perf_counter()
-    results = selftests(conn, project, [r for r in available(project) if r in applied])
+    results = run_selftests(conn, project, [r for r in available(project) if r in applied])
     selftests_ms = (time.perf_counter() - started) * 1000
     bad = [f"{r.name} {r.status.upper()}{' — ' + r.reason if r.reason else ''}" for r in results
            if r.status != "passed"]
@@ -515,9 +517,8 @@ def check_prior_surface(conn: psycopg.Connection[Any], project: Path, heads: lis
 # ---------------------------------------------------------------- 7 inventory, 8 checksums, 9 SSOT
 def check_inventory(conn: psycopg.Connection[Any], project: Path) -> Check:
     """No drift in IU Core's objects (never Directus's): every extra is named, acknowledged or not."""
-    from .inventory import report
 
-    rep = report(conn, project)
+    rep = inventory_report(conn, project)
     j = rep.to_json()
     acked = [f"acknowledged extra {a.cls} {a.name} ({a.reason}; by {a.by})" for a in rep.acknowledged_extras]
     if rep.ok:
@@ -528,9 +529,8 @@ def check_inventory(conn: psycopg.Connection[Any], project: Path) -> Check:
 
 
 def check_checksums(conn: psycopg.Connection[Any], project: Path) -> Check:
-    from ..framework.checksums import verify
 
-    rep = verify(conn, project)
+    rep = verify_checksums(conn, project)
     n = sum(f.status == "ok" for f in rep.files)
     return Check(CHECKSUMS, rep.ok,
                  f"{n} file(s) of {len(rep.applied)} applied revision(s) match" if rep.ok
@@ -552,7 +552,6 @@ def check_ssot(conn: psycopg.Connection[Any], project: Path, applied: list[str])
 # ---------------------------------------------------------------- 10 no-hardcode, 11 conventions
 def pending_files(project: Path, pending: list[str]) -> list[Path]:
     """Every file the pending revisions run or ship: module, SQL, self-test, and their `\\ir` includes."""
-    from ..framework.observe import artifacts, revision_files
 
     files = [f for rev in pending for f in revision_files(project, rev)]
     return [project / a["path"] for a in artifacts(project, files)]
@@ -562,7 +561,6 @@ def check_no_hardcode(project: Path, pending: list[str]) -> Check:
     """Seed 001 §5: no password, DSN, address or default-port literal in what is about to run.
 
     The finding names file, line and what it is, never the matched text (it may be a secret)."""
-    from .lint import check_hardcode
 
     files = pending_files(project, pending)
     if not pending:
@@ -584,7 +582,6 @@ _LINTED: dict[tuple[str, tuple[tuple[str, int, int], ...]], list[Any]] = {}
 def _lint(project: Path) -> list[Any]:
     """`iucore lint` of the project, once per process while its SQL and revision files are unchanged
     (it reads the whole chain: each file is judged by what the earlier ones made)."""
-    from .lint import lint_project
 
     files = [p for d in ("migrations", "rollbacks", "selftests", "runtime") for p in (project / d).rglob("*")
              if p.is_file()]
@@ -653,11 +650,9 @@ def check_long_transactions(conn: psycopg.Connection[Any], max_age_s: float) -> 
 def check_tools(conn: psycopg.Connection[Any]) -> Check:
     """pg_dump of the server's major or newer (the backup) and pg_restore of exactly its
     major (what proves the backup restorable here)."""
-    from ..framework.backup import _tool_version, choose, restorer
 
     row = conn.execute("SELECT current_setting('server_version_num')::int").fetchone()
     major = int(row[0]) // 10000 if row else 0
-    from ..errors import IUCoreError
 
     try:
         dump, restore = choose("pg_dump", major), restorer(major)
@@ -685,7 +680,6 @@ def run(conn: psycopg.Connection[Any], project: Path, *, read_target: Target | N
         expect_database: str | None = None, expect_user: str | None = None, backup_dir: Path | None = None,
         max_xact_age_s: float = 60, backup_max_age_s: float = 24 * 3600) -> PreflightReport:
     """Every mandatory gate, in the seeds' order; `conn` must be in autocommit mode."""
-    from ..framework.fingerprint import current_heads
 
     t0 = time.perf_counter()
     heads = current_heads(conn)
@@ -722,7 +716,6 @@ def record(conn: psycopg.Connection[Any], rep: PreflightReport, *, actor: str, s
     """The checklist as an audit row (revision `preflight`, direction `check`), so the
     next run's report can show it. A role that cannot write the log leaves the
     report saying why (`not_recorded`); the checklist itself stands."""
-    from ..framework.audit import record_check
 
     rep.recorded, rep.not_recorded = record_check(
         conn, kind="preflight", outcome="passed" if rep.ok else "refused", actor=actor, started_at=started_at,
