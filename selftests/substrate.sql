@@ -90,8 +90,10 @@ $t4$;
 -- T5 the immediate lane deduplicates; a second identical emit answers NULL
 DO $t5$
 DECLARE
-    first uuid := public.fn_iu_emit_event('iu', 'structure_op_applied', 'selftest-subject', '{}', 'selftest');
-    second uuid := public.fn_iu_emit_event('iu', 'structure_op_applied', 'selftest-subject', '{}', 'selftest');
+    -- a subject no other session uses: a concurrent run would otherwise wait on this one's row
+    subject text := 'selftest-subject-' || gen_random_uuid();
+    first uuid := public.fn_iu_emit_event('iu', 'structure_op_applied', subject, '{}', 'selftest');
+    second uuid := public.fn_iu_emit_event('iu', 'structure_op_applied', subject, '{}', 'selftest');
 BEGIN
     IF first IS NULL OR second IS NOT NULL THEN
         RAISE EXCEPTION 'T5: immediate-lane dedupe broken (first %, second %)', first, second;
@@ -117,7 +119,7 @@ $t6$;
 -- but one of them, then a run limited to one, must take the one left over.
 DO $t7$
 DECLARE
-    emitted uuid[] := ARRAY(SELECT public.fn_iu_emit_event('iu', 'structure_op_applied', 'selftest-t7-' || n, '{}', 'selftest')
+    emitted uuid[] := ARRAY(SELECT public.fn_iu_emit_event('iu', 'structure_op_applied', 'selftest-t7-' || gen_random_uuid(), '{}', 'selftest')
                               FROM generate_series(1, 3) AS n);
     ours bigint := pg_temp.selftest_queue_first('selftest');
     r1 jsonb := public.fn_iu_route_worker_run('iu_outbound_default', (ours - 1)::integer);

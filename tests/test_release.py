@@ -130,7 +130,7 @@ def test_the_worker_selftests_pass_over_a_backlog_larger_than_the_worker_limit(n
     """Production may hold more pending events than one worker run takes (its
     limit is 10,000): on the default route and on a composer route, older than
     anything a self-test writes. The self-tests that run the worker take their
-    own events only, so they pass there, and leave the backlog untouched."""
+    own events only, so they pass there."""
     target = new_db(head())
     with connect(target) as conn:
         conn.execute(
@@ -145,12 +145,22 @@ def test_the_worker_selftests_pass_over_a_backlog_larger_than_the_worker_limit(n
     res = run_cli(target, "selftest", "substrate", "260")
     assert res.exit_code == 0, res.output
     assert "selftest substrate: PASSED" in res.stdout and "selftest 260: PASSED" in res.stdout
-    with connect(target) as conn:
-        row = conn.execute("SELECT count(*) FROM public.event_outbox e WHERE e.actor = 'backlog'"
-                           " AND NOT EXISTS (SELECT 1 FROM public.iu_route_attempt a WHERE a.event_id = e.event_id)"
-                           ).fetchone()
-    assert row == (10050,)
     assert snap(target) == before
+
+
+def test_a_worker_selftest_refuses_when_production_holds_events_older_than_its_own(new_db, run_cli) -> None:
+    """The worker self-tests put their own events first by dating them 1970. An
+    event of production's dated earlier would be taken first, so they refuse
+    rather than take it (fail closed)."""
+    target = new_db(head())
+    with connect(target) as conn:
+        conn.execute("INSERT INTO public.event_outbox (event_domain, event_type, event_stream, delivery_lane,"
+                     "                                 event_subject_ref, actor, created_at)"
+                     " VALUES ('iu', 'structure_op_applied', 'structure', 'immediate', 'old', 'backlog',"
+                     "         timestamptz '1969-07-20 20:17:40+00')")
+    res = run_cli(target, "selftest", "substrate")
+    assert res.exit_code == 1, res.output
+    assert "the outbox holds events dated before 1971" in res.output
 
 
 def test_with_an_untrusted_language_installed_a_moved_row_count_fails_the_selftest(
@@ -306,6 +316,11 @@ def test_preflight_passes_on_a_clean_database_with_a_backup(new_db, run_cli, tmp
     assert [c["check"] for c in rep["checks"] if c["status"] == "FAIL"] == ["read identity (read-only role)"]
     probe = next(c for c in rep["checks"] if c["check"].startswith("write identity"))
     assert "IN_TX | iu_core.composer_enabled | true / ROLLBACK / AFTER_RB | iu_core.composer_enabled | false" in probe["evidence"]
+    # Where the time went: each check's own duration, the self-test replay within the prior surface's.
+    assert all(isinstance(c["ms"], float) and c["ms"] >= 0 for c in rep["checks"])
+    assert sum(c["ms"] for c in rep["checks"]) <= rep["duration_ms"]
+    surface = next(c for c in rep["checks"] if c["check"].startswith("prior surface"))
+    assert 0 < surface["data"]["selftests_ms"] <= surface["ms"]
 
 
 def test_preflight_fails_on_an_open_gate_a_long_transaction_and_a_held_lock(new_db, run_cli) -> None:
