@@ -284,7 +284,7 @@ DOT_CASES = (
     # commits anything durable, while every apply commits its ledger row.
     DotCase("dot_iu_healthcheck", "fn_iu_healthcheck", lambda tag: {}, _direct_healthcheck,
             "`SELECT public.fn_iu_healthcheck()`", 2.0),
-    # A cheap mutation: the birth gate creates one unit (and its event); here the
+    # A cheap mutation: the birth gate creates one unit; here the
     # baseline's autocommit pays a durable commit too.
     DotCase("dot_iu_clone_piece", "fn_iu_create",
             lambda tag: {"canonical_address": f"bench/runtime/{tag}", "unit_kind": "piece",

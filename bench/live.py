@@ -67,7 +67,7 @@ RATES = {
     "config_touch": 5.0,  # an update of a runtime key (the touch trigger moves updated_at)
     "emit": 10.0,  # fn_iu_emit_event: one event into event_outbox
     "worker": 4.0,  # the route worker, 20 events per run (attempts, the run event)
-    "clone": 8.0,  # the composer birth gate fn_iu_create (a unit and its event)
+    "clone": 8.0,  # the composer birth gate fn_iu_create (a unit)
     "reorder": 8.0,  # a composer reorder (the collection, its members, a composer event)
 }
 ACTOR = "bench-live"

@@ -103,15 +103,19 @@ def build_grown(bs: BenchServer, head_db: str, say: Say) -> str:
 
 def _idle_worker_run(conn: psycopg.Connection[Any]) -> None:
     row = conn.execute("SELECT public.fn_iu_route_worker_run('iu_outbound_default', 200)").fetchone()
-    if not row or row[0].get("seen") != 0:
-        raise RuntimeError(f"bench: the idle worker run found work: {row}")
+    if not row or row[0].get("status") != "completed" or row[0].get("seen") != 0:
+        raise RuntimeError(f"bench: the idle worker run did not complete with nothing seen: {row}")
 
 
 def _selftest_replay_s(report: Any) -> float:
     """The seconds a preflight spent replaying self-tests (its prior-surface check says)."""
     for check in report.to_json()["checks"]:
-        if "selftests_ms" in check.get("data", {}):
-            return float(check["data"]["selftests_ms"]) / 1000
+        data = check.get("data", {})
+        if "selftests_ms" in data:
+            failed = {name: status for name, status in data["selftests"].items() if status != "passed"}
+            if failed or not data["selftests"]:
+                raise RuntimeError(f"bench: preflight's self-tests did not all pass: {failed or 'none ran'}")
+            return float(data["selftests_ms"]) / 1000
     raise RuntimeError("bench: the preflight report carries no self-test replay time")
 
 
@@ -187,7 +191,7 @@ def scale(bs: BenchServer, reps: int, head_db: str, say: Say) -> list[Row]:
             base, TARGET, "ratio"),
         Row("8b-1. of 8b: its catalog and file checks (all but the self-test replay)", g("preflight_checks"),
             s("preflight_checks"), base, TARGET, "ratio"),
-        Row("8b-2. of 8b: the self-test replay (the route worker scans the outbox; README, Performance)",
+        Row("8b-2. of 8b: the self-test replay and its fingerprints (README, Performance)",
             g("preflight_selftests"), s("preflight_selftests"), base, 0, "info"),
         Row("8c. catalog fingerprint (`fingerprint.snapshot`), same database", g("fingerprint"), s("fingerprint"),
             base, TARGET, "ratio"),

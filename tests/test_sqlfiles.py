@@ -45,8 +45,8 @@ RELEASED_SHA256 = {
     "rollbacks/gate_protocol.sql": "6f4376b302ee251b9ddc4c54081282bb782e552c202e4df6ca51f0084ee8bc66",
     "rollbacks/least_privilege.sql": "34e1a5cfb5f99929dc4eb74fac340499390c13ef6ceded8681c22c70adf94c03",
     "rollbacks/substrate.sql": "6e393e055d7232881c7e7baccda23c47d5cdd4bab1569f091e1b277d6b023889",
-    "runtime/270.sql": "fedb7fd520098bee4aa7047223e2d29d8219e13e759c79432bfc1ed5c3978967",
-    "runtime/290.sql": "2cb2f3eee4415cf7e8ca21a181860a7ddbc87055c66b53f3640dad13065cb9cf",
+    "runtime/270.sql": "11d9cf2c5715cf14715dbbf1d537e28302b2edd62ad7e2f56aca08b85e55fd18",
+    "runtime/290.sql": "bc494efad8625b87cf5c57ce0c9fbb780b2ef5b95ca04f2b55af485780ab21c8",
     "runtime/rollback/270.sql": "655103839323115da4cfccf626c19b62d414c126a659081c8729cdf6c7d6e197",
     "runtime/rollback/290.sql": "284e271a3811c761f598b4c3bfd0dee5866aa491b504a058bd4376794674c3c5",
 }
