@@ -149,16 +149,16 @@ def test_the_worker_selftests_pass_over_a_backlog_larger_than_the_worker_limit(n
 
 
 def test_a_worker_selftest_refuses_when_production_holds_events_older_than_its_own(new_db, run_cli) -> None:
-    """The worker self-tests put their own events first by dating them 1970. An
-    event of production's dated earlier would be taken first, so they refuse
-    rather than take it (fail closed)."""
+    """260's worker checks put the self-test's own events first by dating them
+    1970. An event of production's dated earlier would be taken first, so it
+    refuses rather than take it (fail closed)."""
     target = new_db(head())
     with connect(target) as conn:
         conn.execute("INSERT INTO public.event_outbox (event_domain, event_type, event_stream, delivery_lane,"
                      "                                 event_subject_ref, actor, created_at)"
                      " VALUES ('iu', 'structure_op_applied', 'structure', 'immediate', 'old', 'backlog',"
                      "         timestamptz '1969-07-20 20:17:40+00')")
-    res = run_cli(target, "selftest", "substrate")
+    res = run_cli(target, "selftest", "260")
     assert res.exit_code == 1, res.output
     assert "the outbox holds events dated before 1971" in res.output
 
