@@ -1,14 +1,18 @@
-"""Executing one revision's SQL file statement by statement on a live connection.
+"""Executing SQL statement by statement on a live connection.
 
-The caller owns the transaction; this module only runs statements, collects
-the transcript (tags, notices, rows) and turns an error into a refusal (the
-guard sections) or a failure (everything else).
+`execute` runs one statement as written and `notices` collects what the server
+says meanwhile: the one way iucore runs a statement of a file, for a revision's
+script (`run_script`, here) and for a self-test (`selftest.replay`). The caller
+owns the transaction; `run_script` collects the transcript (tags, notices,
+rows) and turns an error into a refusal (the guard sections) or a failure
+(everything else).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +71,42 @@ class ScriptRun:
         return ev
 
 
+@dataclass
+class Executed:
+    """One statement's answer: its command tag, and its columns and rows when it returned any."""
+
+    tag: str
+    columns: list[str] | None = None
+    rows: list[list[Any]] | None = None
+
+
+def execute(conn: psycopg.Connection[Any], sql: str, max_rows: int | None = None) -> Executed:
+    """Run one statement exactly as written (sent as bytes: no %-placeholder parsing);
+    keep up to `max_rows` of its rows (all when None). A psycopg.Error propagates."""
+    with conn.cursor() as cur:
+        cur.execute(sql.encode())
+        if cur.description is None:
+            return Executed(cur.statusmessage or "")
+        rows = cur.fetchall() if max_rows is None else cur.fetchmany(max_rows)
+        return Executed(cur.statusmessage or "", [d.name for d in cur.description], [list(r) for r in rows])
+
+
+@contextmanager
+def notices(conn: psycopg.Connection[Any]) -> Iterator[list[str]]:
+    """The server's NOTICE messages while the block runs, in order (the caller may clear the list)."""
+
+    said: list[str] = []
+
+    def on_notice(diag: psycopg.errors.Diagnostic) -> None:
+        said.append(diag.message_primary or "")
+
+    conn.add_notice_handler(on_notice)
+    try:
+        yield said
+    finally:
+        conn.remove_notice_handler(on_notice)
+
+
 # A hook the fault-injection tests use to act between statements: it gets the
 # run's own connection (inside its transaction), the statement and its index.
 StatementHook = Callable[["psycopg.Connection[Any]", Statement, int], None]
@@ -81,42 +121,28 @@ def run_script(
     """Run every statement of `run.script` on `conn` (inside the caller's transaction)."""
     import psycopg
 
-    notices: list[str] = []
-
-    def on_notice(diag: psycopg.errors.Diagnostic) -> None:
-        notices.append(diag.message_primary or "")
-
-    conn.add_notice_handler(on_notice)
     t0 = time.perf_counter()
     section = None
     try:
-        for i, stmt in enumerate(run.script.statements):
-            if sink and stmt.section != section:
-                sink(f"-- @{stmt.section}")
-            section = stmt.section
-            if before_statement:
-                before_statement(conn, stmt, i)
-            notices.clear()
-            try:
-                with conn.cursor() as cur:
-                    cur.execute(stmt.sql.encode())  # bytes: no %-placeholder parsing
-                    res = StatementResult(
-                        section=stmt.section,
-                        line=stmt.line,
-                        tag=cur.statusmessage or "",
-                        notices=list(notices),
-                    )
-                    if cur.description is not None:
-                        res.columns = [d.name for d in cur.description]
-                        res.rows = [list(r) for r in cur.fetchmany(MAX_ROWS_KEPT)]
-            except psycopg.Error as exc:
-                raise _classify(run, stmt, exc, list(notices), sink) from exc
-            run.results.append(res)
-            if sink:
-                for line in res.lines():
-                    sink(line)
+        with notices(conn) as said:
+            for i, stmt in enumerate(run.script.statements):
+                if sink and stmt.section != section:
+                    sink(f"-- @{stmt.section}")
+                section = stmt.section
+                if before_statement:
+                    before_statement(conn, stmt, i)
+                said.clear()
+                try:
+                    done = execute(conn, stmt.sql, MAX_ROWS_KEPT)
+                except psycopg.Error as exc:
+                    raise _classify(run, stmt, exc, list(said), sink) from exc
+                res = StatementResult(section=stmt.section, line=stmt.line, tag=done.tag, notices=list(said),
+                                      columns=done.columns, rows=done.rows)
+                run.results.append(res)
+                if sink:
+                    for line in res.lines():
+                        sink(line)
     finally:
-        conn.remove_notice_handler(on_notice)
         run.duration_ms = (time.perf_counter() - t0) * 1000
     return run
 

@@ -30,6 +30,7 @@ from ..errors import BadInput, LockRetriesExhausted, SqlFileError
 from .fingerprint import commit_channels, current_heads, persisted, snapshot
 from .layout import RevisionFiles, applied_chain, script_directory
 from .lockretry import LOCK_NOT_AVAILABLE, LockRetries
+from .runner import execute, notices
 from .sqlfiles import expand, project_root, split_statements
 from .transcript import format_table
 
@@ -156,42 +157,34 @@ def _txn_kind(node: Any) -> str | None:
 
 
 def replay(conn: psycopg.Connection[Any], steps: list[Step]) -> tuple[list[str], dict[str, Any] | None]:
-    """Run the steps on an autocommit connection; (transcript lines, error or None)."""
+    """Run the steps on an autocommit connection, each through the one statement
+    runner (`runner.execute`); (transcript lines, error or None)."""
     import psycopg
 
     out: list[str] = []
-    notices: list[str] = []
-
-    def on_notice(diag: psycopg.errors.Diagnostic) -> None:
-        notices.append(diag.message_primary or "")
-
-    conn.add_notice_handler(on_notice)
     error = None
     try:
-        for step in steps:
-            out.extend(step.comments)
-            first = step.sql.strip().splitlines()[0]
-            out.append("> " + (first if len(first) <= 100 else first[:97] + "..."))
-            notices.clear()
-            try:
-                with conn.cursor() as cur:
-                    cur.execute(step.sql.encode())
-                    out.extend(f"NOTICE:  {normalise(n)}" for n in notices)
-                    if cur.description is not None:
-                        cols = [d.name for d in cur.description]
-                        rows = [[_norm_cell(v) for v in r] for r in cur.fetchall()]
-                        out.extend(format_table(cols, rows))
-                    else:
-                        out.append(cur.statusmessage or "")
-            except psycopg.Error as exc:
-                diag = getattr(exc, "diag", None)
-                msg = (diag.message_primary if diag else None) or str(exc).strip().splitlines()[0]
-                out.extend(f"NOTICE:  {normalise(n)}" for n in notices)
-                out.append(f"ERROR:  {normalise(msg)}")
-                error = {"line": step.line, "file": step.file, "sqlstate": exc.sqlstate, "message": msg}
-                break
+        with notices(conn) as said:
+            for step in steps:
+                out.extend(step.comments)
+                first = step.sql.strip().splitlines()[0]
+                out.append("> " + (first if len(first) <= 100 else first[:97] + "..."))
+                said.clear()
+                try:
+                    done = execute(conn, step.sql)
+                except psycopg.Error as exc:
+                    diag = getattr(exc, "diag", None)
+                    msg = (diag.message_primary if diag else None) or str(exc).strip().splitlines()[0]
+                    out.extend(f"NOTICE:  {normalise(n)}" for n in said)
+                    out.append(f"ERROR:  {normalise(msg)}")
+                    error = {"line": step.line, "file": step.file, "sqlstate": exc.sqlstate, "message": msg}
+                    break
+                out.extend(f"NOTICE:  {normalise(n)}" for n in said)
+                if done.columns is not None and done.rows is not None:
+                    out.extend(format_table(done.columns, [[_norm_cell(v) for v in r] for r in done.rows]))
+                else:
+                    out.append(done.tag)
     finally:
-        conn.remove_notice_handler(on_notice)
         if conn.info.transaction_status != 0:  # still in (or aborted) transaction: never keep it
             conn.execute("ROLLBACK")
             if error:
