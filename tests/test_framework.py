@@ -322,6 +322,36 @@ def test_killed_connection_mid_revision_leaves_nothing(new_db) -> None:
     assert heads(target) == ["a2"]
 
 
+def test_a_killed_run_is_settled_without_reconnecting_its_connection(new_db) -> None:
+    """SQLAlchemy reconnects an invalidated connection on its next begin; the run must not:
+    the new session would hold neither its lock nor its timeouts. It settles on a fresh
+    connection of its own (pg.db.connect, no pool) instead, so its pool connects once."""
+    from sqlalchemy import event
+    from sqlalchemy.pool import Pool
+
+    target = new_db("a1", SAMPLE)
+    pooled: list[int] = []
+
+    def on_connect(dbapi_conn, record) -> None:
+        pooled.append(dbapi_conn.info.backend_pid)
+
+    event.listen(Pool, "connect", on_connect)
+    try:
+        with connect(target) as killer:
+
+            def hook(conn, stmt, i):
+                if stmt.sql.startswith("ALTER TABLE"):
+                    killer.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
+
+            with pytest.raises(RevisionFailed):
+                migrate.upgrade(target, "a2", project=SAMPLE, before_statement=hook)
+    finally:
+        event.remove(Pool, "connect", on_connect)
+    assert len(pooled) == 1, f"the run's pool connected {len(pooled)} times"
+    last = log_rows(target)[-1]
+    assert heads(target) == ["a1"] and (last[0], last[3]) == ("a2", "failed")
+
+
 def test_cli_help_lists_the_verbs(run_cli) -> None:
     res = run_cli(None, "db", "--help")
     assert res.exit_code == 0, res.output

@@ -257,7 +257,7 @@ def _run_online(context: Any, session: MigrationSession, external: Any, kind: st
             raise _after_failure(connection, session, Interrupted(
                 f"interrupted by {signal.Signals(signum).name}", signum)) from None
     finally:
-        session.release_lock()
+        _release_lock(connection, session)
         if own is not None:
             connection.close()
             if external is None:
@@ -299,7 +299,8 @@ def _write(context: Any, session: MigrationSession, connection: Any, opts: dict[
             with _own_txn(connection):
                 session.checksum_gate()
         except IUCoreError as exc:
-            exc.data["now_at"] = current_heads(raw)
+            with _own_txn(connection):
+                exc.data["now_at"] = current_heads(raw)
             raise
     session.retries = retries = LockRetries(session.options, sink=session.sink)
     retries.watch_backend(session.target, raw.info.backend_pid, f"iucore:{session.run_id[:8]}")
@@ -429,10 +430,7 @@ def _roll_back_try(connection: Any, session: MigrationSession) -> ScriptRun | No
     that timed out (left as `session.current`)."""
     raw = session.raw
     assert raw is not None
-    if connection.in_transaction():
-        connection.rollback()
-    raw.rollback()
-    with _own_txn(connection):
+    with _own_txn(connection, discard=True):
         heads = current_heads(raw)
     committed, lost = session.settle(heads)
     session.done, session.current = committed, lost
@@ -491,11 +489,41 @@ def _steps(sign: str, n: int) -> str:
     return f"{sign}1" if n == 1 else f"{sign}1…{sign}{n}"
 
 
-def _own_txn(connection: Any) -> Any:
-    """A transaction of ours; Alembic may leave a read-only autobegun one open."""
-    if connection.in_transaction():
+def _own_txn(connection: Any, *, discard: bool = False) -> Any:
+    """A transaction of ours on the run's connection, begun through SQLAlchemy.
+
+    SQLAlchemy is the one transaction manager of that connection (Alembic drives
+    it); psycopg (`session.raw`) only runs statements inside what it began. What is
+    open first is ended: a read-only transaction Alembic autobegan is committed;
+    after a failure (`discard`) whatever is open is rolled back.
+    """
+    if discard:
+        connection.rollback()  # SQLAlchemy's own, if any (a lost connection's too)
+    if connection.invalidated:
+        # SQLAlchemy saw the backend go (killed, network): a begin would silently
+        # reconnect, to a session without the run's lock and timeouts. Fail instead:
+        # the caller settles on a fresh connection of its own.
+        raise ConnectionError("the run's connection is lost")
+    if discard:
+        # psycopg may be in a transaction SQLAlchemy no longer counts (a signal between
+        # its bookkeeping and the DBAPI call): a rollback of a transaction begun here
+        # reaches psycopg either way, so nothing uncommitted ends up in ours.
+        connection.begin().rollback()
+    elif connection.in_transaction():
         connection.commit()
     return connection.begin()
+
+
+def _release_lock(connection: Any, session: MigrationSession) -> None:
+    """Release the advisory lock on the run's connection (an external one lives on)."""
+    raw = session.raw
+    if raw is None or raw.closed:  # the lock went with its backend
+        return
+    try:
+        with _own_txn(connection, discard=True):
+            session.unlock()
+    except Exception:  # the lock goes with the connection anyway
+        pass
 
 
 def _settle_on_fresh_connection(
@@ -554,10 +582,7 @@ def _after_failure(connection: Any, session: MigrationSession, exc: IUCoreError)
     settled: tuple[list[str], list[ScriptRun], ScriptRun | None] | None
     try:
         assert raw is not None
-        if connection.in_transaction():
-            connection.rollback()
-        raw.rollback()
-        with _own_txn(connection):
+        with _own_txn(connection, discard=True):
             heads = current_heads(raw)
         settled = (heads, *session.settle(heads))
         _describe(exc, settled[1], settled[2])

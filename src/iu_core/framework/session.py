@@ -105,16 +105,23 @@ class MigrationSession:
 
     # -- called by env.py ------------------------------------------------------
     def acquire_lock(self) -> None:
-        """Session-level advisory lock, waiting at most lock_wait."""
+        """Session-level advisory lock, waiting at most lock_wait.
+
+        Statements only, in the caller's transaction (env.py's is SQLAlchemy's): the
+        lock is the session's at once, the timeouts once the caller commits. A wait
+        that times out is rolled back to a savepoint, so that the holder can be named
+        in the same transaction, which the caller then rolls back.
+        """
         import psycopg
 
         assert self.raw is not None
         conn = self.raw
         conn.execute(f"SET lock_timeout = {int(self.options.lock_wait_ms)}")
+        conn.execute("SAVEPOINT iucore_lock")
         try:
             conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
         except psycopg.errors.LockNotAvailable:
-            conn.rollback()
+            conn.execute("ROLLBACK TO SAVEPOINT iucore_lock")
             holder = conn.execute(
                 """SELECT a.pid, a.application_name, a.usename, now() - a.xact_start
                      FROM pg_locks l JOIN pg_stat_activity a USING (pid)
@@ -123,7 +130,6 @@ class MigrationSession:
                     LIMIT 1""",
                 ((LOCK_KEY >> 32) & 0xFFFFFFFF, LOCK_KEY & 0xFFFFFFFF),
             ).fetchone()
-            conn.rollback()
             who = (
                 f"pid {holder[0]} ({holder[1] or 'no application_name'}, user {holder[2]}, "
                 f"transaction open {holder[3]})"
@@ -136,6 +142,7 @@ class MigrationSession:
                 "retry when it finishes",
                 holder_pid=holder[0] if holder else None,
             ) from None
+        conn.execute("RELEASE SAVEPOINT iucore_lock")
         conn.execute(f"SET lock_timeout = {int(self.options.lock_timeout_ms)}")
         conn.execute(f"SET statement_timeout = {int(self.options.statement_timeout_ms)}")
 
@@ -159,12 +166,21 @@ class MigrationSession:
         self.override = {"allow_checksum_drift": self.allow_checksum_drift,
                          "problems": [f.to_json() for f in report.problems]}
 
+    def unlock(self) -> None:
+        """Release the advisory lock: a statement in the caller's transaction (the lock
+        is the session's, not the transaction's: it goes at once either way)."""
+        assert self.raw is not None
+        self.raw.execute("SELECT pg_advisory_unlock_all()")
+
     def release_lock(self) -> None:
+        """`unlock` on a plain psycopg connection (datascripts, adopt), which psycopg
+        alone manages: whatever is open is rolled back first. env.py's connection is
+        SQLAlchemy's to manage: it calls `unlock` in a transaction begun there."""
         if self.raw is None or self.raw.closed:
             return
         try:
             self.raw.rollback()
-            self.raw.execute("SELECT pg_advisory_unlock_all()")
+            self.unlock()
             self.raw.commit()
         except Exception:  # the lock goes with the connection anyway
             pass
