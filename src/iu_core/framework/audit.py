@@ -9,6 +9,7 @@ rehearsal's audit row does not move the catalog fingerprint.
 from __future__ import annotations
 
 import json
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from ..errors import IUCoreError, MissingPrivilege
@@ -197,8 +198,6 @@ def record_check(
 
     Schema iucore is bootstrapped if missing, as any run that writes does.
     """
-    import uuid
-
     import psycopg
 
     assert kind in CHECK_KINDS, kind

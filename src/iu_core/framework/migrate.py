@@ -7,6 +7,7 @@ calls these and maps errors to exit codes.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -213,8 +214,6 @@ def selftest(target: Target, names: list[str] | None = None, *, project: Path | 
     The outcome is audited (revision `selftest`, direction `check`: `passed`, or
     `failed` with each result), so the report of the run before it can cite it.
     """
-    import time
-
     project = project or find_project_root()
     started = time.time()
     retries = LockRetries(options or RunOptions(), sink=sink)

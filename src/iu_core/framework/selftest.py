@@ -19,6 +19,7 @@ with plain SELECTs in their own transactions (ACCESS SHARE: no writer waits).
 from __future__ import annotations
 
 import difflib
+import json
 import random
 import re
 import time
@@ -194,8 +195,6 @@ def replay(conn: psycopg.Connection[Any], steps: list[Step]) -> tuple[list[str],
 
 def _norm_cell(v: Any) -> Any:
     """Numbers and booleans stay themselves (psql aligns them); text is normalised."""
-    import json
-
     if v is None or isinstance(v, bool | int | float):
         return v
     if isinstance(v, dict | list):
