@@ -113,39 +113,45 @@ END
 $t6$;
 
 -- T7 the route worker dry-runs what is pending on its route, oldest first, each event
--- once, on a route and an event type of this transaction's own: nothing of production's
--- matches them, whatever backlog the database holds. A run limited to 2 of the 3
--- events, then a run limited to 1, must take the one left over.
-INSERT INTO public.event_type_registry (event_domain, event_type, event_stream, delivery_lane, description)
-VALUES ('iu', 'selftest_probe', 'lifecycle', 'delayed', 'substrate self-test T7 (rolled back)');
-
-INSERT INTO public.iu_outbound_route (route_code, event_domain, event_type, target_kind, target_ref, description)
-VALUES ('selftest_t7', 'iu', 'selftest_probe', 'webhook', 'selftest', 'substrate self-test T7 (rolled back)');
-
+-- once, on a route and an event type of this transaction's own, named at random:
+-- nothing of production's matches them, whatever backlog the database holds, and a
+-- concurrent run of this self-test does not wait on these rows. A run limited to 2
+-- of the 3 events, then a run limited to 1, must take the one left over.
 DO $t7$
 DECLARE
-    emitted uuid[] := ARRAY(SELECT public.fn_iu_emit_event('iu', 'selftest_probe', 'selftest-t7-' || n, '{}', 'selftest')
-                              FROM generate_series(1, 3) AS n);
-    r1 jsonb := public.fn_iu_route_worker_run('selftest_t7', 2);
-    r2 jsonb := public.fn_iu_route_worker_run('selftest_t7', 1);
-    attempted bigint := (SELECT count(DISTINCT a.event_id) FROM public.iu_route_attempt a
-                          WHERE a.route_code = 'selftest_t7' AND a.event_id = ANY (emitted));
+    suffix text := replace(gen_random_uuid()::text, '-', '');
+    probe text := 'selftest_probe_' || suffix;
+    route text := 'selftest_t7_' || suffix;
+    emitted uuid[];
+    r1 jsonb;
+    r2 jsonb;
+    attempted bigint;
+    statuses text;
 BEGIN
+    INSERT INTO public.event_type_registry (event_domain, event_type, event_stream, delivery_lane, description)
+    VALUES ('iu', probe, 'lifecycle', 'delayed', 'substrate self-test T7 (rolled back)');
+    INSERT INTO public.iu_outbound_route (route_code, event_domain, event_type, target_kind, target_ref, description)
+    VALUES (route, 'iu', probe, 'webhook', 'selftest', 'substrate self-test T7 (rolled back)');
+    emitted := ARRAY(SELECT public.fn_iu_emit_event('iu', probe, 'selftest-t7-' || n, '{}', 'selftest')
+                       FROM generate_series(1, 3) AS n);
+    r1 := public.fn_iu_route_worker_run(route, 2);
+    r2 := public.fn_iu_route_worker_run(route, 1);
+    SELECT count(DISTINCT a.event_id),
+           string_agg(DISTINCT a.attempt_status || '/' || (a.detail ->> 'mode'), ', ')
+      INTO attempted, statuses
+      FROM public.iu_route_attempt a
+     WHERE a.route_code = route AND a.event_id = ANY (emitted);
     IF cardinality(emitted) <> 3 OR array_position(emitted, NULL) IS NOT NULL
        OR (r1->>'seen')::int <> 2 OR (r1->>'attempts_written')::int <> 2
        OR (r1->>'skipped')::int <> 0 OR (r1->>'dead_lettered')::int <> 0 OR NOT (r1->>'dry_run')::boolean
        OR (r2->>'seen')::int <> 1 OR (r2->>'attempts_written')::int <> 1 OR attempted <> 3 THEN
-        RAISE EXCEPTION 'T7: worker answered % then % for the 3 events of this self-test, % of them attempted',
-            r1, r2, attempted;
+        RAISE EXCEPTION 'T7: worker answered % then % for the 3 events of this self-test, % of them attempted (%)',
+            r1, r2, attempted, statuses;
     END IF;
-    RAISE NOTICE 'T7 a run limited to 2 of 3 took them, the next run took the one left; each attempted once, skipped 0, dead_lettered 0, dry_run';
+    -- the attempts' status/mode is printed, not checked: an open gate shows as a transcript difference
+    RAISE NOTICE 'T7 a run limited to 2 of 3 took them, the next run took the one left; each attempted once (%), skipped 0, dead_lettered 0', statuses;
 END
 $t7$;
-
-SELECT a.attempt_status, count(*) AS attempts, bool_and(a.detail->>'mode' = 'dry_run') AS all_dry_run
-  FROM public.iu_route_attempt a
- WHERE a.route_code = 'selftest_t7'
- GROUP BY a.attempt_status ORDER BY a.attempt_status;
 
 -- T8 split needs a real review decision (seed 002 A3)
 SELECT public.fn_iu_piece_split((SELECT iu_id FROM selftest_ids WHERE n = 1),
