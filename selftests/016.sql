@@ -88,11 +88,11 @@ BEGIN
       INTO got
       FROM (SELECT e.event_type, count(*) AS n, string_agg(DISTINCT e.delivery_lane, '+') AS lanes
               FROM public.event_outbox e
-             WHERE e.event_domain = 'iu' AND e.event_subject_ref = c::text
+             WHERE e.event_domain = 'iu' AND e.event_subject_ref = c::text AND e.created_at >= now()
              GROUP BY e.event_type) AS t;
     answered := ARRAY(SELECT x::uuid FROM jsonb_array_elements_text(a -> 'event_ids') AS x);
     stored := ARRAY(SELECT e.event_id FROM public.event_outbox e
-                     WHERE e.event_domain = 'iu' AND e.event_subject_ref = c::text);
+                     WHERE e.event_domain = 'iu' AND e.event_subject_ref = c::text AND e.created_at >= now());
     IF emits THEN
         IF got <> 'collection_created x1/delayed, piece_added_to_collection x3/delayed'
            OR cardinality(answered) <> 4
@@ -124,7 +124,7 @@ BEGIN
     IF EXISTS (SELECT 1 FROM public.iu_collection
                 WHERE collection_id = c AND (last_render_digest IS NOT NULL OR last_rendered_at IS NOT NULL))
        OR EXISTS (SELECT 1 FROM public.event_outbox
-                   WHERE event_type = 'collection_rendered' AND event_subject_ref = c::text) THEN
+                   WHERE event_type = 'collection_rendered' AND event_subject_ref = c::text AND created_at >= now()) THEN
         RAISE EXCEPTION 'T2: the refused checkpoint recorded a render or emitted collection_rendered';
     END IF;
     RAISE NOTICE 'T2 refused_as_expected: % (%), nothing recorded', r ->> 'gate', r ->> 'reason';
@@ -158,7 +158,7 @@ BEGIN
            bool_and(e.payload ->> 'digest' = render_digest) AS digest_ok
       INTO ev
       FROM public.event_outbox e
-     WHERE e.event_domain = 'iu' AND e.event_type = 'collection_rendered' AND e.event_subject_ref = c::text;
+     WHERE e.event_domain = 'iu' AND e.event_type = 'collection_rendered' AND e.event_subject_ref = c::text AND e.created_at >= now();
     IF emits THEN
         IF ev.n <> 1 OR ev.id IS DISTINCT FROM r ->> 'event_id' OR NOT ev.delayed OR NOT ev.digest_ok THEN
             RAISE EXCEPTION 'T3: expected one delayed collection_rendered with the digest (the answered id), got % row(s), answer %', ev.n, r;
@@ -217,7 +217,7 @@ BEGIN
 
     ids := ARRAY(SELECT e.event_id FROM public.event_outbox e
                   WHERE e.event_domain = 'iu' AND e.event_type = 'piece_reordered'
-                    AND e.event_subject_ref = c::text AND e.delivery_lane = 'delayed'
+                    AND e.event_subject_ref = c::text AND e.delivery_lane = 'delayed' AND e.created_at >= now()
                     AND e.payload ->> 'iu_id' = p::text
                   ORDER BY e.created_at);
     IF emits THEN
@@ -259,7 +259,7 @@ BEGIN
            count(*) FILTER (WHERE e.event_type = 'piece_added_to_collection')
       INTO n_rm, n_add
       FROM public.event_outbox e
-     WHERE e.event_domain = 'iu' AND e.event_subject_ref = c::text AND e.payload ->> 'iu_id' = p::text;
+     WHERE e.event_domain = 'iu' AND e.event_subject_ref = c::text AND e.payload ->> 'iu_id' = p::text AND e.created_at >= now();
     IF emits THEN
         -- piece 2 was added once by compose and once here: both land (delayed lane)
         IF n_rm <> 1 OR n_add <> 2 OR r_rm ->> 'event_id' IS NULL OR r_add ->> 'event_id' IS NULL THEN
@@ -304,8 +304,9 @@ BEGIN
               FROM public.v_iu_composer_event_log l
              WHERE l.collection_id = c::text AND l.event_subject_ref = c::text
                AND l.delivery_lane = 'delayed' AND l.actor = 'selftest016' AND l.attempts = 0
+               AND l.created_at >= now()
              GROUP BY l.event_type) AS t;
-    SELECT count(*) INTO n_outbox FROM public.event_outbox e WHERE e.event_subject_ref = c::text;
+    SELECT count(*) INTO n_outbox FROM public.event_outbox e WHERE e.event_subject_ref = c::text AND e.created_at >= now();
     IF emits THEN
         IF got <> 'collection_created x1, collection_rendered x1, piece_added_to_collection x4, piece_removed_from_collection x1, piece_reordered x2'
            OR n_log <> n_outbox THEN

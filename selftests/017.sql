@@ -53,7 +53,8 @@ BEGIN
     END IF;
     IF (SELECT lifecycle_status FROM public.information_unit WHERE iu_id = p) <> 'active'
        OR EXISTS (SELECT 1 FROM public.event_outbox
-                   WHERE event_type IN ('piece_soft_deleted', 'piece_restored') AND event_subject_ref = p::text) THEN
+                   WHERE event_type IN ('piece_soft_deleted', 'piece_restored') AND event_subject_ref = p::text
+                     AND created_at >= now()) THEN
         RAISE EXCEPTION 'T1: a refused call changed the piece or emitted an event';
     END IF;
     RAISE NOTICE 'T1 refused_as_expected: soft-delete % (%), restore % (%)',
@@ -88,7 +89,7 @@ BEGIN
     END IF;
     SELECT e.event_id, e.event_stream, e.delivery_lane, e.payload ->> 'iu_id' AS iu_id INTO ev
       FROM public.event_outbox e
-     WHERE e.event_domain = 'iu' AND e.event_type = 'piece_soft_deleted' AND e.event_subject_ref = p::text;
+     WHERE e.event_domain = 'iu' AND e.event_type = 'piece_soft_deleted' AND e.event_subject_ref = p::text AND e.created_at >= now();
     IF ev.event_id IS NULL OR ev.event_id::text IS DISTINCT FROM a ->> 'event_id'
        OR ev.event_stream <> 'composer' OR ev.delivery_lane <> 'delayed' OR ev.iu_id IS DISTINCT FROM p::text THEN
         RAISE EXCEPTION 'T2: expected one delayed piece_soft_deleted event (subject and payload iu_id = the piece), got %', to_jsonb(ev);
@@ -123,7 +124,7 @@ BEGIN
     END IF;
     SELECT e.event_id, e.delivery_lane, e.payload ->> 'delete_reason' AS delete_reason INTO ev
       FROM public.event_outbox e
-     WHERE e.event_domain = 'iu' AND e.event_type = 'piece_restored' AND e.event_subject_ref = p::text;
+     WHERE e.event_domain = 'iu' AND e.event_type = 'piece_restored' AND e.event_subject_ref = p::text AND e.created_at >= now();
     IF ev.event_id IS NULL OR ev.event_id::text IS DISTINCT FROM a ->> 'event_id' OR ev.delivery_lane <> 'delayed'
        OR ev.delete_reason IS DISTINCT FROM 'selftest 017: no longer needed' THEN
         RAISE EXCEPTION 'T3: expected one delayed piece_restored event carrying the deletion it undid, got %', to_jsonb(ev);
@@ -143,7 +144,7 @@ BEGIN
     SELECT string_agg(t.event_type || ' x' || t.n || ' (' || t.ids || ' distinct)', ', ' ORDER BY t.event_type) INTO got
       FROM (SELECT e.event_type, count(*) AS n, count(DISTINCT e.event_id) AS ids
               FROM public.event_outbox e
-             WHERE e.event_domain = 'iu' AND e.event_subject_ref = p::text
+             WHERE e.event_domain = 'iu' AND e.event_subject_ref = p::text AND e.created_at >= now()
                AND e.event_type IN ('piece_soft_deleted', 'piece_restored')
              GROUP BY e.event_type) AS t;
     IF sd ->> 'status' IS DISTINCT FROM 'soft_deleted' OR rs ->> 'status' IS DISTINCT FROM 'restored'
@@ -217,7 +218,8 @@ DECLARE
 BEGIN
     IF rs ->> 'status' IS DISTINCT FROM 'invalid_input' OR rs ->> 'reason' IS DISTINCT FROM 'not_soft_deleted'
        OR rs ->> 'lifecycle_status' IS DISTINCT FROM 'active'
-       OR EXISTS (SELECT 1 FROM public.event_outbox WHERE event_type = 'piece_restored' AND event_subject_ref = p::text) THEN
+       OR EXISTS (SELECT 1 FROM public.event_outbox WHERE event_type = 'piece_restored' AND event_subject_ref = p::text
+                                      AND created_at >= now()) THEN
         RAISE EXCEPTION 'T7: restore of an active piece answered %', rs;
     END IF;
     RAISE NOTICE 'T7 restore of an active piece: % (%, lifecycle %)', rs ->> 'status', rs ->> 'reason', rs ->> 'lifecycle_status';
@@ -251,7 +253,7 @@ $t8$;
 SELECT e.event_type, e.event_stream, e.delivery_lane, count(*) AS events, count(DISTINCT e.event_id) AS distinct_ids
   FROM public.event_outbox e
  WHERE e.event_domain = 'iu' AND e.event_type IN ('piece_soft_deleted', 'piece_restored')
-   AND e.event_subject_ref IN (SELECT s.iu_id::text FROM selftest017_ids s)
+   AND e.event_subject_ref IN (SELECT s.iu_id::text FROM selftest017_ids s) AND e.created_at >= now()
  GROUP BY e.event_type, e.event_stream, e.delivery_lane
  ORDER BY e.event_type;
 
@@ -263,7 +265,7 @@ BEGIN
       FROM public.event_outbox e
       JOIN selftest017_ids i ON i.iu_id::text = e.event_subject_ref
       LEFT JOIN public.v_iu_composer_event_log l ON l.event_id = e.event_id
-     WHERE e.event_type IN ('piece_soft_deleted', 'piece_restored')
+     WHERE e.event_type IN ('piece_soft_deleted', 'piece_restored') AND e.created_at >= now()
        AND (l.event_id IS NULL OR l.collection_id IS NOT NULL OR l.event_subject_ref <> i.iu_id::text
             OR e.payload ->> 'iu_id' IS DISTINCT FROM i.iu_id::text OR e.actor <> 'selftest017');
     IF bad <> 0 THEN

@@ -58,7 +58,7 @@ SELECT (SELECT count(*) FROM public.iu_collection) AS collections,
        (SELECT count(*) FROM public.iu_collection_member) AS memberships,
        (SELECT count(*) FROM public.information_unit) AS pieces,
        (SELECT count(*) FROM public.iu_auto_instance) AS provenance_rows,
-       (SELECT count(*) FROM public.event_outbox) AS events,
+       (SELECT count(*) FROM public.event_outbox WHERE created_at >= now()) AS events,
        (SELECT count(*) FROM public.dot_iu_command_run) AS runs;
 
 CREATE TEMP TABLE selftest033_answers (step text PRIMARY KEY, answer jsonb NOT NULL) ON COMMIT DROP;
@@ -228,14 +228,14 @@ BEGIN
     SELECT string_agg(t.k || ' x' || t.n || '/' || t.lanes, ', ' ORDER BY t.k) INTO got
       FROM (SELECT e.event_domain || '.' || e.event_type AS k, count(*) AS n,
                    string_agg(DISTINCT e.event_stream || ':' || e.delivery_lane, '+') AS lanes
-              FROM public.event_outbox e WHERE e.event_subject_ref = inst::text
+              FROM public.event_outbox e WHERE e.event_subject_ref = inst::text AND e.created_at >= now()
              GROUP BY 1) AS t;
     IF got IS DISTINCT FROM 'iu.collection_created x1/composer:delayed, iu.piece_added_to_collection x3/composer:delayed, template.instance_auto_composed x1/template:delayed' THEN
         RAISE EXCEPTION 'T5: events about the instance: %', got;
     END IF;
     SELECT e.event_id, e.payload, e.actor INTO ev
       FROM public.event_outbox e
-     WHERE e.event_domain = 'template' AND e.event_type = 'instance_auto_composed' AND e.event_subject_ref = inst::text;
+     WHERE e.event_domain = 'template' AND e.event_type = 'instance_auto_composed' AND e.event_subject_ref = inst::text AND e.created_at >= now();
     IF ev.event_id::text IS DISTINCT FROM a ->> 'instance_event_id' OR ev.actor <> 'selftest033-a'
        OR ev.payload ->> 'source_event_id' <> '00000000-0000-4000-8000-000000000331'
        OR ev.payload ->> 'source_event_type' <> 'selftest.event_fired'
@@ -296,7 +296,7 @@ BEGIN
     END IF;
     SELECT count(*) INTO n_events FROM public.event_outbox e
      WHERE e.event_domain = 'template' AND e.event_type = 'instance_auto_composed'
-       AND e.payload ->> 'template_collection_id' = tpl::text;
+       AND e.payload ->> 'template_collection_id' = tpl::text AND e.created_at >= now();
     IF n_events <> 2 THEN
         RAISE EXCEPTION 'T6: % template.instance_auto_composed events for the template, expected 2', n_events;
     END IF;

@@ -88,7 +88,7 @@ SELECT public.fn_iu_compose('selftest260.file-001', 'file', 'Self-test 260 file'
 SELECT e.event_type, e.event_stream, e.delivery_lane, count(*) AS events, count(DISTINCT e.event_id) AS distinct_ids
   FROM public.event_outbox e
  WHERE e.event_domain = 'iu'
-   AND e.event_subject_ref = (SELECT sc.answer ->> 'collection_id' FROM selftest260_compose sc)
+   AND e.event_subject_ref = (SELECT sc.answer ->> 'collection_id' FROM selftest260_compose sc) AND e.created_at >= now()
  GROUP BY e.event_type, e.event_stream, e.delivery_lane
  ORDER BY e.event_type;
 
@@ -105,7 +105,7 @@ BEGIN
     END IF;
     answered := ARRAY(SELECT x::uuid FROM jsonb_array_elements_text(a -> 'event_ids') AS x);
     stored := ARRAY(SELECT e.event_id FROM public.event_outbox e
-                     WHERE e.event_domain = 'iu' AND e.event_subject_ref = c::text
+                     WHERE e.event_domain = 'iu' AND e.event_subject_ref = c::text AND e.created_at >= now()
                        AND e.event_stream = 'composer' AND e.delivery_lane = 'delayed'
                        AND (e.payload ->> 'collection_id')::uuid = c);
     -- the three piece_added_to_collection rows name the three pieces, in piece order
@@ -113,7 +113,7 @@ BEGIN
       INTO pieces
       FROM public.event_outbox e
       JOIN selftest260_ids i ON i.iu_id = (e.payload ->> 'iu_id')::uuid
-     WHERE e.event_type = 'piece_added_to_collection' AND e.event_subject_ref = c::text;
+     WHERE e.event_type = 'piece_added_to_collection' AND e.event_subject_ref = c::text AND e.created_at >= now();
     IF cardinality(answered) <> 4 OR cardinality(stored) <> 4
        OR (SELECT count(DISTINCT x) FROM unnest(answered) AS x) <> 4
        OR NOT (answered <@ stored AND stored <@ answered)

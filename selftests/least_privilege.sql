@@ -138,7 +138,7 @@ DO $l2$
 DECLARE
     v_runs bigint := (SELECT count(*) FROM public.dot_iu_command_run WHERE actor = 'selftest_lp');
     v_units bigint := (SELECT count(*) FROM public.information_unit WHERE created_by = 'selftest_lp');
-    v_events bigint := (SELECT count(*) FROM public.event_outbox WHERE actor = 'selftest_lp');
+    v_events bigint := (SELECT count(*) FROM public.event_outbox WHERE actor = 'selftest_lp' AND created_at >= now());
     v_dup jsonb := public.fn_dot_iu_execute('dot_iu_clone_piece', 'apply',
                                             '["selftest-lp/piece-1", "piece", "Again", "selftest_lp"]', 'selftest_lp');
     v_piece uuid := (SELECT iu_id FROM public.information_unit WHERE canonical_address = 'selftest-lp/piece-1');
@@ -177,11 +177,11 @@ BEGIN
     END IF;
     IF (SELECT count(*) FROM public.dot_iu_command_run WHERE actor = 'selftest_lp') <> v_runs + 5
        OR (SELECT count(*) FROM public.information_unit WHERE created_by = 'selftest_lp') <> v_units
-       OR (SELECT count(*) FROM public.event_outbox WHERE actor = 'selftest_lp') <> v_events THEN
+       OR (SELECT count(*) FROM public.event_outbox WHERE actor = 'selftest_lp' AND created_at >= now()) <> v_events THEN
         RAISE EXCEPTION 'L2: 5 logged calls (duplicate, escape, plan, verify, args; unknown not logged) wrote % ledger rows, % units, % events',
             (SELECT count(*) FROM public.dot_iu_command_run WHERE actor = 'selftest_lp') - v_runs,
             (SELECT count(*) FROM public.information_unit WHERE created_by = 'selftest_lp') - v_units,
-            (SELECT count(*) FROM public.event_outbox WHERE actor = 'selftest_lp') - v_events;
+            (SELECT count(*) FROM public.event_outbox WHERE actor = 'selftest_lp' AND created_at >= now()) - v_events;
     END IF;
     INSERT INTO selftest_lp VALUES ('L2 dup', v_dup), ('L2 escape', v_escape), ('L2 plan', v_plan),
                                    ('L2 unknown', v_unknown), ('L2 verify', v_verify), ('L2 args', v_args);
