@@ -98,8 +98,8 @@ class Scenario:
 
 _COMMON = ("config_read", "config_touch", "emit", "worker")
 SCENARIOS: tuple[Scenario, ...] = (
-    Scenario("upgrade", "`db upgrade head` (gate_protocol → least_privilege)", "gate_protocol",
-             ("db", "upgrade", "head"), "least_privilege", "config", (*_COMMON, "clone", "reorder"),
+    Scenario("upgrade", "`db upgrade head` (gate_protocol → worker_pick)", "gate_protocol",
+             ("db", "upgrade", "head"), "worker_pick", "config", (*_COMMON, "clone", "reorder"),
              locks="dot_config SHARE ROW EXCLUSIVE (a new FK to it); ledger, catalog, iu_collection ACCESS EXCLUSIVE"),
     Scenario("rehearse", "`db upgrade head --rehearse` (the same, rolled back)", "gate_protocol",
              ("db", "upgrade", "head", "--rehearse"), "gate_protocol", "config", (*_COMMON, "clone", "reorder"),
@@ -119,8 +119,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("down_260", "`db downgrade 016` (260's rollback)", "260", ("db", "downgrade", "016"), "016",
              "outbox", (*_COMMON, "clone"), locks="event_outbox, iu_route_attempt SHARE (guard)"),
     # The self-tests expect the gates shut (they open and close them themselves, inside their transaction).
-    Scenario("selftest", "`selftest` (every self-test, BEGIN … ROLLBACK)", "least_privilege", ("selftest",),
-             "least_privilege", "gate_row", _COMMON, dispatcher=True,
+    Scenario("selftest", "`selftest` (every self-test, BEGIN … ROLLBACK)", "worker_pick", ("selftest",),
+             "worker_pick", "gate_row", _COMMON, dispatcher=True,
              locks="rows of dot_config and the tables each self-test writes"),
 )
 STARTS = sorted({s.start for s in SCENARIOS})

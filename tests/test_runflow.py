@@ -99,7 +99,7 @@ def test_downgrade_to_a_later_revision_of_the_real_chain_is_exit_2(new_db, run_c
     assert res.exit_code == 2, res.output
     err = json.loads(res.stdout)
     assert err["error"] == "InvalidTarget" and err["now_at"] == ["033"]
-    assert err["valid_upgrade"] == ["034", "gate_protocol", "least_privilege", "head"]
+    assert err["valid_upgrade"] == ["034", "gate_protocol", "least_privilege", "worker_pick", "head"]
     assert err["valid_downgrade"][0] == "280" and err["valid_downgrade"][-1] == "base"
     assert "The database is at 033" in err["message"]
 

@@ -24,7 +24,8 @@ from .conftest import PROJECTS, ROOT, connect
 # runtime data script of the released chain, as applied (DESIGN §3: applied history does not
 # change): substrate.sql with its seed 002 A3 correction (commit c7499c9, docs/seeds.md) and
 # its seed 001 §3 / 003 §2 correction with runtime/270 and 290 (the birth gate emits no event),
-# gate_protocol.sql as applied (commit 3e5fc21), the rest as of commit 52f15fd. Moving a
+# gate_protocol.sql as applied (commit 3e5fc21), worker_pick's as first released, the rest as
+# of commit 52f15fd. Moving a
 # definition or a seed into an included file keeps these; editing what runs does not.
 RELEASED_SHA256 = {
     "migrations/sql/016.sql": "f3c4d4376e2dd4bafe7b95bda4ba3a5741a82f39d2603bd215e5f66e9fa86aee",
@@ -36,6 +37,7 @@ RELEASED_SHA256 = {
     "migrations/sql/gate_protocol.sql": "1d9848b5c6bf7d7e417f30a9060193f1c806c9d48bbf14812d0e07d01ae2c20d",
     "migrations/sql/least_privilege.sql": "6e08f8dc6ddd2f22a1ea905fc95748e246350a1c1d3da51f11f62ef9cbbd5055",
     "migrations/sql/substrate.sql": "57d8fb13b1f6f05cf45495fd2694c1956dadcf0306e5d62ef589e82466a66e24",
+    "migrations/sql/worker_pick.sql": "594a8a62d7787f4e7a3ba57ed624d47002b234ac041a1a41488cb53913efb6ab",
     "rollbacks/016.sql": "c0cfd083e86f9517698b4406e766a0f28f8afda52eb0ab5f9cbdab2d35730565",
     "rollbacks/017.sql": "781abe6ec991e8a3447c184d45b081846369521a9a1003e26277bbde4b5fa77b",
     "rollbacks/033.sql": "0716985e1f4809870b8206cfdb79a2ff89181a13552b5347fc3c8899d168afd2",
@@ -45,6 +47,7 @@ RELEASED_SHA256 = {
     "rollbacks/gate_protocol.sql": "6f4376b302ee251b9ddc4c54081282bb782e552c202e4df6ca51f0084ee8bc66",
     "rollbacks/least_privilege.sql": "34e1a5cfb5f99929dc4eb74fac340499390c13ef6ceded8681c22c70adf94c03",
     "rollbacks/substrate.sql": "6e393e055d7232881c7e7baccda23c47d5cdd4bab1569f091e1b277d6b023889",
+    "rollbacks/worker_pick.sql": "0f4a74683ef0ab9dc58d00f6404623742aea99e5ada20ea1f76586a18ce6bcc0",
     "runtime/270.sql": "11d9cf2c5715cf14715dbbf1d537e28302b2edd62ad7e2f56aca08b85e55fd18",
     "runtime/290.sql": "bc494efad8625b87cf5c57ce0c9fbb780b2ef5b95ca04f2b55af485780ab21c8",
     "runtime/rollback/270.sql": "655103839323115da4cfccf626c19b62d414c126a659081c8729cdf6c7d6e197",
@@ -52,7 +55,8 @@ RELEASED_SHA256 = {
 }
 # The released files that `\\ir` part of their text from migrations/sql/functions/ or data/.
 INCLUDING = ("migrations/sql/substrate.sql", "migrations/sql/gate_protocol.sql", "migrations/sql/280.sql",
-             "migrations/sql/least_privilege.sql", "rollbacks/least_privilege.sql")
+             "migrations/sql/least_privilege.sql", "rollbacks/least_privilege.sql",
+             "migrations/sql/worker_pick.sql", "rollbacks/worker_pick.sql")
 
 
 @pytest.mark.parametrize("rel", sorted(RELEASED_SHA256))
@@ -97,6 +101,13 @@ def test_the_rollback_restores_from_the_very_files_the_revisions_ran() -> None:
     for p in ex.includes:
         if p.relative_to(ROOT).as_posix() != restore:
             assert p.read_text() in expand(ROOT / "migrations" / "sql" / f"{p.parent.name}.sql").text
+
+    # worker_pick's rollback: the substrate's worker, from the file substrate.sql includes
+    ex = expand(ROOT / "rollbacks" / "worker_pick.sql")
+    worker = ROOT / "migrations" / "sql" / "functions" / "substrate" / "fn_iu_route_worker_run.sql"
+    assert {p.relative_to(ROOT).as_posix() for p in ex.includes} == {
+        worker.relative_to(ROOT).as_posix(), "migrations/sql/functions/worker_pick/search_path_restore.sql"}
+    assert worker.resolve() in expand(ROOT / "migrations" / "sql" / "substrate.sql").includes
 
 
 def test_statements_keep_the_file_and_line_they_were_written_at() -> None:
@@ -244,14 +255,14 @@ def test_psql_runs_the_chain_and_the_rollback_by_hand_as_iucore_does(new_db) -> 
     """DESIGN §7a: every file runs with `psql -X -1 -v ON_ERROR_STOP=1 -f`, includes and all; the
     catalog it builds is the one iucore builds."""
     chain = [r.revision for r in reversed(list(layout.script_directory(ROOT).walk_revisions()))]
-    assert chain[-1] == "least_privilege"
+    assert chain[-2:] == ["least_privilege", "worker_pick"]
     hand = new_db()
     with connect(hand) as c:
         dsn = c.info.dsn
     for rev in chain:
         proc = _by_hand(dsn, ROOT / "migrations" / "sql" / f"{rev}.sql")
         assert proc.returncode == 0, (rev, proc.stderr)
-    tool = new_db("least_privilege")
+    tool = new_db("worker_pick")
 
     def snap(t):  # alembic_version is iucore's bookkeeping, not the schema
         with connect(t) as c:
@@ -260,6 +271,7 @@ def test_psql_runs_the_chain_and_the_rollback_by_hand_as_iucore_does(new_db) -> 
         return s
 
     assert snap(hand) == snap(tool)
-    proc = _by_hand(dsn, ROOT / "rollbacks" / "least_privilege.sql")
-    assert proc.returncode == 0, proc.stderr
-    assert snap(hand) == snap(new_db("gate_protocol"))
+    for rev, parent in (("worker_pick", "least_privilege"), ("least_privilege", "gate_protocol")):
+        proc = _by_hand(dsn, ROOT / "rollbacks" / f"{rev}.sql")
+        assert proc.returncode == 0, (rev, proc.stderr)
+        assert snap(hand) == snap(new_db(parent)), rev

@@ -1,0 +1,117 @@
+-- worker_pick self-test: the route worker takes a route's oldest pending events,
+-- at most its limit, each once, and stops at its limit instead of reading the
+-- outbox on past it; exercised inside one transaction that always ends in ROLLBACK.
+-- Every DO block RAISEs when its check fails.
+-- Run: iucore selftest worker_pick   (by hand: psql -X -v ON_ERROR_STOP=1 -f selftests/worker_pick.sql)
+
+-- Repeatable read: production keeps writing while a self-test runs; one snapshot
+-- means what the checks count sees only this transaction's writes.
+BEGIN;
+SET transaction_isolation = 'repeatable read';
+
+\ir lib/queue_first.sql
+
+-- T0 a route and an event type of this transaction's own, named at random (nothing of
+-- production's matches them): 400 events the route has already taken (a drained
+-- backlog), then 3 pending events put at the head of the queue, before them
+CREATE TEMP TABLE selftest_wp ON COMMIT DROP AS
+SELECT 'selftest_wp_' || s.suffix AS route, 'selftest_wp_probe_' || s.suffix AS probe
+  FROM (SELECT replace(gen_random_uuid()::text, '-', '') AS suffix) AS s;
+
+DO $t0$
+DECLARE
+    t record := (SELECT w FROM selftest_wp AS w);
+    queued bigint;
+    drained jsonb;
+BEGIN
+    INSERT INTO public.event_type_registry (event_domain, event_type, event_stream, delivery_lane, description)
+    VALUES ('iu', t.probe, 'lifecycle', 'delayed', 'worker_pick self-test (rolled back)');
+    INSERT INTO public.iu_outbound_route (route_code, event_domain, event_type, target_kind, target_ref, description)
+    VALUES (t.route, 'iu', t.probe, 'webhook', 'selftest', 'worker_pick self-test (rolled back)');
+    PERFORM public.fn_iu_emit_event('iu', t.probe, 'selftest-wp-drained-' || n, '{}'::jsonb, 'selftest_wp_drained')
+       FROM generate_series(1, 400) AS n;
+    drained := public.fn_iu_route_worker_run(t.route, 400);
+    PERFORM public.fn_iu_emit_event('iu', t.probe, 'selftest-wp-' || n, '{}'::jsonb, 'selftest_wp')
+       FROM generate_series(1, 3) AS n;
+    queued := pg_temp.selftest_queue_first('selftest_wp');
+    IF (drained ->> 'attempts_written')::int <> 400 OR queued <> 3 THEN
+        RAISE EXCEPTION 'T0: the backlog run answered %, % of the 3 pending events at the head of the queue', drained, queued;
+    END IF;
+    RAISE NOTICE 'T0 400 events taken by the route, 3 pending at the head of the queue';
+END
+$t0$;
+
+-- The plan production's outbox gets, whatever this database holds and whatever its
+-- statistics say: the pick read in created_at order off the index, not the table
+-- read whole and sorted (on a table as small as a test database's that touches few
+-- buffers either way, and T2 would prove nothing).
+SET LOCAL enable_seqscan = off;
+SET LOCAL enable_bitmapscan = off;
+SET LOCAL enable_sort = off;
+
+-- T1 a run limited to 1 takes the oldest (the plan is warm for T2)
+DO $t1$
+DECLARE
+    t record := (SELECT w FROM selftest_wp AS w);
+    r jsonb := public.fn_iu_route_worker_run(t.route, 1);
+    oldest uuid := (SELECT e.event_id FROM public.event_outbox AS e
+                     WHERE e.event_type = t.probe AND e.created_at < timestamptz '1971-01-01 00:00:00+00'
+                     ORDER BY e.created_at LIMIT 1);
+BEGIN
+    IF (r ->> 'seen')::int <> 1 OR (r ->> 'attempts_written')::int <> 1 OR NOT (r ->> 'dry_run')::boolean
+       OR NOT EXISTS (SELECT 1 FROM public.iu_route_attempt AS a
+                       WHERE a.route_code = t.route AND a.event_id = oldest) THEN
+        RAISE EXCEPTION 'T1: a run limited to 1 answered % and did not attempt the oldest event', r;
+    END IF;
+    RAISE NOTICE 'T1 a run limited to 1 took the oldest event';
+END
+$t1$;
+
+-- T2 with 2 still pending, a run limited to 1 takes the next and stops there: the
+-- outbox rows it reads (this transaction's own statistics, pg_stat_xact_user_tables)
+-- are a handful, not the 400 taken events behind (the whole outbox in production).
+-- Before worker_pick it read them all: fewer than 32 events stood pending.
+DO $t2$
+DECLARE
+    t record := (SELECT w FROM selftest_wp AS w);
+    before bigint;
+    r jsonb;
+    read_rows bigint;
+    attempted bigint;
+BEGIN
+    SELECT s.seq_tup_read + coalesce(s.idx_tup_fetch, 0) INTO before
+      FROM pg_catalog.pg_stat_xact_user_tables AS s WHERE s.relid = 'public.event_outbox'::regclass;
+    r := public.fn_iu_route_worker_run(t.route, 1);
+    SELECT s.seq_tup_read + coalesce(s.idx_tup_fetch, 0) - before INTO read_rows
+      FROM pg_catalog.pg_stat_xact_user_tables AS s WHERE s.relid = 'public.event_outbox'::regclass;
+    SELECT count(*) INTO attempted FROM public.iu_route_attempt AS a WHERE a.route_code = t.route;
+    IF (r ->> 'seen')::int <> 1 OR attempted <> 402 THEN
+        RAISE EXCEPTION 'T2: a run limited to 1 answered %, % events attempted on the route, expected 402', r, attempted;
+    END IF;
+    -- Fail closed: no count at all (track_counts off) proves nothing.
+    IF read_rows IS NULL OR read_rows < 1 THEN
+        RAISE EXCEPTION 'T2: this transaction''s statistics counted no outbox row read (track_counts off?): cannot tell where the run stopped';
+    END IF;
+    IF read_rows >= 50 THEN
+        RAISE EXCEPTION 'T2: a run limited to 1 with 2 pending at the head read % outbox rows: it read on past its limit', read_rows;
+    END IF;
+    RAISE NOTICE 'T2 a run limited to 1 took the next event and stopped at its limit (fewer than 50 outbox rows read)';
+END
+$t2$;
+
+-- T3 a run limited to 5 takes the one left, and none of the taken events again
+DO $t3$
+DECLARE
+    t record := (SELECT w FROM selftest_wp AS w);
+    r jsonb := public.fn_iu_route_worker_run(t.route, 5);
+    attempted bigint;
+BEGIN
+    SELECT count(*) INTO attempted FROM public.iu_route_attempt AS a WHERE a.route_code = t.route;
+    IF (r ->> 'seen')::int <> 1 OR (r ->> 'attempts_written')::int <> 1 OR attempted <> 403 THEN
+        RAISE EXCEPTION 'T3: a run limited to 5 answered %, % attempted on the route in all', r, attempted;
+    END IF;
+    RAISE NOTICE 'T3 a run limited to 5 took the one event left: 403 attempted, each once';
+END
+$t3$;
+
+ROLLBACK;

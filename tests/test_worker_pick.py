@@ -1,0 +1,99 @@
+"""Revision worker_pick: the route worker's pick stops at its limit.
+
+Its self-test measures where a run stops by the outbox rows the transaction
+read (pg_stat_xact_user_tables), so it must fail on the worker it replaces and
+on a worker planned once for every run; its rollback drops and re-creates the
+function, so it refuses where that would lose something.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from iu_core.errors import RevisionRefused
+from iu_core.framework import migrate, selftest
+
+from .conftest import ROOT, connect
+
+SELFTEST = ROOT / "selftests" / "worker_pick.sql"
+WORKER = "public.fn_iu_route_worker_run(text,integer)"
+
+
+def _selftest_error(target) -> str | None:
+    with connect(target) as conn:
+        conn.autocommit = True
+        _lines, error = selftest.replay(conn, selftest.load(SELFTEST))
+        if conn.info.transaction_status != 0:
+            conn.execute("ROLLBACK")
+    return None if error is None else str(error.get("message"))
+
+
+def _body_md5(target) -> str:
+    with connect(target) as conn:
+        row = conn.execute("SELECT md5(prosrc) FROM pg_proc WHERE oid = %s::regprocedure", (WORKER,)).fetchone()
+    assert row
+    return str(row[0])
+
+
+def test_the_selftest_passes_at_worker_pick(new_db) -> None:
+    assert _selftest_error(new_db("worker_pick")) is None
+
+
+def test_the_selftest_fails_on_the_substrates_worker_for_reading_past_its_limit(new_db) -> None:
+    # least_privilege: the substrate's pick, ordered by (created_at, event_id)
+    error = _selftest_error(new_db("least_privilege"))
+    assert error and "T2:" in error and "read on past its limit" in error, error
+
+
+def test_the_selftest_fails_on_a_worker_planned_once_for_every_run(new_db) -> None:
+    target = new_db("worker_pick")
+    with connect(target) as conn:
+        conn.execute(f"ALTER FUNCTION {WORKER.replace('(text,integer)', '(text, integer)')} "
+                     "SET plan_cache_mode = force_generic_plan")
+        conn.commit()
+    error = _selftest_error(target)
+    assert error and "T2:" in error and "read on past its limit" in error, error
+
+
+def test_the_upgrade_refuses_a_worker_changed_outside_the_chain(new_db) -> None:
+    target = new_db("least_privilege")
+    with connect(target) as conn:
+        src = conn.execute("SELECT prosrc FROM pg_proc WHERE oid = %s::regprocedure", (WORKER,)).fetchone()
+        assert src
+        # A DBA's hand edit: same behaviour, other text.
+        conn.execute("SELECT set_config('iucore.body', %s, false)", (src[0] + "\n-- edited by hand\n",))
+        conn.execute("""DO $$ BEGIN EXECUTE format(
+            'CREATE OR REPLACE FUNCTION public.fn_iu_route_worker_run(route_code text, p_limit integer) '
+            'RETURNS jsonb LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS %L',
+            current_setting('iucore.body')); END $$""")
+        conn.commit()
+    edited = _body_md5(target)
+    with pytest.raises(RevisionRefused, match="not the substrate's text") as exc:
+        migrate.upgrade(target, "worker_pick")
+    assert exc.value.data.get("revision") == "worker_pick", exc.value.data
+    assert _body_md5(target) == edited
+
+
+def test_the_rollback_refuses_while_another_role_may_execute_the_worker(new_db) -> None:
+    target = new_db("worker_pick")
+    role = f"iu_wp_{uuid.uuid4().hex[:8]}"
+    with connect(target) as conn:
+        conn.execute(f'CREATE ROLE "{role}" NOLOGIN')
+        conn.execute(f'GRANT EXECUTE ON FUNCTION public.fn_iu_route_worker_run(text, integer) TO "{role}"')
+        conn.commit()
+    before = _body_md5(target)
+    try:
+        with pytest.raises(RevisionRefused, match=f"{role} hold.* a privilege") as exc:
+            migrate.downgrade(target, "least_privilege")
+        assert exc.value.data.get("revision") == "worker_pick", exc.value.data
+        with connect(target) as conn:
+            granted = conn.execute("SELECT has_function_privilege(%s, %s::regprocedure, 'EXECUTE')",
+                                   (role, WORKER)).fetchone()
+        assert granted == (True,) and _body_md5(target) == before
+    finally:
+        with connect(target) as conn:
+            conn.execute(f'DROP OWNED BY "{role}"')
+            conn.execute(f'DROP ROLE "{role}"')
+            conn.commit()
