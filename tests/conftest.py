@@ -181,6 +181,20 @@ def conn_at(new_db: Callable[..., Target]) -> Iterator[Callable[[str], psycopg.C
         c.close()
 
 
+@pytest.fixture
+def conn(conn_at: Callable[[str], psycopg.Connection[Any]]) -> psycopg.Connection[Any]:
+    """An autocommit connection to a fresh database at the chain's head (a module that tests
+    an earlier revision defines its own `conn`)."""
+    return conn_at(head())
+
+
+@pytest.fixture
+def login(conn: psycopg.Connection[Any]) -> Iterator[Callable[[str], tuple[str, psycopg.Connection[Any]]]]:
+    """login(kind) → (role, an autocommit connection logged in as it) on `conn`'s database: `logins`."""
+    with logins(conn) as make:
+        yield make
+
+
 _readonly_roles = itertools.count()
 
 
