@@ -493,11 +493,16 @@ def _invalid(path: Path, why: str) -> BackupInvalid:
     return BackupInvalid(f"{path}: {why}", file=str(path))
 
 
-def _verify_file(path: Path, pg_restore: str, expect_inode: os.stat_result) -> Backup:
+def _open(path: Path, flags: int) -> int:
+    """PATH opened read-only, never through a symlink (BackupInvalid if it cannot be)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        return os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | flags)
     except OSError as exc:
         raise _invalid(path, exc.strerror or "cannot be opened") from None
+
+
+def _verify_file(path: Path, pg_restore: str, expect_inode: os.stat_result) -> Backup:
+    fd = _open(path, os.O_NONBLOCK)
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (expect_inode.st_dev, expect_inode.st_ino):
@@ -522,10 +527,7 @@ def _verify_file(path: Path, pg_restore: str, expect_inode: os.stat_result) -> B
 
 
 def _verify_directory(path: Path, pg_restore: str, expect_inode: os.stat_result) -> Backup:
-    try:
-        dfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as exc:
-        raise _invalid(path, exc.strerror or "cannot be opened") from None
+    dfd = _open(path, os.O_DIRECTORY)
     try:
         def same() -> bool:
             try:
