@@ -31,7 +31,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from harness import BenchServer, Row, Samples, child_env, executable, run_process
+from harness import ATTEMPT_PER_EVENT, BenchServer, Row, Samples, child_env, executable, run_process
 
 from iu_core.framework.backup import choose, restorer
 
@@ -53,11 +53,6 @@ SELECT r.event_domain, r.event_type, r.event_stream, r.delivery_lane, 'bench:' |
        r.default_severity, 'bench', now() - interval '30 days' + g * interval '1 millisecond'
   FROM public.event_type_registry r, generate_series(%(lo)s::integer, %(hi)s::integer) AS g
  WHERE r.event_domain = 'iu' AND r.event_type = 'piece_reordered' AND r.delivery_lane = 'delayed'
-"""
-_ATTEMPTS = """
-INSERT INTO public.iu_route_attempt (route_code, event_id, attempt_status, detail)
-SELECT 'iu_outbound_default', e.event_id, 'dry_run', jsonb_build_object('reason', 'delivery_disabled', 'mode', 'dry_run')
-  FROM public.event_outbox e
 """
 _DIRECTUS = [
     """CREATE TABLE public.directus_activity (
@@ -87,7 +82,7 @@ def build_big(bs: BenchServer, head_db: str, say: Say) -> str:
         step = 250_000
         for lo in range(1, EVENTS + 1, step):
             conn.execute(_EVENTS, {"lo": lo, "hi": min(lo + step - 1, EVENTS)})
-        conn.execute(_ATTEMPTS)
+        conn.execute(ATTEMPT_PER_EVENT)
         for stmt in _DIRECTUS:
             conn.execute(stmt.format(n=DIRECTUS_ROWS).encode())
         conn.execute("VACUUM (ANALYZE)")

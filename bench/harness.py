@@ -30,6 +30,14 @@ from iu_core.pg.target import Target
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv that runs the bench: iucore and alembic live here
 
+# One dry-run route attempt per outbox event, as the worker writes them with delivery off:
+# how a grown database gets its iu_route_attempt rows.
+ATTEMPT_PER_EVENT = """
+INSERT INTO public.iu_route_attempt (route_code, event_id, attempt_status, detail)
+SELECT 'iu_outbound_default', e.event_id, 'dry_run', jsonb_build_object('reason', 'delivery_disabled', 'mode', 'dry_run')
+  FROM public.event_outbox e
+"""
+
 
 def executable(name: str) -> str:
     """An entry point of the running venv (iucore, alembic), else from PATH."""

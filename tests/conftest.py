@@ -11,6 +11,7 @@ import itertools
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,8 +27,10 @@ from psycopg import conninfo
 from iu_core.cli import cli
 from iu_core.config import RunOptions
 from iu_core.domain.roles import apply, plan_operator, plan_readonly
+from iu_core.errors import RevisionRefused
 from iu_core.framework import layout, migrate
-from iu_core.framework.fingerprint import current_heads, fingerprint, snapshot
+from iu_core.framework.backup import restorer
+from iu_core.framework.fingerprint import current_heads, diff, fingerprint, snapshot
 from iu_core.pg.server import EmbeddedServer, default_major
 from iu_core.pg.target import Target
 
@@ -178,6 +181,20 @@ def conn_at(new_db: Callable[..., Target]) -> Iterator[Callable[[str], psycopg.C
         c.close()
 
 
+@pytest.fixture
+def conn(conn_at: Callable[[str], psycopg.Connection[Any]]) -> psycopg.Connection[Any]:
+    """An autocommit connection to a fresh database at the chain's head (a module that tests
+    an earlier revision defines its own `conn`)."""
+    return conn_at(head())
+
+
+@pytest.fixture
+def login(conn: psycopg.Connection[Any]) -> Iterator[Callable[[str], tuple[str, psycopg.Connection[Any]]]]:
+    """login(kind) → (role, an autocommit connection logged in as it) on `conn`'s database: `logins`."""
+    with logins(conn) as make:
+        yield make
+
+
 _readonly_roles = itertools.count()
 
 
@@ -206,6 +223,38 @@ def readonly_role(databases: Databases) -> Iterator[Callable[[Target], Target]]:
 # ---------------------------------------------------------------- shared helpers
 def connect(target: Target) -> psycopg.Connection[Any]:
     return psycopg.connect(target.libpq, autocommit=True)
+
+
+def one(conn: psycopg.Connection[Any], sql: str, params: Any = ()) -> Any:
+    """The first column of the query's first row (there must be one)."""
+    row = conn.execute(sql, params).fetchone()
+    assert row is not None, f"no row: {sql}"
+    return row[0]
+
+
+def count(conn: psycopg.Connection[Any], table: str, where: str = "true", params: Any = ()) -> int:
+    """Rows of `table` (a name written in the test, never input) WHERE `where`."""
+    return int(one(conn, f"SELECT count(*) FROM {table} WHERE {where}", params))
+
+
+def set_config(conn: psycopg.Connection[Any], key: str, value: str) -> None:
+    """Write a dot_config row (a gate) directly, as an owner may; the row must exist."""
+    cur = conn.execute("UPDATE public.dot_config SET value = %s WHERE key = %s", (value, key))
+    assert cur.rowcount == 1, key
+
+
+def open_gates(conn: psycopg.Connection[Any], *keys: str, ttl: int = 600) -> None:
+    """Open each gate through the gate protocol (fn_iu_gate_open, a fresh approval id)."""
+    for k in keys:
+        conn.execute("SELECT public.fn_iu_gate_open(%s, %s, 'test', 'pytest', %s)", (k, str(uuid.uuid4()), ttl))
+
+
+def create_iu(conn: psycopg.Connection[Any], address: str, title: str | None = None, kind: str = "piece",
+              actor: str = "pytest") -> uuid.UUID:
+    """A piece through the fn_iu_create birth gate (titled ADDRESS in capitals by default)."""
+    answer = one(conn, "SELECT public.fn_iu_create(%s, %s, %s, %s)", (address, kind, title or address.upper(), actor))
+    assert answer["status"] == "created", answer
+    return uuid.UUID(answer["iu_id"])
 
 
 def chain(project: Path = ROOT) -> list[str]:
@@ -262,6 +311,31 @@ def snap(target: Target, *, counts: bool = True, project: Path = ROOT) -> dict[s
     counts=False): what must not change when a run is refused, rolled back or rehearsed."""
     with connect(target) as c:
         return snapshot(c, with_counts=counts, project=project)
+
+
+def refused(run: Callable[..., object], target: Target, *args: Any, **kw: Any) -> str:
+    """run(target, *args, **kw) — an upgrade or downgrade a guard must refuse: the
+    RevisionRefused's message, once `target` is checked to be exactly as it was (catalog,
+    reference rows, every row count, the version row; `snap`)."""
+    before = snap(target)
+    with pytest.raises(RevisionRefused) as exc:
+        run(target, *args, **kw)
+    after = snap(target)
+    assert after == before, diff(before, after)
+    return exc.value.message
+
+
+def set_version(target: Target, revision: str) -> None:
+    """Pretend the bookkeeping says `revision` (to run a rollback or preflight out of order)."""
+    with connect(target) as c:
+        assert c.execute("UPDATE iucore.alembic_version SET version_num = %s", (revision,)).rowcount == 1
+
+
+def restore(archive: str | Path, into: Target, *options: str) -> None:
+    """pg_restore (the test server's major) of a backup into `into`, with --no-owner."""
+    proc = subprocess.run([restorer(PG_MAJOR), "--no-owner", *options, "-d", into.libpq, str(archive)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
 
 
 def heads(target: Target) -> list[str]:

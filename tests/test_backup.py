@@ -26,13 +26,11 @@ from iu_core.framework.backup import (
     BackupInvalid,
     candidates,
     create_exclusive,
-    restorer,
     verify_backup,
 )
-from iu_core.framework.fingerprint import fingerprint, snapshot
 from iu_core.pg.target import Target
 
-from .conftest import PG_MAJOR, ROOT, connect, dbname, files_under, head, run_preflight
+from .conftest import PG_MAJOR, ROOT, connect, dbname, files_under, fp, head, restore, run_preflight
 
 SIDECAR_KEYS = {
     "iucore_backup", "name", "format", "jobs", "size", "sha256", "sha256_of", "toc_entries", "created_at",
@@ -139,11 +137,8 @@ def test_the_jobs_option_dumps_a_verified_private_directory_that_restores(
     assert b["sha256"] == hashlib.sha256(listing).hexdigest()
     assert b["size"] == sum(f.stat().st_size for f in d.iterdir())
     restored = new_db()
-    proc = subprocess.run([restorer(PG_MAJOR), "--no-owner", "-j", "2", "-d", restored.libpq, str(d)],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    with connect(source) as a, connect(restored) as r:
-        assert fingerprint(snapshot(r)) == fingerprint(snapshot(a))
+    restore(d, restored, "-j", "2")
+    assert fp(restored) == fp(source)
 
 
 @pytest.mark.parametrize("damage", ["truncated data file", "extra file", "symlink inside"])

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -28,23 +27,11 @@ from iu_core.config import RunOptions
 from iu_core.domain.registry import COMPOSER, OPERATOR_RUNTIME
 from iu_core.framework import layout, migrate
 
-from .conftest import ROOT, connect, head, logins
+from .conftest import ROOT, connect, logins
 
 STRUCTURE_OPS = "iu_core.structure_ops_enabled"
 THREE_AXIS = "iu_core.three_axis_auto_refresh_enabled"
 PINNED = ["search_path=pg_catalog, pg_temp"]
-
-
-@pytest.fixture
-def conn(conn_at) -> psycopg.Connection[Any]:
-    return conn_at(head())
-
-
-@pytest.fixture
-def login(conn) -> Iterator[Callable[[str], tuple[str, psycopg.Connection[Any]]]]:
-    """login("op" | "create_on_public") → (role, an autocommit connection as it): conftest.logins."""
-    with logins(conn, "hj") as make:
-        yield make
 
 
 class Tripwires:

@@ -18,19 +18,9 @@ from iu_core.errors import RevisionRefused
 from iu_core.framework import migrate
 from iu_core.release.preflight import LEGACY_GOVERNABLE, LEGACY_LATER_GOVERNABLE, LEGACY_NEVER_FLIP
 
-from .conftest import connect, head, run_preflight, snap
+from .conftest import connect, head, open_gates, run_preflight, snap
 
 LP = "least_privilege"
-
-
-@pytest.fixture
-def conn(conn_at) -> psycopg.Connection[Any]:
-    return conn_at(head())
-
-
-def open_gates(conn: psycopg.Connection[Any], *keys: str, ttl: int = 600) -> None:
-    for k in keys:
-        conn.execute("SELECT public.fn_iu_gate_open(%s, %s, 'test', 'pytest', %s)", (k, str(uuid.uuid4()), ttl))
 
 
 def execute(conn: psycopg.Connection[Any], command: str, mode: str, args: Any, actor: str = "pytest") -> dict:

@@ -70,6 +70,10 @@ class Holder:
     def lock(self, sql: str) -> None:
         self.conn.execute(sql)
 
+    def lock_gate_row(self) -> None:
+        """The gate row locked FOR UPDATE: what a runtime script's or self-test's gate open waits for."""
+        self.conn.execute("SELECT 1 FROM public.dot_config WHERE key = %s FOR UPDATE", (GATE_ROW,))
+
     @property
     def holding(self) -> bool:
         return self.conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
@@ -111,6 +115,13 @@ class Transcript:
             if line.startswith(prefix):
                 self.on.remove((prefix, action))
                 action(line)
+
+    @classmethod
+    def releasing(cls, holder: Holder) -> Transcript:
+        """A transcript that lets `holder` go at the first lock timeout: the second try gets the lock."""
+        sink = cls()
+        sink.when("-- lock timeout on try 1/", lambda _: holder.release())
+        return sink
 
     def retry_lines(self) -> list[str]:
         return [ln for ln in self.lines if ln.startswith("-- lock timeout on try")]
@@ -235,9 +246,8 @@ def test_a_relative_destination_does_not_move_when_a_later_revision_is_retried(n
     """downgrade -2 from least_privilege ends at 034, even though the retry starts at gate_protocol."""
     target = new_db(HEAD)
     holder = holder_for(target)
-    sink = Transcript()
+    sink = Transcript.releasing(holder)
     sink.when("== gate_protocol downgrade", lambda _: holder.update_row())
-    sink.when("-- lock timeout on try 1/", lambda _: holder.release())
     migrate.downgrade(target, "-2", project=ROOT, options=opts(), sink=sink)
     assert heads(target) == ["034"]
     assert [ln.split(" —")[0] for ln in sink.lines if ln.startswith("== ")] == [
@@ -350,8 +360,7 @@ def test_a_rehearsals_snapshot_waits_politely_too(new_db, holder_for) -> None:
     target = new_db(HEAD)
     holder = holder_for(target)
     holder.lock("LOCK TABLE public.dot_config IN ACCESS EXCLUSIVE MODE")
-    sink = Transcript()
-    sink.when("-- lock timeout on try 1/", lambda _: holder.release())
+    sink = Transcript.releasing(holder)
     result = migrate.downgrade(target, "gate_protocol", project=ROOT, options=opts(rehearse=True), sink=sink)
     line, = sink.retry_lines()
     assert line.startswith(f"-- lock timeout on try 1/11 (the catalog snapshot before the run) waiting on pid {holder.pid} ")
@@ -435,9 +444,8 @@ def test_plain_alembic_takes_the_retry_settings_as_x_arguments(new_db, holder_fo
 def test_a_runtime_script_is_retried_whole_and_its_audit_row_lists_the_tries(new_db, holder_for) -> None:
     target = new_db(HEAD)
     holder = holder_for(target)
-    holder.lock(f"SELECT 1 FROM public.dot_config WHERE key = '{GATE_ROW}' FOR UPDATE")
-    sink = Transcript()
-    sink.when("-- lock timeout on try 1/", lambda _: holder.release())
+    holder.lock_gate_row()
+    sink = Transcript.releasing(holder)
     res = datascripts.apply(target, "290", approval_id="8d7a3f0e-2b1c-4d5e-9f60-718293a4b5c6", project=ROOT,
                             options=opts(), sink=sink)
     assert res.mode == "real"
@@ -453,7 +461,7 @@ def test_a_runtime_script_that_never_gets_its_lock_is_refused_and_audited(new_db
     target = new_db(HEAD)
     before = fp(target)
     holder = holder_for(target)
-    holder.lock(f"SELECT 1 FROM public.dot_config WHERE key = '{GATE_ROW}' FOR UPDATE")
+    holder.lock_gate_row()
     with pytest.raises(LockRetriesExhausted) as exc:
         datascripts.apply(target, "290", approval_id="8d7a3f0e-2b1c-4d5e-9f60-718293a4b5c6", project=ROOT,
                           options=opts(lock_retries=1))
@@ -466,9 +474,8 @@ def test_a_runtime_script_that_never_gets_its_lock_is_refused_and_audited(new_db
 def test_a_selftest_runs_with_the_timeouts_and_is_retried_whole(new_db, holder_for) -> None:
     target = new_db(HEAD)
     holder = holder_for(target)
-    holder.lock(f"SELECT 1 FROM public.dot_config WHERE key = '{GATE_ROW}' FOR UPDATE")
-    sink = Transcript()
-    sink.when("-- lock timeout on try 1/", lambda _: holder.release())
+    holder.lock_gate_row()
+    sink = Transcript.releasing(holder)
     result, = migrate.selftest(target, ["gate_protocol"], project=ROOT, options=opts(), sink=sink)
     # passed: the transcript is the recorded one, the retry is not in it
     assert (result.status, result.lock_retries["tries"]) == ("passed", 2), result.reason
@@ -480,7 +487,7 @@ def test_a_selftest_runs_with_the_timeouts_and_is_retried_whole(new_db, holder_f
 def test_a_selftest_that_never_gets_its_lock_exits_3_naming_the_holder(new_db, holder_for, run_cli) -> None:
     target = new_db(HEAD)
     holder = holder_for(target)
-    holder.lock(f"SELECT 1 FROM public.dot_config WHERE key = '{GATE_ROW}' FOR UPDATE")
+    holder.lock_gate_row()
     res = run_cli(target, "selftest", "280", "gate_protocol", "--lock-timeout", "100ms",
                   "--lock-retries", "1")
     assert res.exit_code == 3, res.output

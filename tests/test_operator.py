@@ -29,22 +29,12 @@ from iu_core.domain.runtime import (
 from iu_core.errors import BadInput
 from iu_core.framework import layout
 
-from .conftest import ROOT, connect, dbname, head, ok
-
-
-@pytest.fixture
-def conn(conn_at) -> psycopg.Connection[Any]:
-    return conn_at(head())
+from .conftest import ROOT, connect, dbname, head, ok, open_gates
 
 
 def sample(p_type: str) -> Any:
     return {"text": "x", "uuid": str(uuid.uuid4()), "integer": 1, "boolean": True, "jsonb": {},
             "uuid[]": [str(uuid.uuid4())], "text[]": ["a"]}[p_type]
-
-
-def open_gates(conn: psycopg.Connection[Any], *keys: str) -> None:
-    for k in keys:
-        conn.execute("SELECT public.fn_iu_gate_open(%s, %s, 'test', 'pytest', 600)", (k, str(uuid.uuid4())))
 
 
 # ---------------------------------------------------------------- governed plans

@@ -13,11 +13,10 @@ import pytest
 from iu_core.errors import SqlFileError
 from iu_core.framework import migrate
 from iu_core.framework.backup import BackupInvalid, verify_backup
-from iu_core.framework.fingerprint import fingerprint, snapshot
 from iu_core.framework.selftest import available, load
 from iu_core.pg.target import Target
 
-from .conftest import PG_MAJOR, ROOT, chain, connect, head, snap
+from .conftest import PG_MAJOR, ROOT, chain, connect, fp, head, restore, snap
 
 
 @pytest.fixture
@@ -97,15 +96,18 @@ def test_a_selftest_that_could_persist_is_rejected_before_it_runs(tmp_path: Path
     assert "would end its transaction" in exc.value.message
 
 
-def _selftest_with_an_intruder(target: Target, run_cli, project: Path):
-    """Run a 1.5 s self-test while another session commits a dot_config row."""
-    (project / "selftests" / "substrate.sql").write_text("BEGIN;\nSELECT pg_sleep(1.5);\nROLLBACK;\n")
+def _selftest_with_an_intruder(target: Target, run_cli, project: Path,
+                               selftest: str = "BEGIN;\nSELECT pg_sleep(1.5);\nROLLBACK;\n", after_s: float = 0.5,
+                               sql: str = "INSERT INTO public.dot_config (key, value) VALUES ('iu_core.leak', 'x')"):
+    """Record SELFTEST as substrate's self-test, then run it (--json) while another session
+    commits SQL AFTER_S seconds in (by default: a 1.5 s self-test, a new dot_config row)."""
+    (project / "selftests" / "substrate.sql").write_text(selftest)
     assert run_cli(target, "selftest", "substrate", "--record", project=project).exit_code == 0
 
     def intruder() -> None:
-        time.sleep(0.5)
+        time.sleep(after_s)
         with connect(target) as c:
-            c.execute("INSERT INTO public.dot_config (key, value) VALUES ('iu_core.leak', 'x')")
+            c.execute(sql)
 
     t = threading.Thread(target=intruder)
     t.start()
@@ -204,20 +206,11 @@ def test_a_selftest_that_meets_a_concurrent_update_is_replayed_whole(new_db, run
     """At REPEATABLE READ, updating a row another session changed after the
     snapshot is a serialization failure: the self-test is replayed, and passes."""
     target = new_db("substrate")
-    (project / "selftests" / "substrate.sql").write_text(
-        "BEGIN;\nSET transaction_isolation = 'repeatable read';\nSELECT pg_sleep(1.0);\n"
-        "UPDATE public.dot_config SET value = value WHERE key = 'iu_core.composer_enabled';\nROLLBACK;\n")
-    assert run_cli(target, "selftest", "substrate", "--record", project=project).exit_code == 0
-
-    def production() -> None:
-        time.sleep(0.4)  # after the self-test's snapshot, before its UPDATE
-        with connect(target) as c:
-            c.execute("UPDATE public.dot_config SET value = value WHERE key = 'iu_core.composer_enabled'")
-
-    t = threading.Thread(target=production)
-    t.start()
-    res = run_cli(target, "--json", "selftest", "substrate", project=project)
-    t.join()
+    update = "UPDATE public.dot_config SET value = value WHERE key = 'iu_core.composer_enabled'"
+    res = _selftest_with_an_intruder(
+        target, run_cli, project,
+        f"BEGIN;\nSET transaction_isolation = 'repeatable read';\nSELECT pg_sleep(1.0);\n{update};\nROLLBACK;\n",
+        after_s=0.4, sql=update)  # after the self-test's snapshot, before its UPDATE
     assert res.exit_code == 0, res.output
     [r] = json.loads(res.stdout)
     assert r["status"] == "passed" and r["conflict_retries"] == 1, r
@@ -262,17 +255,8 @@ def test_backup_restores_to_the_same_catalog(new_db, run_cli, tmp_path: Path, da
     assert b["toc_entries"] > 50 and b["size"] == Path(b["path"]).stat().st_size
     assert Path(b["path"]).read_bytes()[:5] == b"PGDMP"
     restored = new_db()
-    from iu_core.framework.backup import choose
-
-    with connect(source) as c:
-        major = c.execute("SELECT current_setting('server_version_num')::int / 10000").fetchone()[0]
-    import subprocess
-
-    proc = subprocess.run([choose("pg_restore", major), "--no-owner", "-d", restored.libpq, b["path"]],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    with connect(source) as a, connect(restored) as r:
-        assert fingerprint(snapshot(r)) == fingerprint(snapshot(a))
+    restore(b["path"], restored)
+    assert fp(restored) == fp(source)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "header", "flip"])

@@ -14,12 +14,11 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from iu_core.config import RunOptions
-from iu_core.errors import RevisionRefused
 from iu_core.framework import migrate
 from iu_core.framework.fingerprint import diff
 from iu_core.release import inventory
 
-from .conftest import ROOT, connect, snap
+from .conftest import ROOT, connect, count, create_iu, one, refused, set_config, set_version, snap
 
 COMPOSER = "iu_core.composer_enabled"
 STRUCTURE_OPS = "iu_core.structure_ops_enabled"
@@ -46,23 +45,6 @@ REWIRED = (
 # --------------------------------------------------------------------------- helpers
 
 
-def one(conn, sql, params=()):
-    return conn.execute(sql, params).fetchone()[0]
-
-
-def set_config(conn, key, value):
-    cur = conn.execute("UPDATE public.dot_config SET value=%s WHERE key=%s", (value, key))
-    assert cur.rowcount == 1, key
-
-
-def create_iu(conn, address):
-    answer = one(
-        conn, "SELECT public.fn_iu_create(%s, 'piece', %s, 'pytest')", (address, address.upper())
-    )
-    assert answer["status"] == "created", answer
-    return uuid.UUID(answer["iu_id"])
-
-
 def pieces(conn, prefix, n=3):
     set_config(conn, COMPOSER, "true")
     return [create_iu(conn, f"{prefix}/{i}") for i in range(n)]
@@ -87,10 +69,6 @@ def composer_events(conn, subject=None):
         sql += " AND event_subject_ref = %s"
         params = (str(subject),)
     return conn.execute(sql + " ORDER BY created_at, event_id", params).fetchall()
-
-
-def count(conn, table, where="true", params=()):
-    return one(conn, f"SELECT count(*) FROM {table} WHERE {where}", params)
 
 
 def order_of(conn, cid):
@@ -734,21 +712,12 @@ def test_inventory_declarations_match_the_live_database(new_db):
 # --------------------------------------------------------------------------- guards
 
 
-def force_version(target, rev):
-    """Pretend the bookkeeping says `rev` (to run a rollback or preflight out of order)."""
-    with connect(target) as c:
-        c.execute("UPDATE iucore.alembic_version SET version_num=%s", (rev,))
-
-
 def test_016_rollback_refuses_while_260_is_still_applied(new_db):
     target = new_db("260")
-    force_version(target, "016")  # the chain's order is lost: 016's rollback runs next
-    before = snap(target)
-    with pytest.raises(RevisionRefused) as exc:
-        migrate.downgrade(target, "substrate")
-    assert "016 rollback refused" in exc.value.message
-    assert "260 is still applied" in exc.value.message
-    assert diff(before, snap(target)) == []
+    set_version(target, "016")  # the chain's order is lost: 016's rollback runs next
+    msg = refused(migrate.downgrade, target, "substrate")
+    assert "016 rollback refused" in msg
+    assert "260 is still applied" in msg
 
 
 def test_016_rollback_refuses_when_a_rewired_function_was_changed_since(new_db):
@@ -758,12 +727,9 @@ def test_016_rollback_refuses_when_a_rewired_function_was_changed_since(new_db):
         c.execute(
             definition.replace("-- 016: a real move", "-- hot-fixed by hand; 016: a real move")
         )
-    before = snap(target)
-    with pytest.raises(RevisionRefused) as exc:
-        migrate.downgrade(target, "substrate")
-    assert "no longer the 016 definition" in exc.value.message
-    assert "fn_iu_collection_reorder_piece" in exc.value.message
-    assert diff(before, snap(target)) == []
+    msg = refused(migrate.downgrade, target, "substrate")
+    assert "no longer the 016 definition" in msg
+    assert "fn_iu_collection_reorder_piece" in msg
 
 
 def test_260_rollback_refuses_while_composer_events_exist(new_db):
@@ -772,12 +738,9 @@ def test_260_rollback_refuses_while_composer_events_exist(new_db):
         ids = pieces(c, "docs/guard260", 2)
         compose(c, "docs/guard260", ids)
         set_config(c, COMPOSER, "false")
-    before = snap(target)
-    with pytest.raises(RevisionRefused) as exc:
-        migrate.downgrade(target, "016")
-    assert "260 rollback refused" in exc.value.message
-    assert "1 collection_created, 2 piece_added_to_collection" in exc.value.message
-    assert diff(before, snap(target)) == []
+    msg = refused(migrate.downgrade, target, "016")
+    assert "260 rollback refused" in msg
+    assert "1 collection_created, 2 piece_added_to_collection" in msg
 
     # Once the events are deliberately deleted (no worker ran, so no attempt references
     # them), the same rollback proceeds.
@@ -793,12 +756,9 @@ def test_260_rollback_refuses_while_composer_events_exist(new_db):
 
 def test_260_rollback_refuses_while_017_is_still_applied(new_db):
     target = new_db("017")
-    force_version(target, "260")
-    before = snap(target)
-    with pytest.raises(RevisionRefused) as exc:
-        migrate.downgrade(target, "016")
-    assert "017 is still applied" in exc.value.message
-    assert diff(before, snap(target)) == []
+    set_version(target, "260")
+    msg = refused(migrate.downgrade, target, "016")
+    assert "017 is still applied" in msg
 
 
 def test_017_rollback_refuses_while_a_piece_is_soft_deleted(new_db):
@@ -810,11 +770,8 @@ def test_017_rollback_refuses_while_a_piece_is_soft_deleted(new_db):
             one(c, "SELECT public.fn_iu_piece_soft_delete(%s, 'r', 'pytest')", (piece,))["status"]
             == "soft_deleted"
         )
-    before = snap(target)
-    with pytest.raises(RevisionRefused) as exc:
-        migrate.downgrade(target, "260")
-    assert "017 rollback refused: 1 piece(s) soft-deleted (docs/guard017/0)" in exc.value.message
-    assert diff(before, snap(target)) == []
+    msg = refused(migrate.downgrade, target, "260")
+    assert "017 rollback refused: 1 piece(s) soft-deleted (docs/guard017/0)" in msg
 
     with connect(target) as c:
         assert (
@@ -841,12 +798,9 @@ def test_017_rollback_refuses_while_a_piece_is_soft_deleted(new_db):
 )
 def test_preflights_refuse_to_apply_over_themselves(new_db, at, pretend, apply, message):
     target = new_db(at)
-    force_version(target, pretend)
-    before = snap(target)
-    with pytest.raises(RevisionRefused) as exc:
-        migrate.upgrade(target, apply)
-    assert message in exc.value.message
-    assert diff(before, snap(target)) == []
+    set_version(target, pretend)
+    msg = refused(migrate.upgrade, target, apply)
+    assert message in msg
 
 
 def test_016_preflight_refuses_to_overwrite_a_changed_composer_function(new_db):
@@ -856,10 +810,9 @@ def test_016_preflight_refuses_to_overwrite_a_changed_composer_function(new_db):
         c.execute(
             definition.replace("-- Hold the pieces", "-- local change\n    -- Hold the pieces")
         )
-    with pytest.raises(RevisionRefused) as exc:
-        migrate.upgrade(target, "016")
-    assert "differs from the substrate definition" in exc.value.message
-    assert "fn_iu_compose" in exc.value.message
+    msg = refused(migrate.upgrade, target, "016")
+    assert "differs from the substrate definition" in msg
+    assert "fn_iu_compose" in msg
 
 
 def test_260_and_017_preflights_refuse_without_their_parent(new_db):
@@ -867,10 +820,9 @@ def test_260_and_017_preflights_refuse_without_their_parent(new_db):
     with connect(target) as c:
         c.execute("DROP VIEW public.v_iu_composer_event_log")
         c.execute("DROP FUNCTION public.fn_iu_collection_checkpoint(uuid, text)")
-    with pytest.raises(RevisionRefused) as exc:
-        migrate.upgrade(target, "260")
-    assert "260 preflight: migration 016 substrate missing" in exc.value.message
-    assert "apply 016 first" in exc.value.message
+    msg = refused(migrate.upgrade, target, "260")
+    assert "260 preflight: migration 016 substrate missing" in msg
+    assert "apply 016 first" in msg
 
     target = new_db("260")
     with connect(target) as c:
@@ -878,12 +830,8 @@ def test_260_and_017_preflights_refuse_without_their_parent(new_db):
             "DELETE FROM public.iu_outbound_route WHERE route_code='iu_composer_piece_restored'"
         )
         c.execute("DELETE FROM public.event_type_registry WHERE event_type='piece_restored'")
-    with pytest.raises(RevisionRefused) as exc:
-        migrate.upgrade(target, "017")
-    assert (
-        "017 preflight: migration 260 composer event family missing (iu.piece_restored"
-        in exc.value.message
-    )
+    msg = refused(migrate.upgrade, target, "017")
+    assert "017 preflight: migration 260 composer event family missing (iu.piece_restored" in msg
 
 
 def test_260_postcheck_leaves_no_row_even_with_emission_gated_off(new_db):

@@ -16,12 +16,10 @@ import psycopg
 import pytest
 
 from iu_core.domain.registry import catalog_row, governed
-from iu_core.errors import RevisionRefused
 from iu_core.framework import migrate
-from iu_core.framework.fingerprint import snapshot
 from iu_core.framework.sqlfiles import MIGRATION_SECTIONS, parse_script
 
-from .conftest import ROOT, connect
+from .conftest import ROOT, connect, count, create_iu, one, refused, set_config, set_version
 
 COMPOSER = "iu_core.composer_enabled"
 AUTO = "iu_core.auto_instantiate_enabled"
@@ -46,23 +44,10 @@ REVS_AT = {
 # --------------------------------------------------------------------------- helpers
 
 
-def one(conn, sql, params=()):
-    return conn.execute(sql, params).fetchone()[0]
-
-
-def count(conn, table, where="true", params=()):
-    return one(conn, f"SELECT count(*) FROM {table} WHERE {where}", params)
-
-
 def gate(conn, key):
     """The gate's value, None when it has no row."""
     row = conn.execute("SELECT value FROM public.dot_config WHERE key = %s", (key,)).fetchone()
     return row[0] if row else None
-
-
-def set_gate(conn, key, value):
-    cur = conn.execute("UPDATE public.dot_config SET value = %s WHERE key = %s", (value, key))
-    assert cur.rowcount == 1, key
 
 
 def catalog(conn):
@@ -72,10 +57,6 @@ def catalog(conn):
             "SELECT command_name, category, mutating, reversible, target_functions FROM public.dot_iu_command_catalog"
         )
     }
-
-
-def snap(conn):
-    return snapshot(conn, with_counts=True)
 
 
 def body_statements(rev):
@@ -91,15 +72,9 @@ def log_run(conn, command, category="collection"):
     )
 
 
-def create_iu(conn, address, actor="pytest"):
-    answer = one(conn, "SELECT public.fn_iu_create(%s, 'piece', %s, %s)", (address, address.upper(), actor))
-    assert answer["status"] == "created", answer
-    return uuid.UUID(answer["iu_id"])
-
-
 def template(conn, key="tpl/onboarding", n=3):
     """A template collection whose member order differs from creation order."""
-    set_gate(conn, COMPOSER, "true")
+    set_config(conn, COMPOSER, "true")
     ids = [create_iu(conn, f"{key}/p{i}") for i in range(n)]
     ordered = list(reversed(ids))
     labels = ["first"] + [None] * (n - 1)
@@ -109,7 +84,7 @@ def template(conn, key="tpl/onboarding", n=3):
         (key, ordered, labels),
     )
     assert answer["status"] == "composed", answer
-    set_gate(conn, COMPOSER, "false")
+    set_config(conn, COMPOSER, "false")
     return uuid.UUID(answer["collection_id"]), ordered
 
 
@@ -138,11 +113,6 @@ def data_counts(conn):
         for t in ("public.iu_collection", "public.iu_collection_member", "public.information_unit",
                   "public.event_outbox", "public.iu_auto_instance", "public.dot_iu_command_run")
     }
-
-
-def set_version(target, rev):
-    with connect(target) as c:
-        c.execute("UPDATE iucore.alembic_version SET version_num = %s", (rev,))
 
 
 # --------------------------------------------------------------------------- SSOT: catalog == registry
@@ -194,13 +164,10 @@ def test_280_rollback_refused_while_the_ledger_references_a_command(new_db):
     target = new_db("280")
     with connect(target) as c:
         log_run(c, "dot_iu_healthcheck", "health")
-        before = snap(c)
-    with pytest.raises(RevisionRefused) as exc:
-        migrate.downgrade(target, "017")
-    assert "280 rollback REFUSED" in exc.value.message
-    assert "dot_iu_healthcheck" in exc.value.message
+    msg = refused(migrate.downgrade, target, "017")
+    assert "280 rollback REFUSED" in msg
+    assert "dot_iu_healthcheck" in msg
     with connect(target) as c:
-        assert snap(c) == before
         c.execute("DELETE FROM public.dot_iu_command_run")
     migrate.downgrade(target, "017")
     with connect(target) as c:
@@ -216,23 +183,17 @@ def test_preflight_refuses_to_reapply_over_itself(new_db, rev, parent, needle):
     # 034 is idempotent (seed 004): re-applied over itself it is a no-op, see test_ssot.py
     target = new_db(rev)
     set_version(target, parent)  # pretend the bookkeeping was lost
-    with connect(target) as c:
-        before = snap(c)
-    with pytest.raises(RevisionRefused) as exc:
-        migrate.upgrade(target, rev)
-    assert needle in exc.value.message
-    assert "already applied?" in exc.value.message
-    with connect(target) as c:
-        assert snap(c) == before
+    msg = refused(migrate.upgrade, target, rev)
+    assert needle in msg
+    assert "already applied?" in msg
 
 
 def test_280_preflight_refuses_when_a_target_function_is_missing(new_db):
     target = new_db("017")
     with connect(target) as c:
         c.execute("ALTER FUNCTION public.fn_iu_piece_restore(uuid, text) RENAME TO fn_iu_piece_restore_gone")
-    with pytest.raises(RevisionRefused) as exc:
-        migrate.upgrade(target, "280")
-    assert "280 preflight: target function(s) not resolvable: fn_iu_piece_restore" in exc.value.message
+    msg = refused(migrate.upgrade, target, "280")
+    assert "280 preflight: target function(s) not resolvable: fn_iu_piece_restore" in msg
 
 
 # --------------------------------------------------------------------------- 033: two gates
@@ -255,7 +216,7 @@ def test_033_dry_run_is_refused_while_composer_is_shut(conn_at):
 def test_033_live_is_refused_with_only_composer_open(conn_at):
     conn = conn_at("033")
     tpl, _ = template(conn)
-    set_gate(conn, COMPOSER, "true")
+    set_config(conn, COMPOSER, "true")
     before = data_counts(conn)
     answer = instantiate(conn, tpl, "a1", mode="live")
     assert answer["status"] == "refused"
@@ -263,8 +224,8 @@ def test_033_live_is_refused_with_only_composer_open(conn_at):
     assert AUTO in answer["guidance"]
     assert data_counts(conn) == before
     # auto_instantiate alone is not enough either: composer is the first gate
-    set_gate(conn, COMPOSER, "false")
-    set_gate(conn, AUTO, "true")
+    set_config(conn, COMPOSER, "false")
+    set_config(conn, AUTO, "true")
     answer = instantiate(conn, tpl, "a1", mode="live")
     assert answer["status"] == "refused" and answer["gates"] == [COMPOSER]
     assert data_counts(conn) == before
@@ -273,7 +234,7 @@ def test_033_live_is_refused_with_only_composer_open(conn_at):
 def test_033_dry_run_writes_nothing_and_answers_what_it_would_create(conn_at):
     conn = conn_at("033")
     tpl, ordered = template(conn)
-    set_gate(conn, COMPOSER, "true")
+    set_config(conn, COMPOSER, "true")
     before = data_counts(conn)
     event_id = uuid.uuid4()
     answer = instantiate(conn, tpl, "demo-001", mode="dry_run", event_id=event_id)
@@ -291,8 +252,8 @@ def test_033_dry_run_writes_nothing_and_answers_what_it_would_create(conn_at):
 def test_033_live_creates_the_instance_in_template_order_with_provenance_and_events(conn_at):
     conn = conn_at("033")
     tpl, ordered = template(conn)
-    set_gate(conn, COMPOSER, "true")
-    set_gate(conn, AUTO, "true")
+    set_config(conn, COMPOSER, "true")
+    set_config(conn, AUTO, "true")
     event_id = uuid.uuid4()
     answer = instantiate(conn, tpl, "demo-001", event_id=event_id, actor="orchestrator")
     assert answer["status"] == "instantiated", answer
@@ -347,8 +308,8 @@ def test_033_live_creates_the_instance_in_template_order_with_provenance_and_eve
 def test_033_invalid_input_answers(conn_at):
     conn = conn_at("033")
     tpl, _ = template(conn)
-    set_gate(conn, COMPOSER, "true")
-    set_gate(conn, AUTO, "true")
+    set_config(conn, COMPOSER, "true")
+    set_config(conn, AUTO, "true")
     before = data_counts(conn)
     bad_mode = instantiate(conn, tpl, "x", mode="maybe")
     assert (bad_mode["status"], bad_mode["field"]) == ("invalid_input", "emit_mode")
@@ -375,15 +336,15 @@ def test_033_invalid_input_answers(conn_at):
 def test_033_rollback_by_actor_dry_run_then_real_leaves_other_actors(conn_at):
     conn = conn_at("033")
     tpl, ordered = template(conn)
-    set_gate(conn, COMPOSER, "true")
-    set_gate(conn, AUTO, "true")
+    set_config(conn, COMPOSER, "true")
+    set_config(conn, AUTO, "true")
     mine = [uuid.UUID(instantiate(conn, tpl, f"mine-{i}", actor="alice")["instance_collection_id"]) for i in range(2)]
     theirs = uuid.UUID(instantiate(conn, tpl, "theirs", actor="bob")["instance_collection_id"])
 
     # the live rollback is gated like live mode; the dry run like dry_run
-    set_gate(conn, AUTO, "false")
-    refused = rollback_by_actor(conn, "alice", False)
-    assert refused["status"] == "refused" and refused["gates"] == [AUTO]
+    set_config(conn, AUTO, "false")
+    gated = rollback_by_actor(conn, "alice", False)
+    assert gated["status"] == "refused" and gated["gates"] == [AUTO]
     before = data_counts(conn)
     dry = rollback_by_actor(conn, "alice", True)
     assert dry["status"] == "dry_run"
@@ -391,11 +352,11 @@ def test_033_rollback_by_actor_dry_run_then_real_leaves_other_actors(conn_at):
     assert dry["would_remove"] == {"collections": 2, "memberships": 6, "provenance_rows": 2}
     assert sorted(uuid.UUID(i["instance_collection_id"]) for i in dry["instances"]) == sorted(mine)
     assert data_counts(conn) == before
-    set_gate(conn, COMPOSER, "false")
+    set_config(conn, COMPOSER, "false")
     assert rollback_by_actor(conn, "alice", True)["gates"] == [COMPOSER]
 
-    set_gate(conn, COMPOSER, "true")
-    set_gate(conn, AUTO, "true")
+    set_config(conn, COMPOSER, "true")
+    set_config(conn, AUTO, "true")
     real = rollback_by_actor(conn, "alice", False)
     assert real["status"] == "rolled_back"
     assert (real["collections_removed"], real["memberships_removed"], real["provenance_rows_removed"]) == (2, 6, 2)
@@ -415,27 +376,22 @@ def test_033_rollback_refuses_while_instances_events_or_the_gate_remain(new_db):
     target = new_db("033")
     with connect(target) as c:
         tpl, _ = template(c)
-        set_gate(c, COMPOSER, "true")
-        set_gate(c, AUTO, "true")
+        set_config(c, COMPOSER, "true")
+        set_config(c, AUTO, "true")
         assert instantiate(c, tpl, "r1", actor="carol")["status"] == "instantiated"
-        before = snap(c)
-    with pytest.raises(RevisionRefused) as exc:
-        migrate.downgrade(target, "280")
-    assert "iu_core.auto_instantiate_enabled is currently OPEN" in exc.value.message
+    msg = refused(migrate.downgrade, target, "280")
+    assert "iu_core.auto_instantiate_enabled is currently OPEN" in msg
     with connect(target) as c:
-        assert snap(c) == before
-        set_gate(c, AUTO, "false")
-    with pytest.raises(RevisionRefused) as exc:
-        migrate.downgrade(target, "280")
-    assert "auto-instance(s) still recorded in public.iu_auto_instance" in exc.value.message
+        set_config(c, AUTO, "false")
+    msg = refused(migrate.downgrade, target, "280")
+    assert "auto-instance(s) still recorded in public.iu_auto_instance" in msg
     with connect(target) as c:
-        set_gate(c, AUTO, "true")
+        set_config(c, AUTO, "true")
         assert rollback_by_actor(c, "carol", False)["collections_removed"] == 1
-        set_gate(c, AUTO, "false")
-        set_gate(c, COMPOSER, "false")
-    with pytest.raises(RevisionRefused) as exc:
-        migrate.downgrade(target, "280")
-    assert "template.instance_auto_composed event(s) in public.event_outbox" in exc.value.message
+        set_config(c, AUTO, "false")
+        set_config(c, COMPOSER, "false")
+    msg = refused(migrate.downgrade, target, "280")
+    assert "template.instance_auto_composed event(s) in public.event_outbox" in msg
     with connect(target) as c:
         c.execute("DELETE FROM public.event_outbox WHERE event_domain = 'template'")
     migrate.downgrade(target, "280")
@@ -452,21 +408,16 @@ def test_034_preflight_refuses_when_033_functions_are_missing(new_db):
     target = new_db("033")
     with connect(target) as c:
         c.execute("DROP FUNCTION public.fn_iu_auto_instantiate_from_event(uuid, text, uuid, text, text, text, text)")
-        before = snap(c)
-    with pytest.raises(RevisionRefused) as exc:
-        migrate.upgrade(target, "034")
-    msg = exc.value.message
+    msg = refused(migrate.upgrade, target, "034")
     assert "034 preflight: migration 033 substrate missing" in msg
     assert "fn_iu_auto_instantiate_from_event" in msg and "apply 033 first" in msg
     assert "rollback_by_actor" not in msg
     with connect(target) as c:
         c.execute("DROP FUNCTION public.fn_iu_auto_instantiate_rollback_by_actor(text, boolean)")
-    with pytest.raises(RevisionRefused) as exc:
-        migrate.upgrade(target, "034")
-    assert "fn_iu_auto_instantiate_rollback_by_actor" in exc.value.message
+    msg = refused(migrate.upgrade, target, "034")
+    assert "fn_iu_auto_instantiate_rollback_by_actor" in msg
     with connect(target) as c:
         assert count(c, "public.dot_iu_command_catalog") == 24
-        assert snap(c)["alembic_version"] == before["alembic_version"]
 
 
 def test_034_cycle_26_24_26_with_the_ledger_guard(new_db):
@@ -474,13 +425,10 @@ def test_034_cycle_26_24_26_with_the_ledger_guard(new_db):
     with connect(target) as c:
         assert count(c, "public.dot_iu_command_catalog") == 26
         log_run(c, "dot_iu_auto_instantiate_rollback_by_actor", "lifecycle")
-        before = snap(c)
-    with pytest.raises(RevisionRefused) as exc:
-        migrate.downgrade(target, "033")
-    assert "034 rollback REFUSED" in exc.value.message
-    assert "dot_iu_auto_instantiate_rollback_by_actor" in exc.value.message
+    msg = refused(migrate.downgrade, target, "033")
+    assert "034 rollback REFUSED" in msg
+    assert "dot_iu_auto_instantiate_rollback_by_actor" in msg
     with connect(target) as c:
-        assert snap(c) == before
         assert count(c, "public.dot_iu_command_catalog") == 26
         c.execute("DELETE FROM public.dot_iu_command_run WHERE command_name = ANY(%s)", (list(AUTO_COMMANDS),))
     migrate.downgrade(target, "033")
@@ -646,7 +594,7 @@ def test_watchdog_closes_an_expired_gate_only(gp):
 
 
 def test_watchdog_closes_a_gate_opened_outside_the_protocol(gp):
-    set_gate(gp, "queue.dlq.replay_enabled", "true")  # by hand: no transition, no TTL
+    set_config(gp, "queue.dlq.replay_enabled", "true")  # by hand: no transition, no TTL
     answer = one(gp, "SELECT public.fn_iu_gate_watchdog('watchdog')")
     assert answer["closed_count"] == 1
     assert gate(gp, "queue.dlq.replay_enabled") == "false"
@@ -665,7 +613,7 @@ def test_verify_closed_reports_the_nine_gates_and_fails_closed(gp):
     gate_close(gp, COMPOSER)
     assert verify(gp)["all_safe"] is True
     # a never-flip gate flipped by hand: not intact; close forces it back
-    set_gate(gp, "iu_core.vector_sync_enabled", "true")
+    set_config(gp, "iu_core.vector_sync_enabled", "true")
     v = verify(gp)
     assert (v["all_safe"], v["all_governed_closed"], v["never_flip_intact"]) == (False, True, False)
     assert gate_close(gp, "iu_core.vector_sync_enabled")["prev_value"] == "true"
@@ -737,13 +685,10 @@ def test_gate_protocol_rollback_refused_while_a_governable_gate_is_open(new_db):
     target = new_db("gate_protocol")
     with connect(target) as c:
         gate_open(c, STRUCTURE_OPS)
-        before = snap(c)
-    with pytest.raises(RevisionRefused) as exc:
-        migrate.downgrade(target, "034")
-    assert "rollback refused: 1 governable gate(s) currently OPEN" in exc.value.message
-    assert STRUCTURE_OPS in exc.value.message
+    msg = refused(migrate.downgrade, target, "034")
+    assert "rollback refused: 1 governable gate(s) currently OPEN" in msg
+    assert STRUCTURE_OPS in msg
     with connect(target) as c:
-        assert snap(c) == before
         gate_close(c, STRUCTURE_OPS)
         assert count(c, "public.dot_iu_command_run") == 2
     migrate.downgrade(target, "034")
@@ -763,9 +708,8 @@ def test_gate_protocol_preflight_refuses_off_the_034_catalog(new_db):
     target = new_db("034")
     with connect(target) as c:
         c.execute("DELETE FROM public.dot_iu_command_catalog WHERE command_name = 'dot_iu_healthcheck'")
-    with pytest.raises(RevisionRefused) as exc:
-        migrate.upgrade(target, "gate_protocol")
-    assert "gate_protocol preflight: public.dot_iu_command_catalog has 25 row(s), expected 26" in exc.value.message
+    msg = refused(migrate.upgrade, target, "gate_protocol")
+    assert "gate_protocol preflight: public.dot_iu_command_catalog has 25 row(s), expected 26" in msg
 
 
 def test_gate_open_expiry_is_now_plus_ttl(gp):

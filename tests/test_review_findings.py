@@ -114,26 +114,19 @@ def test_an_operator_opening_a_gate_is_recorded_bounded_and_expires(owner, login
 # ---------------------------------------------------------------- finding 3
 def test_least_privilege_revokes_writes_on_cutter_governance_too(new_db) -> None:
     target = new_db("gate_protocol")
-    role = f"rv_reviewer_{uuid.uuid4().hex[:8]}"
-    with connect(target) as c:
-        c.execute(f"CREATE ROLE {role} LOGIN")
-        c.execute(f"GRANT USAGE ON SCHEMA cutter_governance TO {role}")
-        c.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA cutter_governance TO {role}")
-    try:
+    with connect(target) as owner_conn, logins(owner_conn, "rv") as login:
+        role, _ = login("none")
+        owner_conn.execute(f"GRANT USAGE ON SCHEMA cutter_governance TO {role}")
+        owner_conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA cutter_governance TO {role}")
         migrate.upgrade(target, "least_privilege", project=ROOT, options=RunOptions(actor="review"))
-        with connect(target) as c:
-            left = c.execute(
-                "SELECT c.oid::regclass::text || ' ' || a.privilege_type FROM pg_class c,"
-                " aclexplode(c.relacl) a WHERE c.relnamespace = 'cutter_governance'::regnamespace"
-                " AND c.relkind = 'r' AND a.grantee = %s::regrole AND a.privilege_type <> 'SELECT'"
-                " ORDER BY 1", (role,)).fetchall()
-            # with INSERT on review_decision the role forges the "real review decision" that
-            # split/merge require (the never-flip iu_enact.allow_no_review_decision stands for)
-            assert left == [], left
-    finally:
-        with connect(target) as c:
-            c.execute(f"DROP OWNED BY {role} CASCADE")
-            c.execute(f"DROP ROLE {role}")
+        left = owner_conn.execute(
+            "SELECT c.oid::regclass::text || ' ' || a.privilege_type FROM pg_class c,"
+            " aclexplode(c.relacl) a WHERE c.relnamespace = 'cutter_governance'::regnamespace"
+            " AND c.relkind = 'r' AND a.grantee = %s::regrole AND a.privilege_type <> 'SELECT'"
+            " ORDER BY 1", (role,)).fetchall()
+        # with INSERT on review_decision the role forges the "real review decision" that
+        # split/merge require (the never-flip iu_enact.allow_no_review_decision stands for)
+        assert left == [], left
 
 
 # ---------------------------------------------------------------- finding 4

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -23,27 +22,10 @@ from iu_core.domain.roles import OPERATOR_READ_TABLES, apply, plan_operator, pri
 from iu_core.domain.runtime import OperatorRuntime
 from iu_core.framework import migrate
 
-from .conftest import connect, head, logins, run_preflight
+from .conftest import connect, head, open_gates, run_preflight
 
 NEVER_FLIP = ("iu_enact.allow_no_review_decision", "iu_core.vector_sync_enabled")
 DISPATCHER = "public.fn_dot_iu_execute(text, text, jsonb, text)"
-
-
-@pytest.fixture
-def conn(conn_at) -> psycopg.Connection[Any]:
-    return conn_at(head())
-
-
-@pytest.fixture
-def login(conn) -> Iterator[Callable[[str], tuple[str, psycopg.Connection[Any]]]]:
-    """login("op" | "ro" | "none") → (role name, an autocommit connection logged in as it)."""
-    with logins(conn, "iu") as make:
-        yield make
-
-
-def open_gates(conn: psycopg.Connection[Any], *keys: str) -> None:
-    for k in keys:
-        conn.execute("SELECT public.fn_iu_gate_open(%s, %s, 'test', 'pytest', 600)", (k, str(uuid.uuid4())))
 
 
 def iu_tables(conn: psycopg.Connection[Any]) -> list[str]:

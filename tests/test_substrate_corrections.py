@@ -15,6 +15,8 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
+from .conftest import one, set_config
+
 EMIT = "SELECT public.fn_iu_piece_emit_event(%s, %s, %s, 'pytest')"
 
 
@@ -29,14 +31,6 @@ def conn(conn_at):
                   ('piece', 'piece_noted', 'piece_notes', 'delayed')"""
     )
     return c
-
-
-def one(conn, sql, params=()):
-    return conn.execute(sql, params).fetchone()[0]
-
-
-def set_config(conn, key, value):
-    assert conn.execute("UPDATE public.dot_config SET value=%s WHERE key=%s", (value, key)).rowcount == 1
 
 
 def outbox(conn):

@@ -14,6 +14,8 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
+from .conftest import count, create_iu, one, set_config
+
 COMPOSER = "iu_core.composer_enabled"
 STRUCTURE_OPS = "iu_core.structure_ops_enabled"
 DELIVERY = "iu_core.delivery_enabled"
@@ -27,32 +29,12 @@ def conn(conn_at):
     return conn_at("substrate")
 
 
-def one(conn, sql, params=()):
-    """First column of the first row."""
-    return conn.execute(sql, params).fetchone()[0]
-
-
-def set_config(conn, key, value):
-    cur = conn.execute("UPDATE public.dot_config SET value=%s WHERE key=%s", (value, key))
-    assert cur.rowcount == 1, key
-
-
 def open_gate(conn, key):
     conn.execute("UPDATE public.dot_config SET value='true' WHERE key=%s", (key,))
 
 
 def close_gate(conn, key):
     conn.execute("UPDATE public.dot_config SET value='false' WHERE key=%s", (key,))
-
-
-def create_iu(conn, address, title=None, kind="piece", actor="pytest"):
-    answer = one(
-        conn,
-        "SELECT public.fn_iu_create(%s, %s, %s, %s)",
-        (address, kind, title or address.upper(), actor),
-    )
-    assert answer["status"] == "created", answer
-    return uuid.UUID(answer["iu_id"])
 
 
 def compose(conn, key, piece_ids, kind="file", title="A file", labels=None):
@@ -102,8 +84,14 @@ def review_decision(conn):
     )
 
 
-def count(conn, table, where="true", params=()):
-    return one(conn, f"SELECT count(*) FROM {table} WHERE {where}", params)
+def insert_event(conn, event_type, stream, lane, *, domain="iu", subject="s"):
+    """An outbox row written directly, past the emit functions: what the outbox trigger checks."""
+    conn.execute(
+        """INSERT INTO public.event_outbox (event_domain, event_type, event_stream, delivery_lane,
+                                            event_subject_ref, actor)
+           VALUES (%s, %s, %s, %s, %s, 'pytest')""",
+        (domain, event_type, stream, lane, subject),
+    )
 
 
 # --------------------------------------------------------------------------- compose / reorder / validate / render
@@ -330,34 +318,18 @@ def test_fn_iu_create_duplicate_and_no_event(conn):
 
 def test_outbox_trigger_rejects_unknown_type(conn):
     with pytest.raises(psycopg.errors.CheckViolation, match="not registered"):
-        conn.execute(
-            """INSERT INTO public.event_outbox (event_domain, event_type, event_stream, delivery_lane,
-                                                event_subject_ref, actor)
-               VALUES ('iu', 'no_such_type', 'lifecycle', 'immediate', 's', 'pytest')"""
-        )
+        insert_event(conn, "no_such_type", "lifecycle", "immediate")
     assert count(conn, "public.event_outbox") == 0
 
 
 def test_outbox_trigger_rejects_lane_and_stream_mismatch(conn):
     with pytest.raises(psycopg.errors.CheckViolation, match="delivery_lane='immediate'"):
-        conn.execute(
-            """INSERT INTO public.event_outbox (event_domain, event_type, event_stream, delivery_lane,
-                                                event_subject_ref, actor)
-               VALUES ('iu', 'iu_created', 'lifecycle', 'delayed', 's', 'pytest')"""
-        )
+        insert_event(conn, "iu_created", "lifecycle", "delayed")
     with pytest.raises(psycopg.errors.CheckViolation, match="event_stream='lifecycle'"):
-        conn.execute(
-            """INSERT INTO public.event_outbox (event_domain, event_type, event_stream, delivery_lane,
-                                                event_subject_ref, actor)
-               VALUES ('iu', 'iu_created', 'composer', 'immediate', 's', 'pytest')"""
-        )
+        insert_event(conn, "iu_created", "composer", "immediate")
     conn.execute("UPDATE public.event_type_registry SET active=false WHERE event_type='iu_created'")
     with pytest.raises(psycopg.errors.CheckViolation, match="not active"):
-        conn.execute(
-            """INSERT INTO public.event_outbox (event_domain, event_type, event_stream, delivery_lane,
-                                                event_subject_ref, actor)
-               VALUES ('iu', 'iu_created', 'lifecycle', 'immediate', 's', 'pytest')"""
-        )
+        insert_event(conn, "iu_created", "lifecycle", "immediate")
     assert count(conn, "public.event_outbox") == 0
 
 
@@ -378,11 +350,7 @@ def test_immediate_lane_dedupes_but_delayed_lane_does_not(conn):
            VALUES ('test', 'delayed_thing', 'composer', 'delayed')"""
     )
     for _ in range(2):
-        conn.execute(
-            """INSERT INTO public.event_outbox (event_domain, event_type, event_stream, delivery_lane,
-                                                event_subject_ref, actor)
-               VALUES ('test', 'delayed_thing', 'composer', 'delayed', 'same-subject', 'pytest')"""
-        )
+        insert_event(conn, "delayed_thing", "composer", "delayed", domain="test", subject="same-subject")
     via_emit = [one(conn, emit, ("test", "delayed_thing", "same-subject", Jsonb({}))) for _ in range(2)]
     assert all(isinstance(e, uuid.UUID) for e in via_emit) and via_emit[0] != via_emit[1]
     assert count(conn, "public.event_outbox", "event_subject_ref='same-subject'") == 4

@@ -493,11 +493,26 @@ def _invalid(path: Path, why: str) -> BackupInvalid:
     return BackupInvalid(f"{path}: {why}", file=str(path))
 
 
-def _verify_file(path: Path, pg_restore: str, expect_inode: os.stat_result) -> Backup:
+def _open(path: Path, flags: int) -> int:
+    """PATH opened read-only, never through a symlink (BackupInvalid if it cannot be)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        return os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | flags)
     except OSError as exc:
         raise _invalid(path, exc.strerror or "cannot be opened") from None
+
+
+def _sha256_of(fd: int) -> tuple[str, int]:
+    """(sha256, size) of what the descriptor holds, read by offset (its position stays)."""
+    h = hashlib.sha256()
+    offset = 0
+    while chunk := os.pread(fd, 1 << 20, offset):
+        h.update(chunk)
+        offset += len(chunk)
+    return h.hexdigest(), offset
+
+
+def _verify_file(path: Path, pg_restore: str, expect_inode: os.stat_result) -> Backup:
+    fd = _open(path, os.O_NONBLOCK)
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (expect_inode.st_dev, expect_inode.st_ino):
@@ -505,11 +520,7 @@ def _verify_file(path: Path, pg_restore: str, expect_inode: os.stat_result) -> B
         head = os.pread(fd, len(MAGIC), 0)
         if head != MAGIC:
             raise _invalid(path, f"not a PostgreSQL custom-format archive (header {head!r}, expected {MAGIC!r})")
-        h = hashlib.sha256()
-        offset = 0
-        while chunk := os.pread(fd, 1 << 20, offset):
-            h.update(chunk)
-            offset += len(chunk)
+        digest, size = _sha256_of(fd)
         # pg_restore reads the very descriptor that was hashed, from its start.
         os.lseek(fd, 0, os.SEEK_SET)
         rc, out, err = _pg_restore([pg_restore, "-l"], stdin=fd)
@@ -518,14 +529,11 @@ def _verify_file(path: Path, pg_restore: str, expect_inode: os.stat_result) -> B
         _read_all(path, [pg_restore, "-f", os.devnull], stdin=fd)
     finally:
         os.close(fd)
-    return _archive(path, "custom", offset, h.hexdigest(), toc, header, pg_restore)
+    return _archive(path, "custom", size, digest, toc, header, pg_restore)
 
 
 def _verify_directory(path: Path, pg_restore: str, expect_inode: os.stat_result) -> Backup:
-    try:
-        dfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as exc:
-        raise _invalid(path, exc.strerror or "cannot be opened") from None
+    dfd = _open(path, os.O_DIRECTORY)
     try:
         def same() -> bool:
             try:
@@ -552,15 +560,11 @@ def _verify_directory(path: Path, pg_restore: str, expect_inode: os.stat_result)
                     raise _invalid(path, f"{name!r} is not a regular file (a directory-format archive holds only files)")
                 if name == "toc.dat" and os.pread(fd, len(MAGIC), 0) != MAGIC:
                     raise _invalid(path, f"toc.dat does not start with {MAGIC!r}")
-                h = hashlib.sha256()
-                offset = 0
-                while chunk := os.pread(fd, 1 << 20, offset):
-                    h.update(chunk)
-                    offset += len(chunk)
+                file_digest, file_size = _sha256_of(fd)
             finally:
                 os.close(fd)
-            listing.append(f"{h.hexdigest()}  {name}\n")
-            size += offset
+            listing.append(f"{file_digest}  {name}\n")
+            size += file_size
         rc, out, err = _pg_restore([pg_restore, "-l", str(path)])
         header, toc = _listing(path, pg_restore, rc, out, err, "DIRECTORY")
         _read_all(path, [pg_restore, "-f", os.devnull, str(path)])

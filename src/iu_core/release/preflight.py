@@ -418,6 +418,16 @@ def gate_states(conn: psycopg.Connection[Any], config: dict[str, str] | None,
     return out, "the chain's protocol gates (seed 002 A4; no classification in the database before least_privilege)"
 
 
+_NEVER_FLIPPED = "never-flip not false"
+
+
+def _gate_problems(open_: list[str], *wrong: tuple[str, list[str]]) -> list[str]:
+    """One phrase per kind of gate trouble that has keys: open gates first, then each
+    (what is wrong, keys) in the order given."""
+    problems = [f"open: {', '.join(open_)} (close them: iucore gate close …)"] if open_ else []
+    return problems + [f"{what}: {', '.join(keys)}" for what, keys in wrong if keys]
+
+
 def check_gates(conn: psycopg.Connection[Any]) -> Check:
     if not _exists(conn, "public.dot_config"):
         return Check(GATES, True, "no dot_config yet (empty database): no gate to be open")
@@ -430,15 +440,8 @@ def check_gates(conn: psycopg.Connection[Any]) -> Check:
     odd = [g["key"] for g in governable if g["state"] == "invalid"]
     flipped = [g["key"] for g in gates if g["state"] == "flipped"]
     missing = [g["key"] for g in gates if g["state"] == "missing"]
-    problems = []
-    if open_:
-        problems.append(f"open: {', '.join(open_)} (close them: iucore gate close …)")
-    if odd:
-        problems.append(f"neither true nor false (fail closed): {', '.join(odd)}")
-    if flipped:
-        problems.append(f"never-flip not false: {', '.join(flipped)}")
-    if missing:
-        problems.append(f"missing (fail closed): {', '.join(missing)}")
+    problems = _gate_problems(open_, ("neither true nor false (fail closed)", odd),
+                              (_NEVER_FLIPPED, flipped), ("missing (fail closed)", missing))
     return Check(GATES, not problems,
                  "; ".join(problems) or f"{len(governable)} governable false, {len(LEGACY_NEVER_FLIP)} never-flip "
                  "false (no classification in this database yet: the chain's, before least_privilege)",
@@ -457,13 +460,8 @@ def _check_classified_gates(conn: psycopg.Connection[Any]) -> Check:
     not_closed = [g["key"] for g in governable if g["key"] not in open_ and g["key"] not in stale
                   and g.get("value") != "false"]
     flipped = [g["key"] for g in never if g.get("value") != "false"]
-    problems = []
-    if open_:
-        problems.append(f"open: {', '.join(open_)} (close them: iucore gate close …)")
-    if not_closed:
-        problems.append(f"missing or neither true nor false (fail closed): {', '.join(not_closed)}")
-    if flipped:
-        problems.append(f"never-flip not false: {', '.join(flipped)}")
+    problems = _gate_problems(open_, ("missing or neither true nor false (fail closed)", not_closed),
+                              (_NEVER_FLIPPED, flipped))
     if not problems and (not gates or v.get("all_safe") is not True):
         problems.append(f"the gate verify did not answer all_safe (fail closed): {v}")
     note = (f"; read 'true' but shut (expired, or not opened through the protocol): {', '.join(stale)} — "
