@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
-from harness import ROOT, BenchServer, Row, Samples, timed
+from harness import ATTEMPT_PER_EVENT, ROOT, BenchServer, Row, Samples, timed
 
 from iu_core.framework.fingerprint import EXACT_COUNT_LIMIT, row_counts, snapshot
 from iu_core.release import preflight
@@ -63,12 +63,6 @@ SELECT r.event_domain, r.event_type, r.event_stream, r.delivery_lane, 'bench:' |
  WHERE r.event_domain = 'iu' AND r.event_type = 'piece_reordered' AND r.delivery_lane = 'delayed'
 """
 
-_ATTEMPTS = """
-INSERT INTO public.iu_route_attempt (route_code, event_id, attempt_status, detail)
-SELECT 'iu_outbound_default', e.event_id, 'dry_run', jsonb_build_object('reason', 'delivery_disabled', 'mode', 'dry_run')
-  FROM public.event_outbox e
-"""
-
 _FOREIGN_COUNT = """
 SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE n.nspname IN ('public', 'analytics') AND c.relname ~ '^c[0-9]+')
@@ -92,7 +86,7 @@ def build_grown(bs: BenchServer, head_db: str, say: Say) -> str:
             n = conn.execute(_EVENTS, {"lo": lo, "hi": min(lo + step - 1, ROWS)}).rowcount
             if n != min(step, ROWS - lo + 1):
                 raise RuntimeError(f"bench: wrote {n} events (is iu.piece_reordered registered on the delayed lane?)")
-        if conn.execute(_ATTEMPTS).rowcount != ROWS:
+        if conn.execute(ATTEMPT_PER_EVENT).rowcount != ROWS:
             raise RuntimeError("bench: the attempts did not match the events")
         conn.execute("VACUUM (ANALYZE)")
         size = conn.execute("SELECT pg_size_pretty(pg_database_size(current_database()))").fetchone()
