@@ -9,6 +9,7 @@ SET transaction_isolation = 'repeatable read';
 
 -- a gate opened for a test: through the gate protocol where the database has it
 \ir lib/open_gate.sql
+\ir lib/queue_first.sql
 
 -- T0 baseline: the 9 protocol gates are shut
 SELECT key, value FROM public.dot_config
@@ -113,10 +114,13 @@ END
 $t6$;
 
 -- T7 the route worker dry-runs what is pending on its route, oldest first, each event
--- once, on a route and an event type of this transaction's own, named at random:
--- nothing of production's matches them, whatever backlog the database holds, and a
--- concurrent run of this self-test does not wait on these rows. A run limited to 2
--- of the 3 events, then a run limited to 1, must take the one left over.
+-- once, on a route of this transaction's own, named at random, that takes every event,
+-- and events of its own type: they go to the head of the queue (lib/queue_first.sql),
+-- ahead of whatever backlog production holds, so runs limited to their number take
+-- exactly them, and the plan reads the outbox in created_at order from its head (a
+-- route on a rare type would be read by a whole scan). A concurrent run of this
+-- self-test does not wait on these rows. A run limited to 2 of the 3 events, then a
+-- run limited to 1, must take the one left over.
 DO $t7$
 DECLARE
     suffix text := replace(gen_random_uuid()::text, '-', '');
@@ -131,9 +135,10 @@ BEGIN
     INSERT INTO public.event_type_registry (event_domain, event_type, event_stream, delivery_lane, description)
     VALUES ('iu', probe, 'lifecycle', 'delayed', 'substrate self-test T7 (rolled back)');
     INSERT INTO public.iu_outbound_route (route_code, event_domain, event_type, target_kind, target_ref, description)
-    VALUES (route, 'iu', probe, 'webhook', 'selftest', 'substrate self-test T7 (rolled back)');
-    emitted := ARRAY(SELECT public.fn_iu_emit_event('iu', probe, 'selftest-t7-' || n, '{}', 'selftest')
+    VALUES (route, NULL, NULL, 'webhook', 'selftest', 'substrate self-test T7 (rolled back)');
+    emitted := ARRAY(SELECT public.fn_iu_emit_event('iu', probe, 'selftest-t7-' || n, '{}', 'selftest_t7')
                        FROM generate_series(1, 3) AS n);
+    PERFORM pg_temp.selftest_queue_first('selftest_t7');
     r1 := public.fn_iu_route_worker_run(route, 2);
     r2 := public.fn_iu_route_worker_run(route, 1);
     SELECT count(DISTINCT a.event_id),
@@ -144,7 +149,8 @@ BEGIN
     IF cardinality(emitted) <> 3 OR array_position(emitted, NULL) IS NOT NULL
        OR (r1->>'seen')::int <> 2 OR (r1->>'attempts_written')::int <> 2
        OR (r1->>'skipped')::int <> 0 OR (r1->>'dead_lettered')::int <> 0 OR NOT (r1->>'dry_run')::boolean
-       OR (r2->>'seen')::int <> 1 OR (r2->>'attempts_written')::int <> 1 OR attempted <> 3 THEN
+       OR (r2->>'seen')::int <> 1 OR (r2->>'attempts_written')::int <> 1 OR attempted <> 3
+       OR (SELECT count(*) FROM public.iu_route_attempt a WHERE a.route_code = route) <> 3 THEN
         RAISE EXCEPTION 'T7: worker answered % then % for the 3 events of this self-test, % of them attempted (%)',
             r1, r2, attempted, statuses;
     END IF;

@@ -5,8 +5,9 @@
 -- order kept; undone by the ROLLBACK like everything else here) lets a run
 -- limited to exactly their number take them and nothing else: the answers do
 -- not depend on the database's backlog, and no production event is locked or
--- attempted. What a run costs still does: it reads the outbox on past this
--- transaction's events (README, Performance, row 8g). Returns how many of this
+-- attempted. From revision worker_pick on, such a run also stops there; the
+-- substrate's worker read the outbox on past them (migrations/sql/functions/
+-- worker_pick/fn_iu_route_worker_run.sql says why). Returns how many of this
 -- transaction's events stand at the head.
 CREATE FUNCTION pg_temp.selftest_queue_first(p_actor text)
 RETURNS bigint
