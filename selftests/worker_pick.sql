@@ -11,9 +11,10 @@ SET transaction_isolation = 'repeatable read';
 
 \ir lib/queue_first.sql
 
--- T0 a route and an event type of this transaction's own, named at random (nothing of
--- production's matches them): 400 events the route has already taken (a drained
--- backlog), then 3 pending events put at the head of the queue, before them
+-- T0 a route of this transaction's own, named at random, that takes every event, and
+-- events of a type of its own: 3 pending, then 100 the route has already taken (a drained
+-- backlog), all put at the head of the queue (lib/queue_first.sql), ahead of whatever
+-- production holds. Runs limited to the pending number take exactly them.
 CREATE TEMP TABLE selftest_wp ON COMMIT DROP AS
 SELECT 'selftest_wp_' || s.suffix AS route, 'selftest_wp_probe_' || s.suffix AS probe
   FROM (SELECT replace(gen_random_uuid()::text, '-', '') AS suffix) AS s;
@@ -21,23 +22,36 @@ SELECT 'selftest_wp_' || s.suffix AS route, 'selftest_wp_probe_' || s.suffix AS 
 DO $t0$
 DECLARE
     t record := (SELECT w FROM selftest_wp AS w);
-    queued bigint;
-    drained jsonb;
+    pending bigint;
+    drained bigint;
+    taken bigint;
 BEGIN
     INSERT INTO public.event_type_registry (event_domain, event_type, event_stream, delivery_lane, description)
     VALUES ('iu', t.probe, 'lifecycle', 'delayed', 'worker_pick self-test (rolled back)');
     INSERT INTO public.iu_outbound_route (route_code, event_domain, event_type, target_kind, target_ref, description)
-    VALUES (t.route, 'iu', t.probe, 'webhook', 'selftest', 'worker_pick self-test (rolled back)');
-    PERFORM public.fn_iu_emit_event('iu', t.probe, 'selftest-wp-drained-' || n, '{}'::jsonb, 'selftest_wp_drained')
-       FROM generate_series(1, 400) AS n;
-    drained := public.fn_iu_route_worker_run(t.route, 400);
+    VALUES (t.route, NULL, NULL, 'webhook', 'selftest', 'worker_pick self-test (rolled back)');
     PERFORM public.fn_iu_emit_event('iu', t.probe, 'selftest-wp-' || n, '{}'::jsonb, 'selftest_wp')
        FROM generate_series(1, 3) AS n;
-    queued := pg_temp.selftest_queue_first('selftest_wp');
-    IF (drained ->> 'attempts_written')::int <> 400 OR queued <> 3 THEN
-        RAISE EXCEPTION 'T0: the backlog run answered %, % of the 3 pending events at the head of the queue', drained, queued;
+    pending := pg_temp.selftest_queue_first('selftest_wp');
+    PERFORM public.fn_iu_emit_event('iu', t.probe, 'selftest-wp-drained-' || n, '{}'::jsonb, 'selftest_wp_drained')
+       FROM generate_series(1, 100) AS n;
+    drained := pg_temp.selftest_queue_first('selftest_wp_drained');
+    -- taken before: the attempts a worker run would have written
+    INSERT INTO public.iu_route_attempt (route_code, event_id, attempt_status, detail)
+    SELECT t.route, e.event_id, 'dry_run', '{"selftest": "worker_pick T0"}'::jsonb
+      FROM public.event_outbox AS e
+     WHERE e.actor = 'selftest_wp_drained' AND e.created_at < timestamptz '1971-01-01 00:00:00+00'
+       AND age(e.xmin) <= 0;
+    GET DIAGNOSTICS taken = ROW_COUNT;
+    IF pending <> 3 OR drained <> 100 OR taken <> 100 OR NOT (
+           SELECT max(e.created_at) FILTER (WHERE e.actor = 'selftest_wp')
+                < min(e.created_at) FILTER (WHERE e.actor = 'selftest_wp_drained')
+             FROM public.event_outbox AS e
+            WHERE e.event_type = t.probe AND e.created_at < timestamptz '1971-01-01 00:00:00+00') THEN
+        RAISE EXCEPTION 'T0: % pending and % taken events at the head of the queue (% attempts), expected 3 ahead of 100',
+            pending, drained, taken;
     END IF;
-    RAISE NOTICE 'T0 400 events taken by the route, 3 pending at the head of the queue';
+    RAISE NOTICE 'T0 3 pending events at the head of the queue, 100 the route already took behind them';
 END
 $t0$;
 
@@ -69,8 +83,8 @@ $t1$;
 
 -- T2 with 2 still pending, a run limited to 1 takes the next and stops there: the
 -- outbox rows it reads (this transaction's own statistics, pg_stat_xact_user_tables)
--- are a handful, not the 400 taken events behind (the whole outbox in production).
--- Before worker_pick it read them all: fewer than 32 events stood pending.
+-- are a handful, not the 100 taken events behind. Before worker_pick it read on until
+-- 32 rows had passed its filter: past all 100, probing the attempts of each.
 DO $t2$
 DECLARE
     t record := (SELECT w FROM selftest_wp AS w);
@@ -85,8 +99,8 @@ BEGIN
     SELECT s.seq_tup_read + coalesce(s.idx_tup_fetch, 0) - before INTO read_rows
       FROM pg_catalog.pg_stat_xact_user_tables AS s WHERE s.relid = 'public.event_outbox'::regclass;
     SELECT count(*) INTO attempted FROM public.iu_route_attempt AS a WHERE a.route_code = t.route;
-    IF (r ->> 'seen')::int <> 1 OR attempted <> 402 THEN
-        RAISE EXCEPTION 'T2: a run limited to 1 answered %, % events attempted on the route, expected 402', r, attempted;
+    IF (r ->> 'seen')::int <> 1 OR attempted <> 102 THEN
+        RAISE EXCEPTION 'T2: a run limited to 1 answered %, % events attempted on the route, expected 102', r, attempted;
     END IF;
     -- Fail closed: no count at all (track_counts off) proves nothing.
     IF read_rows IS NULL OR read_rows < 1 THEN
@@ -99,18 +113,22 @@ BEGIN
 END
 $t2$;
 
--- T3 a run limited to 5 takes the one left, and none of the taken events again
+-- T3 a run limited to 1 takes the one left: the last of this self-test's pending events,
+-- none of the taken ones again, nothing of production's
 DO $t3$
 DECLARE
     t record := (SELECT w FROM selftest_wp AS w);
-    r jsonb := public.fn_iu_route_worker_run(t.route, 5);
+    r jsonb := public.fn_iu_route_worker_run(t.route, 1);
     attempted bigint;
+    ours bigint;
 BEGIN
-    SELECT count(*) INTO attempted FROM public.iu_route_attempt AS a WHERE a.route_code = t.route;
-    IF (r ->> 'seen')::int <> 1 OR (r ->> 'attempts_written')::int <> 1 OR attempted <> 403 THEN
-        RAISE EXCEPTION 'T3: a run limited to 5 answered %, % attempted on the route in all', r, attempted;
+    SELECT count(*), count(*) FILTER (WHERE e.actor = 'selftest_wp') INTO attempted, ours
+      FROM public.iu_route_attempt AS a JOIN public.event_outbox AS e ON e.event_id = a.event_id
+     WHERE a.route_code = t.route;
+    IF (r ->> 'seen')::int <> 1 OR (r ->> 'attempts_written')::int <> 1 OR attempted <> 103 OR ours <> 3 THEN
+        RAISE EXCEPTION 'T3: a run limited to 1 answered %, % attempted on the route in all, % of the 3 pending', r, attempted, ours;
     END IF;
-    RAISE NOTICE 'T3 a run limited to 5 took the one event left: 403 attempted, each once';
+    RAISE NOTICE 'T3 a run limited to 1 took the last pending event: 103 attempted, each once, the 3 pending among them';
 END
 $t3$;
 

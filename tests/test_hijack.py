@@ -144,13 +144,7 @@ def test_every_iu_core_function_searches_pg_catalog_then_pg_temp_only(conn) -> N
     functions = iu_core_functions(conn)
     declared = {f.replace(" ", "").replace("public.", "") for f in migrate_declared_functions()}
     assert {sig.replace(" ", "") for sig in functions} == declared  # every function here is the chain's
-    paths = {sig: [c for c in config or [] if c.startswith("search_path=")] for sig, (config, _) in functions.items()}
-    assert {sig: path for sig, path in paths.items() if path != PINNED} == {}
-    # Any other setting is one a revision chose on purpose: exactly these.
-    others = {sig: [c for c in config or [] if not c.startswith("search_path=")]
-              for sig, (config, _) in functions.items()}
-    assert {sig: rest for sig, rest in others.items() if rest} == {
-        "fn_iu_route_worker_run(text,integer)": ["plan_cache_mode=force_custom_plan"]}  # worker_pick
+    assert {sig: config for sig, (config, _) in functions.items() if config != PINNED} == {}
     assert sum(definer for _, definer in functions.values()) >= 7  # the definers are among them
 
 

@@ -196,8 +196,8 @@ def _sabotage_sql(revision: str) -> str:
         return f"DELETE FROM public.event_type_registry WHERE event_domain = '{dom}' AND event_type = '{typ}'"
     if adds["config"]:
         return f"DELETE FROM public.dot_config WHERE key = '{sorted(adds['config'])[-1]}'"
-    if revision == "worker_pick":  # replaces a function in place: undo its setting
-        return "ALTER FUNCTION public.fn_iu_route_worker_run(text, integer) RESET plan_cache_mode"
+    if revision == "worker_pick":  # replaces a function in place: undo what it keeps
+        return "ALTER FUNCTION public.fn_iu_route_worker_run(text, integer) RESET search_path"
     rows = [c.name for c in COMMANDS if c.revision == revision]
     assert rows, f"{revision} declares nothing to sabotage"
     return f"DELETE FROM public.dot_iu_command_catalog WHERE command_name = '{rows[-1]}'"

@@ -37,7 +37,7 @@ RELEASED_SHA256 = {
     "migrations/sql/gate_protocol.sql": "1d9848b5c6bf7d7e417f30a9060193f1c806c9d48bbf14812d0e07d01ae2c20d",
     "migrations/sql/least_privilege.sql": "6e08f8dc6ddd2f22a1ea905fc95748e246350a1c1d3da51f11f62ef9cbbd5055",
     "migrations/sql/substrate.sql": "57d8fb13b1f6f05cf45495fd2694c1956dadcf0306e5d62ef589e82466a66e24",
-    "migrations/sql/worker_pick.sql": "594a8a62d7787f4e7a3ba57ed624d47002b234ac041a1a41488cb53913efb6ab",
+    "migrations/sql/worker_pick.sql": "f6d70406e5b888885072de88beb83ba3d79f4c216a549ab0560cc611571657f4",
     "rollbacks/016.sql": "c0cfd083e86f9517698b4406e766a0f28f8afda52eb0ab5f9cbdab2d35730565",
     "rollbacks/017.sql": "781abe6ec991e8a3447c184d45b081846369521a9a1003e26277bbde4b5fa77b",
     "rollbacks/033.sql": "0716985e1f4809870b8206cfdb79a2ff89181a13552b5347fc3c8899d168afd2",

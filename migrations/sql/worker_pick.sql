@@ -7,9 +7,8 @@
 --   sort that put under the LIMIT reads at least 32 rows, so with fewer than
 --   32 events pending a run read the whole outbox however small its limit
 --   (the function file says how that was measured). It is ordered by
---   created_at alone now, and planned for each run's own route and limit
---   (plan_cache_mode = force_custom_plan); nothing else of the function
---   changes, and CREATE OR REPLACE keeps its owner and its grants.
+--   created_at alone now; nothing else of the function changes, and
+--   CREATE OR REPLACE keeps its owner and its grants.
 -- Takes no lock on a table: production's writers never wait on it.
 --
 -- Sections (docs/sql-conventions.md): @preflight, @body, @postcheck.
@@ -65,7 +64,7 @@ $preflight$;
 
 -- @postcheck
 
--- The new text, planned per run, still SECURITY INVOKER, still pinned, still not PUBLIC's.
+-- The new text, still SECURITY INVOKER, still pinned, still not PUBLIC's.
 DO $postcheck$
 DECLARE
     c_worker_pick_md5 CONSTANT text := '25a61dfaf9916e76ea2ec1a5689d00a1';
@@ -76,9 +75,8 @@ BEGIN
     IF NOT FOUND OR md5(v_fn.prosrc) <> c_worker_pick_md5 THEN
         RAISE EXCEPTION 'worker_pick post-check: public.fn_iu_route_worker_run is not worker_pick''s text (md5 %)', md5(v_fn.prosrc);
     END IF;
-    IF v_fn.prosecdef OR v_fn.proconfig IS DISTINCT FROM ARRAY['search_path=pg_catalog, pg_temp',
-                                                               'plan_cache_mode=force_custom_plan'] THEN
-        RAISE EXCEPTION 'worker_pick post-check: public.fn_iu_route_worker_run is SECURITY DEFINER, lost its pinned search_path or is not planned per run (config %)', v_fn.proconfig;
+    IF v_fn.prosecdef OR v_fn.proconfig IS DISTINCT FROM ARRAY['search_path=pg_catalog, pg_temp'] THEN
+        RAISE EXCEPTION 'worker_pick post-check: public.fn_iu_route_worker_run is SECURITY DEFINER or lost its pinned search_path (config %)', v_fn.proconfig;
     END IF;
     IF EXISTS (SELECT 1 FROM aclexplode(coalesce(v_fn.proacl, acldefault('f', v_fn.proowner))) AS a
                 WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE') THEN

@@ -4,10 +4,8 @@ fn_iu_route_worker_run ordered its pick by (created_at, event_id) over an
 index on created_at alone; the incremental sort that put under the LIMIT
 reads at least 32 rows, so with fewer than 32 events pending a run read the
 whole outbox however small its limit. Replaced in place (CREATE OR REPLACE,
-grants and owner kept) with the pick ordered by created_at alone and
-planned for each run's own route and limit (plan_cache_mode =
-force_custom_plan: a generic plan read the whole outbox); nothing else of
-the function changes. The rollback restores the substrate's
+grants and owner kept) with the pick ordered by created_at alone; nothing
+else of the function changes. The rollback restores the substrate's
 definition from the very file the substrate ran (\\ir), with
 least_privilege's search_path pin.
 

@@ -9,20 +9,14 @@
 -- by created_at alone, the index scan feeds the LIMIT directly and a run stops
 -- at its limit. Events with the same created_at keep the index's order. (A
 -- run that finds fewer events than its limit still reads the outbox to its
--- end: README, Performance, row 8g.)
--- plan_cache_mode = force_custom_plan: PL/pgSQL would switch a session that
--- calls the worker again and again (a worker loop) to one generic plan, made
--- without the route's event type or the limit; such a plan read the whole
--- outbox and sorted it in the self-test. Planned for each run's own values,
--- the pick keeps the plan above (planning costs well under a millisecond).
--- Everything else is the substrate's text
--- (functions/substrate/fn_iu_route_worker_run.sql), with least_privilege's
--- search_path pin written in.
+-- end, and so does a run on a route of one event type the outbox holds few of,
+-- which the planner reads whole: README, Performance, row 8g.) Everything else
+-- is the substrate's text (functions/substrate/fn_iu_route_worker_run.sql),
+-- with least_privilege's search_path pin written in.
 CREATE OR REPLACE FUNCTION public.fn_iu_route_worker_run(route_code text, p_limit integer)
 RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_custom_plan
 AS $fn$
 #variable_conflict use_column
 DECLARE
