@@ -104,6 +104,10 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("rehearse", "`db upgrade head --rehearse` (the same, rolled back)", "gate_protocol",
              ("db", "upgrade", "head", "--rehearse"), "gate_protocol", "config", (*_COMMON, "clone", "reorder"),
              locks="as the upgrade"),
+    # The workload runs the route worker the rollback drops and re-creates.
+    Scenario("down_worker_pick", "`db downgrade least_privilege` (worker_pick's rollback)", "worker_pick",
+             ("db", "downgrade", "least_privilege"), "least_privilege", "config", _COMMON,
+             locks="the route worker's function (no table)"),
     Scenario("down_least_privilege", "`db downgrade gate_protocol` (least_privilege's rollback)", "least_privilege",
              ("db", "downgrade", "gate_protocol"), "gate_protocol", "config", _COMMON,
              locks="dot_config SHARE (guard)"),
