@@ -56,14 +56,14 @@ END
 $t0$;
 
 -- The plan production's outbox gets, whatever this database holds and whatever its
--- statistics say: the pick read in created_at order off the index, not the table
--- read whole and sorted (on a table as small as a test database's that touches few
--- buffers either way, and T2 would prove nothing).
+-- statistics say: the pick read in created_at order off the index. A table as small
+-- as a test database's may be read whole and sorted instead, by the old worker and
+-- the new alike, and T2 would then tell nothing about the pick's order.
 SET LOCAL enable_seqscan = off;
 SET LOCAL enable_bitmapscan = off;
 SET LOCAL enable_sort = off;
 
--- T1 a run limited to 1 takes the oldest (the plan is warm for T2)
+-- T1 a run limited to 1 takes the oldest
 DO $t1$
 DECLARE
     t record := (SELECT w FROM selftest_wp AS w);
