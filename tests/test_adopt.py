@@ -145,6 +145,28 @@ def test_adopt_refuses_a_later_revisions_objects_and_catalog_rows(by_hand, run_c
     assert state(target) == before
 
 
+def test_adopting_a_revision_that_replaces_in_place_runs_its_post_check(by_hand, run_cli) -> None:
+    """worker_pick declares no object: every name is the substrate's, only the worker's body
+    differs. Adopt proves it by worker_pick's post-check, so claiming it over a database
+    that stopped at least_privilege is refused, and claiming it where it was applied passes."""
+    short = by_hand("least_privilege")
+    before = state(short)
+    res = run_cli(short, "--json", "db", "adopt", "worker_pick")
+    assert res.exit_code == 3, res.output
+    differences = json.loads(res.stdout)["differences"]
+    assert len(differences) == 1 and "worker_pick post-check: public.fn_iu_route_worker_run is not " \
+        "worker_pick's text" in differences[0], differences
+    assert state(short) == before
+
+    full = by_hand("worker_pick")
+    res = run_cli(full, "--json", "db", "adopt", "worker_pick")
+    assert res.exit_code == 0, res.output
+    checks = {c["check"]: c["status"] for c in json.loads(res.stdout)["checks"]}
+    assert checks["worker_pick's post-check holds (it replaces in place: no declared object proves it)"] == "PASS"
+    with connect(full) as c:
+        assert current_heads(c) == ["worker_pick"]
+
+
 def test_an_acknowledged_extra_lets_adopt_through_and_is_in_its_audit(by_hand, run_cli, tmp_path: Path) -> None:
     target = by_hand("034")
     with connect(target) as c:

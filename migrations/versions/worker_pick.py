@@ -27,3 +27,8 @@ upgrade, downgrade = sql_revision(revision)
 # Replaced in place: fn_iu_route_worker_run(text, integer), same name and
 # signature, so nothing enters or leaves the inventory.
 inventory: dict[str, dict[str, list[str]]] = {"adds": {}, "removes": {}}
+
+# `db adopt worker_pick` runs the post-check above on the hand-migrated
+# database: the worker's name and signature are the substrate's, so only its
+# body and settings tell whether this revision was applied.
+adopt_runs_postcheck = True

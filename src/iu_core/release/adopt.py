@@ -15,7 +15,9 @@ proves that the database is exactly the chain at REV, then records it:
    present, every governable gate closed and never-flip false; nothing a
    later revision declares (objects or catalog rows) is present; no
    IU-Core-named object outside the chain unless acknowledged
-   (acknowledged.toml);
+   (acknowledged.toml); and, for a revision that only replaces functions in
+   place (its module says `adopt_runs_postcheck = True`), REV's own
+   post-check, since no declared object proves it;
 4. any difference: refuses (exit 3) naming each one, changes nothing, and
    leaves a `refused` audit row with the evidence;
 5. otherwise, in ONE transaction: REV in iucore.alembic_version and one
@@ -42,7 +44,9 @@ from ..framework.declarations import CLASSES
 from ..framework.fingerprint import current_heads, diff, fingerprint, snapshot
 from ..framework.layout import RevisionFiles, check_revision, script_directory
 from ..framework.observe import revision_files
+from ..framework.runner import execute
 from ..framework.session import MigrationSession
+from ..framework.sqlfiles import MIGRATION_SECTIONS, parse_script
 from ..framework.transcript import Sink
 from ..pg.db import connect
 from ..pg.target import Target
@@ -167,6 +171,33 @@ def check_catalog(conn: psycopg.Connection[Any], rev: str, chain: list[str], lat
     return check
 
 
+def check_postcheck(conn: psycopg.Connection[Any], project: Path, rev: str) -> Check | None:
+    """REV's own post-check, when its module says `adopt_runs_postcheck = True`: a revision
+    that only replaces functions in place (worker_pick) declares no object whose presence
+    proves it, so the assertions it makes about its result are the proof. Each statement runs
+    in a savepoint of adopt's transaction (a post-check only reads and raises). None when REV
+    does not ask for it."""
+    import psycopg
+
+    module = script_directory(project).get_revision(rev).module
+    if not getattr(module, "adopt_runs_postcheck", False):
+        return None
+    check = Check(f"{rev}'s post-check holds (it replaces in place: no declared object proves it)")
+    script = parse_script(RevisionFiles(project, rev).forward, MIGRATION_SECTIONS, project)
+    statements = script.section("postcheck")
+    for st in statements:
+        try:
+            with conn.transaction():
+                execute(conn, st.sql)
+        except psycopg.Error as exc:
+            diag = getattr(exc, "diag", None)
+            msg = (diag.message_primary if diag else None) or str(exc).strip().splitlines()[0]
+            check.differences.append(f"{st.file or RevisionFiles(project, rev).forward.name}:{st.line}: {msg}")
+            break
+    check.detail = f"{len(statements)} post-check statement(s) of {rev} passed" if check.ok else ""
+    return check
+
+
 def check_gates(conn: psycopg.Connection[Any]) -> Check:
     found = gates(conn)
     return Check("gate keys present; governable gates closed; never-flip false",
@@ -206,6 +237,8 @@ def adopt(target: Target, revision: str, *, project: Path, options: RunOptions,
             checks = check_objects(rep, rev, later)
             checks.append(check_catalog(conn, rev, chain, later, checks[1]))
             checks.append(check_gates(conn))
+            post = check_postcheck(conn, project, rev)
+            checks.extend([post] if post else [])
             acked = [a.to_json() for a in rep.acknowledged_extras]
             checksums = {r: RevisionFiles(project, r).checksums() for r in chain}
             evidence = {
