@@ -158,13 +158,8 @@ BEGIN
 END
 $t3$;
 
--- T4-T6 run the real routes, which take one event type each (T5): on a type the
--- outbox holds few of, the planner reads the whole outbox rather than walk the
--- created_at index for them, though this transaction's events stand at its head.
--- Here the walk is what costs least; the answers are the same either way.
-SET LOCAL enable_seqscan = off;
-SET LOCAL enable_bitmapscan = off;
-SET LOCAL enable_sort = off;
+-- T4-T6 run the real routes, which take one event type each (T5)
+\ir lib/walk_from_the_head.sql
 
 -- T4 the route worker on iu_outbound_default dry-runs what is pending, oldest first:
 -- this transaction's events go to the head of the queue (lib/queue_first.sql), so a

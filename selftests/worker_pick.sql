@@ -55,13 +55,10 @@ BEGIN
 END
 $t0$;
 
--- The plan production's outbox gets, whatever this database holds and whatever its
--- statistics say: the pick read in created_at order off the index. A table as small
--- as a test database's may be read whole and sorted instead, by the old worker and
--- the new alike, and T2 would then tell nothing about the pick's order.
-SET LOCAL enable_seqscan = off;
-SET LOCAL enable_bitmapscan = off;
-SET LOCAL enable_sort = off;
+-- The plan production's outbox gets, whatever this database holds: read in created_at
+-- order off the index. Read whole and sorted, by the old worker and the new alike, T2
+-- would tell nothing about the pick's order.
+\ir lib/walk_from_the_head.sql
 
 -- T1 a run limited to 1 takes the oldest
 DO $t1$
