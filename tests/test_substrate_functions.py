@@ -445,18 +445,16 @@ def test_concurrent_workers_never_take_the_same_event(conn):
 def test_worker_respects_limit_and_routes_filter(conn):
     emit_n(conn, 3)
     emit_n(conn, 2, prefix="sys", domain="system", etype="route_worker_run")  # never picked up
+    attempted = """SELECT e.event_subject_ref FROM public.iu_route_attempt a
+                     JOIN public.event_outbox e USING (event_id)
+                    WHERE a.route_code='iu_structure_consumer' ORDER BY e.created_at"""
     first = one(conn, "SELECT public.fn_iu_route_worker_run('iu_structure_consumer', 2)")
     assert (first["seen"], first["attempts_written"]) == (2, 2)
+    # The oldest events went first: after the first run, exactly those two are attempted.
+    assert conn.execute(attempted).fetchall() == [("ev-0",), ("ev-1",)]
     rest = one(conn, "SELECT public.fn_iu_route_worker_run('iu_structure_consumer', 2)")
     assert (rest["seen"], rest["attempts_written"]) == (1, 1)
-    assert count(conn, "public.iu_route_attempt", "route_code='iu_structure_consumer'") == 3
-    # The oldest events went first.
-    first_two = conn.execute(
-        """SELECT e.event_subject_ref FROM public.iu_route_attempt a
-             JOIN public.event_outbox e USING (event_id)
-            WHERE a.route_code='iu_structure_consumer' ORDER BY e.created_at LIMIT 2"""
-    ).fetchall()
-    assert first_two == [("ev-0",), ("ev-1",)]
+    assert conn.execute(attempted).fetchall() == [("ev-0",), ("ev-1",), ("ev-2",)]
 
 
 def test_worker_dead_letters_payload_contract_violations(conn):
