@@ -55,9 +55,10 @@ BEGIN
 END
 $t0$;
 
--- The plan production's outbox gets, whatever this database holds: read in created_at
--- order off the index. Read whole and sorted, by the old worker and the new alike, T2
--- would tell nothing about the pick's order.
+-- The plan worker_pick is about, whatever this database holds: the pick read in
+-- created_at order off the index (the planner's choice for a small limit on a large
+-- outbox). Read whole and sorted, by the old worker and the new alike, T2 would tell
+-- nothing about the pick's order.
 \ir lib/walk_from_the_head.sql
 
 -- T1 a run limited to 1 takes the oldest

@@ -9,6 +9,7 @@ refuses where that would lose something.
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
@@ -16,7 +17,7 @@ import pytest
 from iu_core.errors import RevisionRefused
 from iu_core.framework import migrate, selftest
 
-from .conftest import ROOT, connect
+from .conftest import ROOT, connect, refused
 
 SELFTEST = ROOT / "selftests" / "worker_pick.sql"
 WORKER = "public.fn_iu_route_worker_run(text,integer)"
@@ -77,24 +78,51 @@ def test_the_upgrade_refuses_a_worker_changed_outside_the_chain(new_db) -> None:
     assert _body_md5(target) == edited
 
 
-def test_the_rollback_refuses_while_another_role_may_execute_the_worker(new_db) -> None:
+FN = "public.fn_iu_route_worker_run(text, integer)"
+
+
+def test_the_upgrade_refuses_attributes_its_create_or_replace_would_reset(new_db) -> None:
+    """CREATE OR REPLACE resets STRICT, COST …: a DBA's STRICT makes a NULL limit answer NULL
+    instead of invalid_input, and replacing the function would silently undo it."""
+    target = new_db("least_privilege")
+    with connect(target) as conn:
+        conn.execute(f"ALTER FUNCTION {FN} STRICT COST 5000")
+        conn.commit()
+    message = refused(migrate.upgrade, target, "worker_pick")
+    assert "was changed outside the chain (strict t," in message and "cost 5000" in message, message
+
+
+@pytest.mark.parametrize(("case", "setup", "needle"), [
+    ("a grant to another role", [f"GRANT EXECUTE ON FUNCTION {FN} TO {{role}}"], "{role} hold\\(s\\) a privilege"),
+    ("default privileges for the functions it creates",
+     ["ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT EXECUTE ON FUNCTIONS TO {role}"],
+     "default privileges of .* give {role} EXECUTE"),
+    ("another owner", [f"ALTER FUNCTION {FN} OWNER TO {{role}}"], "belongs to {role}"),
+    ("a comment", [f"COMMENT ON FUNCTION {FN} IS 'called by the nightly job'"], "was changed since worker_pick \\(a comment\\)"),
+    ("a setting", [f"ALTER FUNCTION {FN} SET statement_timeout = '5s'"], "settings .*statement_timeout=5s"),
+    ("STRICT and a cost", [f"ALTER FUNCTION {FN} STRICT COST 5000"], "STRICT, COST 5000"),
+    ("a view that calls it", ["CREATE VIEW public.wp_caller AS SELECT public.fn_iu_route_worker_run('x', 1) AS r"],
+     "view public.wp_caller depend"),
+    ("a SQL function whose body calls it", [
+        "CREATE FUNCTION public.wp_caller() RETURNS jsonb LANGUAGE sql "
+        "BEGIN ATOMIC SELECT public.fn_iu_route_worker_run('x', 1); END"], "function public.wp_caller\\(\\) depend"),
+])
+def test_the_rollback_refuses_what_dropping_and_creating_the_worker_would_lose(
+        new_db, case: str, setup: list[str], needle: str) -> None:
     target = new_db("worker_pick")
     role = f"iu_wp_{uuid.uuid4().hex[:8]}"
     with connect(target) as conn:
         conn.execute(f'CREATE ROLE "{role}" NOLOGIN')
-        conn.execute(f'GRANT EXECUTE ON FUNCTION public.fn_iu_route_worker_run(text, integer) TO "{role}"')
+        for sql in setup:
+            conn.execute(sql.format(role=f'"{role}"'))
         conn.commit()
-    before = _body_md5(target)
     try:
-        with pytest.raises(RevisionRefused, match=f"{role} hold.* a privilege") as exc:
-            migrate.downgrade(target, "least_privilege")
-        assert exc.value.data.get("revision") == "worker_pick", exc.value.data
-        with connect(target) as conn:
-            granted = conn.execute("SELECT has_function_privilege(%s, %s::regprocedure, 'EXECUTE')",
-                                   (role, WORKER)).fetchone()
-        assert granted == (True,) and _body_md5(target) == before
+        message = refused(migrate.downgrade, target, "least_privilege")
+        assert re.search(needle.format(role=role), message), (case, message)
+        assert message.startswith("worker_pick downgrade refused by its rollback guard"), message
     finally:
         with connect(target) as conn:
+            conn.execute(f'REASSIGN OWNED BY "{role}" TO CURRENT_USER')
             conn.execute(f'DROP OWNED BY "{role}"')
             conn.execute(f'DROP ROLE "{role}"')
             conn.commit()

@@ -1,5 +1,5 @@
 -- =============================================================================
--- worker_pick — the route worker's pick stops at its limit.
+-- worker_pick — the route worker's pick in its index's order, so a run can stop at its limit.
 --
 -- Replaces (CREATE OR REPLACE, body in functions/worker_pick/): the route
 --   worker fn_iu_route_worker_run(text, integer). Its pick was ordered by
@@ -54,6 +54,16 @@ BEGIN
     IF v_fn.prosecdef OR v_fn.proconfig IS DISTINCT FROM ARRAY['search_path=pg_catalog, pg_temp'] THEN
         RAISE EXCEPTION 'worker_pick preflight: public.fn_iu_route_worker_run is SECURITY DEFINER or not pinned as least_privilege left it (config %) — apply least_privilege first',
             v_fn.proconfig;
+    END IF;
+    -- CREATE OR REPLACE resets these to its own text's (keeping owner, grants and comment).
+    IF v_fn.proisstrict OR v_fn.proleakproof OR v_fn.provolatile <> 'v' OR v_fn.proparallel <> 'u'
+       OR v_fn.procost <> 100 OR v_fn.prorows <> 0 THEN
+        RAISE EXCEPTION 'worker_pick preflight: public.fn_iu_route_worker_run was changed outside the chain (strict %, leakproof %, volatility %, parallel %, cost %, rows %), and replacing it would silently reset that — undo it first',
+            v_fn.proisstrict, v_fn.proleakproof, v_fn.provolatile, v_fn.proparallel, v_fn.procost, v_fn.prorows;
+    END IF;
+    IF NOT pg_has_role(v_fn.proowner, 'MEMBER') THEN
+        RAISE EXCEPTION 'worker_pick preflight: public.fn_iu_route_worker_run belongs to %, and only its owner may replace it — run the upgrade as %',
+            v_fn.proowner::regrole, v_fn.proowner::regrole;
     END IF;
 END
 $preflight$;

@@ -1,4 +1,4 @@
-"""worker_pick: the route worker's pick stops at its limit.
+"""worker_pick: the route worker's pick in its index's order, so a run can stop at its limit.
 
 fn_iu_route_worker_run ordered its pick by (created_at, event_id) over an
 index on created_at alone; the incremental sort that put under the LIMIT

@@ -6,11 +6,13 @@
 -- rows before it hands on the first: whenever fewer than 32 events stood
 -- pending, a run read the whole outbox however small its limit, probing
 -- iu_route_attempt once per event (3.4 s at 1M events for a run of 7). Ordered
--- by created_at alone, the index scan feeds the LIMIT directly and a run stops
--- at its limit. Events with the same created_at keep the index's order. (A
--- run that finds fewer events than its limit still reads the outbox to its
--- end, and so does a run on a route of one event type the outbox holds few of,
--- which the planner reads whole: README, Performance, row 8g.) Everything else
+-- by created_at alone, an index scan feeds the LIMIT directly and a run stops
+-- at its limit. Events with the same created_at keep the index's order. (The
+-- planner walks the index for small limits and routes that take every event;
+-- for a larger limit, or a route of one event type the outbox holds few of, it
+-- reads the outbox whole and sorts it, as before; and a run that finds fewer
+-- events than its limit reads the outbox to its end: README, Performance,
+-- row 8g.) Everything else
 -- is the substrate's text (functions/substrate/fn_iu_route_worker_run.sql),
 -- with least_privilege's search_path pin written in.
 CREATE OR REPLACE FUNCTION public.fn_iu_route_worker_run(route_code text, p_limit integer)
