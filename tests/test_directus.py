@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from iu_core.framework.facts import load
-from iu_core.framework.fingerprint import fingerprint, snapshot
+from iu_core.framework.fingerprint import diff, fingerprint, snapshot
 from iu_core.framework.scope import Scope
 from iu_core.release.inventory import CLASSES, expected
 
@@ -213,3 +213,21 @@ def test_inventory_reads_only_the_iu_schemas_it_is_told(new_db) -> None:
 
         inv = live(c, Scope.of(ROOT))
     assert all(not n.startswith("elsewhere.") for cls in CLASSES for n in inv[cls])
+
+
+def test_the_fingerprint_holds_every_byte_of_a_definition(new_db) -> None:
+    """A change past a definition's 63rd byte changes the fingerprint, and two overloads whose
+    names share their first 63 bytes are two objects (a `name`-typed column once cut both)."""
+    target = new_db(head())
+    with connect(target) as c:
+        before = snapshot(c, project=ROOT)
+        c.execute("ALTER FUNCTION public.fn_iu_healthcheck() SET work_mem = '1MB'")
+        c.execute("ALTER TABLE public.dot_config ALTER COLUMN description SET DEFAULT 'changed'")
+        for last in ("uuid", "text"):
+            c.execute(f"CREATE FUNCTION public.fn_iu_an_overload_with_a_long_name(a integer, b text, c {last})"
+                      " RETURNS int LANGUAGE sql AS 'SELECT 1'")
+        after = snapshot(c, project=ROOT)
+    assert fingerprint(before) != fingerprint(after)
+    long = "function public.public.fn_iu_an_overload_with_a_long_name(integer,text,{})"
+    assert diff(before, after) == ["+ " + long.format("text"), "+ " + long.format("uuid"),
+                                   "~ function public.public.fn_iu_healthcheck()", "~ table public.dot_config"]

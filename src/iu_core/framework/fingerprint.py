@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     import psycopg
 
 _CATALOG_SQL = "WITH " + OURS_CTE + """
-SELECT 'schema', nspname, nspname FROM ns
+-- text, not name: the first branch sets the columns' type, and a name holds 63 bytes
+SELECT 'schema', nspname::text, nspname::text FROM ns
 UNION ALL
 SELECT CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 'view'
                       WHEN 'm' THEN 'matview' WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign_table' END,
