@@ -215,6 +215,93 @@ def test_inventory_reads_only_the_iu_schemas_it_is_told(new_db) -> None:
     assert all(not n.startswith("elsewhere.") for cls in CLASSES for n in inv[cls])
 
 
+# ---------------------------------------------------------------- every kind, found by the catalogs' indexes
+WHOLE_KINDS = """
+CREATE TABLE cutter_governance.cg_t (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY);
+CREATE TABLE cutter_governance.cg_p (k int) PARTITION BY RANGE (k);
+CREATE TABLE cutter_governance.cg_p1 PARTITION OF cutter_governance.cg_p FOR VALUES FROM (0) TO (10);
+CREATE VIEW cutter_governance.cg_v AS SELECT 1 AS one;
+CREATE MATERIALIZED VIEW cutter_governance.cg_m AS SELECT 1 AS one;
+CREATE SEQUENCE cutter_governance.cg_s;
+CREATE FUNCTION cutter_governance.cg_f() RETURNS int LANGUAGE sql AS 'SELECT 1';
+CREATE PROCEDURE cutter_governance.cg_pr() LANGUAGE sql AS 'SELECT 1';
+CREATE DOMAIN cutter_governance.cg_d AS int CHECK (VALUE > 0);
+CREATE TYPE cutter_governance.cg_e AS ENUM ('a', 'b');
+CREATE TYPE cutter_governance.cg_c AS (a int);
+CREATE TYPE cutter_governance.cg_r AS RANGE (subtype = int4);
+CREATE TABLE public.cg_moved (id serial);
+ALTER TABLE public.cg_moved SET SCHEMA cutter_governance;
+CREATE FUNCTION public.cg_f_moved() RETURNS int LANGUAGE sql AS 'SELECT 1';
+ALTER FUNCTION public.cg_f_moved() SET SCHEMA cutter_governance;
+CREATE TYPE public.cg_e_moved AS ENUM ('a');
+ALTER TYPE public.cg_e_moved SET SCHEMA cutter_governance;
+"""
+NAMED_KINDS = """
+CREATE TABLE public.iu_t (id serial PRIMARY KEY);
+CREATE VIEW public.v_iu_v AS SELECT 1 AS one;
+CREATE MATERIALIZED VIEW public.mv_dot_m AS SELECT 1 AS one;
+CREATE SEQUENCE public.seq_iu_s;
+CREATE FUNCTION public.fn_dot_f() RETURNS int LANGUAGE sql AS 'SELECT 1';
+CREATE DOMAIN public.iu_d AS int;
+CREATE TYPE public.dot_e AS ENUM ('a');
+CREATE TYPE public.iu_r AS RANGE (subtype = int4);
+CREATE TABLE public."iu_é" (id int);
+CREATE TABLE public."iu_" (id int);
+"""
+# Names that start like the naming but do not follow it: each sorts beside a named range's edge.
+NEAR_MISSES = """
+CREATE TABLE public.iu (id int);
+CREATE TABLE public.iux_t (id int);
+CREATE TABLE public."iu`" (id int);
+CREATE TABLE public."IU_upper" (id int);
+CREATE TABLE public.xiu_t (id int);
+CREATE TABLE public.fnx_iu_t (id int);
+CREATE FUNCTION public.fn_iux() RETURNS int LANGUAGE sql AS 'SELECT 1';
+CREATE FUNCTION public.dot() RETURNS int LANGUAGE sql AS 'SELECT 1';
+CREATE TYPE public.dotx AS ENUM ('a');
+"""
+_WHOLE_TRUTH = """
+SELECT CASE WHEN c.relkind IN ('r', 'p') THEN 'table' WHEN 'v' = c.relkind THEN 'view'
+            WHEN 'm' = c.relkind THEN 'matview' ELSE 'sequence' END, 'cutter_governance.' || c.relname
+  FROM pg_class c WHERE c.relnamespace = 'cutter_governance'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
+UNION ALL
+SELECT 'function', 'cutter_governance.' || p.oid::regprocedure::text FROM pg_proc p WHERE p.pronamespace = 'cutter_governance'::regnamespace
+UNION ALL
+SELECT 'type', 'cutter_governance.' || t.typname FROM pg_type t
+ WHERE t.typnamespace = 'cutter_governance'::regnamespace AND t.typtype IN ('e', 'd', 'r', 'm', 'c')
+   AND (t.typrelid = 0 OR (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')
+"""
+
+
+def test_every_kind_of_object_is_found_through_the_catalog_indexes(new_db) -> None:
+    """The scope finds its candidates through indexes (a project schema's objects by their
+    dependency on the schema, a project name by ranges of the name indexes), not by reading
+    every row: every kind of object PostgreSQL keeps in a schema is still found, set for set
+    against a plain read of the catalogs, and a name beside a range's edge is not."""
+    target = new_db(head())
+    with connect(target) as c:
+        for script in (WHOLE_KINDS, NAMED_KINDS, NEAR_MISSES):
+            c.execute(script)
+        c.execute("SET search_path = pg_catalog, pg_temp")  # the truth's regprocedure qualified, as the snapshot's
+        truth = {(k, n) for k, n in c.execute(_WHOLE_TRUTH)}
+        found = snapshot(c, scope=Scope.of(ROOT))
+    listed = {(k, n) for k, names in found.items() for n in names}
+    kinds = ("table", "view", "matview", "sequence", "function", "type")
+    assert {(k, n) for k, n in listed if k in kinds and n.startswith("cutter_governance.")} == truth
+    assert {("table", "cutter_governance.cg_p1"), ("type", "cutter_governance.cg_r_multirange"),
+            ("sequence", "cutter_governance.cg_t_id_seq"), ("sequence", "cutter_governance.cg_s"),
+            ("function", "cutter_governance.cutter_governance.cg_pr()"), ("type", "cutter_governance.cg_c"),
+            ("table", "cutter_governance.cg_moved"), ("sequence", "cutter_governance.cg_moved_id_seq"),
+            ("type", "cutter_governance.cg_e_moved")} <= truth
+    named = {("table", "public.iu_t"), ("sequence", "public.iu_t_id_seq"), ("view", "public.v_iu_v"),
+             ("matview", "public.mv_dot_m"), ("sequence", "public.seq_iu_s"), ("function", "public.public.fn_dot_f()"),
+             ("type", "public.iu_d"), ("type", "public.dot_e"), ("type", "public.iu_r"),
+             ("type", "public.iu_r_multirange"), ("table", "public.iu_é"), ("table", "public.iu_")}
+    assert named <= listed, sorted(named - listed)
+    misses = {"iu", "iux_t", "iu`", "IU_upper", "xiu_t", "fnx_iu_t", "fn_iux()", "dot()", "dotx"}
+    assert not {n for _, n in listed if n.rsplit(".", 1)[-1] in misses}
+
+
 def test_the_fingerprint_holds_every_byte_of_a_definition(new_db) -> None:
     """A change past a definition's 63rd byte changes the fingerprint, and two overloads whose
     names share their first 63 bytes are two objects (a `name`-typed column once cut both)."""

@@ -62,6 +62,14 @@ class ProjectFacts:
         prefixes = "|".join(self.kind_prefixes)
         return (f"^(?:(?:{prefixes})_)?" if prefixes else "^") + "(?:" + "|".join(self.name_stems) + ")_"
 
+    def name_ranges(self) -> list[tuple[str, str]]:
+        """The naming as ranges of names in byte (C collation) order, [low, high): one per
+        allowed beginning (`<stem>_`, `<prefix>_<stem>_`), so a catalog's name index finds the
+        candidates. Every name the naming allows lies in one of them."""
+        starts = [f"{stem}_" for stem in self.name_stems]
+        starts += [f"{kind}_{stem}_" for kind in self.kind_prefixes for stem in self.name_stems]
+        return [(s, s[:-1] + chr(ord(s[-1]) + 1)) for s in sorted(starts)]
+
     def named(self, name: str) -> bool:
         """True for an unqualified object name that follows the project's naming."""
         return bool(self.name_stems) and re.match(self.name_pattern, name) is not None

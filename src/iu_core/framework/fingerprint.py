@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .scope import OURS_CTE, Scope, named_sql, scope_of
+from .scope import OURS_CTE, Scope, scope_of
 
 if TYPE_CHECKING:
     import psycopg
@@ -42,36 +42,30 @@ SELECT CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 
            WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
          'acl:' || coalesce(c.relacl, acldefault('r', c.relowner))::text,
          'comment:' || obj_description(c.oid, 'pg_class'))
-  FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
- WHERE c.oid IN (SELECT oid FROM our_rel)
+  FROM our_rel o JOIN pg_class c ON c.oid = o.oid JOIN ns ON ns.oid = c.relnamespace
 UNION ALL
 SELECT 'index', ns.nspname || '.' || i.relname, pg_get_indexdef(i.oid)
-  FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN ns ON ns.oid = i.relnamespace
- WHERE x.indrelid IN (SELECT oid FROM our_tab)
+  FROM our_tab o JOIN pg_index x ON x.indrelid = o.oid JOIN pg_class i ON i.oid = x.indexrelid
+  JOIN ns ON ns.oid = i.relnamespace
 UNION ALL
 SELECT 'constraint', ns.nspname || '.' || t.relname || '.' || co.conname, pg_get_constraintdef(co.oid)
-  FROM pg_constraint co JOIN pg_class t ON t.oid = co.conrelid JOIN ns ON ns.oid = t.relnamespace
- WHERE co.conrelid IN (SELECT oid FROM our_tab)
+  FROM our_tab o JOIN pg_constraint co ON co.conrelid = o.oid JOIN pg_class t ON t.oid = co.conrelid
+  JOIN ns ON ns.oid = t.relnamespace
 UNION ALL
 SELECT 'function', ns.nspname || '.' || p.oid::regprocedure::text,
        pg_get_functiondef(p.oid) || E'\nacl:' || coalesce(p.proacl, acldefault('f', p.proowner))::text
          || E'\ncomment:' || coalesce(obj_description(p.oid, 'pg_proc'), '')
-  FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
- WHERE p.prokind IN ('f','p','w') AND p.oid IN (SELECT oid FROM our_fn)
+  FROM our_fn o JOIN pg_proc p ON p.oid = o.oid JOIN ns ON ns.oid = p.pronamespace
+ WHERE p.prokind IN ('f','p','w')
 UNION ALL
 SELECT 'trigger', ns.nspname || '.' || c.relname || '.' || tg.tgname,
        pg_get_triggerdef(tg.oid) || ' enabled=' || tg.tgenabled::text
-  FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid JOIN ns ON ns.oid = c.relnamespace
- WHERE tg.oid IN (SELECT oid FROM our_trg)
+  FROM our_trg o JOIN pg_trigger tg ON tg.oid = o.oid JOIN pg_class c ON c.oid = tg.tgrelid
+  JOIN ns ON ns.oid = c.relnamespace
 UNION ALL
 SELECT 'type', ns.nspname || '.' || t.typname, t.typtype::text || coalesce(':' ||
          (SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid), '')
-  FROM pg_type t JOIN ns ON ns.oid = t.typnamespace
- WHERE t.typtype IN ('e','d','c','r','m')
-   AND t.oid NOT IN (SELECT objid FROM ext)
-   AND (ns.whole OR """ + named_sql("t.typname") + """)
-   -- not a table's row type: asked of the few candidates (a lookup), not of every relation
-   AND (t.typtype <> 'c' OR coalesce((SELECT c.relkind FROM pg_class c WHERE c.oid = t.typrelid), 'c') = 'c')
+  FROM our_type o JOIN pg_type t ON t.oid = o.oid JOIN ns ON ns.oid = t.typnamespace
 """
 
 

@@ -80,8 +80,8 @@ SELECT CASE WHEN c.relkind IN ('r', 'p') THEN 'table' ELSE 'view' END, ns.nspnam
             FROM pg_constraint co WHERE co.conrelid = c.oid),
          coalesce(c.relacl, acldefault('r', c.relowner))::text)),
        NULL::text, NULL::boolean, NULL::text
-  FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
- WHERE c.relkind IN ('r', 'p', 'v', 'm') AND c.oid IN (SELECT oid FROM our_tab)
+  FROM our_tab o JOIN pg_class c ON c.oid = o.oid JOIN ns ON ns.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p', 'v', 'm')
 UNION ALL
 SELECT 'function', ns.nspname || '.' || p.proname || '(' || oidvectortypes(p.proargtypes) || ')',
        md5(concat_ws(E'\\n', pg_get_function_result(p.oid), p.prosrc, p.provolatile::text, p.prosecdef::text,
@@ -89,22 +89,21 @@ SELECT 'function', ns.nspname || '.' || p.proname || '(' || oidvectortypes(p.pro
                      pg_get_userbyid(p.proowner))),
        p.provolatile::text, p.prosecdef,
        (SELECT substr(s, 13) FROM unnest(p.proconfig) AS s WHERE s LIKE 'search_path=%%')
-  FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
- WHERE p.prokind IN ('f', 'p') AND p.oid IN (SELECT oid FROM our_fn)
+  FROM our_fn o JOIN pg_proc p ON p.oid = o.oid JOIN ns ON ns.oid = p.pronamespace
+ WHERE p.prokind IN ('f', 'p')
 UNION ALL
 SELECT 'trigger', ns.nspname || '.' || c.relname || '.' || t.tgname,
        md5(pg_get_triggerdef(t.oid) || ' ' || t.tgenabled::text), NULL, NULL, NULL
-  FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN ns ON ns.oid = c.relnamespace
- WHERE t.oid IN (SELECT oid FROM our_trg)
+  FROM our_trg o JOIN pg_trigger t ON t.oid = o.oid JOIN pg_class c ON c.oid = t.tgrelid
+  JOIN ns ON ns.oid = c.relnamespace
 """
 
 # Every IU Core relation with its size, and this transaction's writes to it.
 _RELATIONS_SQL = "WITH " + OURS_CTE + """
 SELECT ns.nspname || '.' || c.relname, c.relkind::text, pg_total_relation_size(c.oid),
        coalesce(x.n_tup_ins, 0), coalesce(x.n_tup_upd, 0), coalesce(x.n_tup_del, 0)
-  FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
+  FROM our_rel o JOIN pg_class c ON c.oid = o.oid JOIN ns ON ns.oid = c.relnamespace
   LEFT JOIN pg_stat_xact_all_tables x ON x.relid = c.oid
- WHERE c.oid IN (SELECT oid FROM our_rel)
 """
 
 VOLATILITY = {"v": "volatile", "s": "stable", "i": "immutable"}

@@ -89,6 +89,8 @@ class Scope:
             "scope_functions": sorted(self.functions),
             "scope_function_names": sorted({f.split(".", 1)[1] for f in self.functions}),
             "scope_pattern": self.facts.name_pattern,
+            "scope_name_from": [lo for lo, _ in self.facts.name_ranges()],
+            "scope_name_to": [hi for _, hi in self.facts.name_ranges()],
             # LIKE's wildcard `_` escaped: the stem and its underscore, anywhere in the name
             "scope_stems": [f"%{stem}\\_%" for stem in self.facts.name_stems],
         }
@@ -118,60 +120,96 @@ def named_sql(column: str) -> str:
     """SQL: COLUMN (an object name) follows the project's naming (binds Scope.params()).
 
     Every such name holds "<stem>_", so a LIKE for each stem rejects a foreign
-    name before the regular expression runs: on Directus's catalog that is
-    thousands of names per query, and the expression costs a microsecond each
-    (bench row 8: a third of the inventory's time among 10,000 foreign objects).
-    No stems: no name is the project's by its name alone.
+    name before the regular expression runs. It matters where every row is
+    read (pg_trigger, which has no index by name: on Directus's catalog
+    thousands of names, the expression a microsecond each); elsewhere the
+    candidates come from the name indexes (Facts.name_ranges) and this is the
+    exact test on the few. No stems: no name is the project's by its name alone.
     """
     return f"({column} LIKE ANY(%(scope_stems)s::text[]) AND {column} ~ %(scope_pattern)s)"
 
 
 # Common table expressions selecting the project's objects; queries that use them
 # start `WITH` + OURS_CTE and bind Scope.params().
-#   ns      the schemas looked at, and whether each is the project's as a whole
-#   our_tab tables, views, materialized views, foreign tables
-#   our_rel our_tab plus the sequences they own or that carry a project name
-#   our_fn  functions and procedures
-#   our_trg user triggers
-# Each tests the cheap conditions first (the schema, a name compare, a strpos)
-# and leaves what costs (a concatenation, a regular expression, a lookup) to
-# the few candidates: on Directus's database every query passes thousands of
-# foreign objects (bench row 8).
+#   ns       the schemas looked at, and whether each is the project's as a whole
+#   our_tab  tables, views, materialized views, foreign tables
+#   our_rel  our_tab plus the sequences they own or that carry a project name
+#   our_fn   functions and procedures
+#   our_trg  user triggers
+#   our_type domains, enums, composite, range and multirange types
+# On Directus's database a shared schema holds thousands of foreign objects
+# (bench row 8), so candidates are found through the catalogs' indexes, never by
+# reading every row of pg_class or pg_proc: a declared name by an equality on the
+# name index, a project name by a range of it per allowed prefix, an object of a
+# project schema by its dependency on the schema (pg_depend's reference index;
+# PostgreSQL records one for every relation, function and type a schema holds).
+# The full conditions are then tested on the few candidates. Each range is read
+# in a LATERAL subquery behind OFFSET 0, so that the planner, which cannot know
+# how few names a bound range holds, cannot turn it into a read of the whole
+# catalog with the naming as a filter. pg_trigger has no index by name: its rows
+# are read, cheap tests first (a trigger is few per table).
 OURS_CTE = f"""
 ns AS (
   SELECT oid, nspname, nspname = ANY(%(scope_whole)s) AS whole
     FROM pg_namespace WHERE nspname = ANY(%(scope_schemas)s)
 ), ext AS (  -- objects owned by an extension are the extension's (an index scan, not all of pg_depend)
   SELECT objid FROM pg_depend WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
-), our_tab AS (
-  SELECT c.oid FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
-   WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND c.oid NOT IN (SELECT objid FROM ext)
-     AND (ns.whole OR (c.relname = ANY(%(scope_relation_names)s::name[])
-                       AND ns.nspname || '.' || c.relname = ANY(%(scope_relations)s))
-          OR {named_sql("c.relname")})
-), our_rel AS (
-  SELECT oid FROM our_tab
+), named_range AS (  -- the names the naming allows, as ranges of the name indexes (C order)
+  SELECT lo::name AS lo, hi::name AS hi
+    FROM unnest(%(scope_name_from)s::text[], %(scope_name_to)s::text[]) AS r(lo, hi)
+), in_whole AS MATERIALIZED (  -- what the project's own schemas hold
+  SELECT d.classid, d.objid FROM ns JOIN pg_depend d
+      ON d.refclassid = 'pg_namespace'::regclass AND d.refobjid = ns.oid AND d.refobjsubid = 0
+   WHERE ns.whole
+), relations AS MATERIALIZED (  -- our_tab and our_rel's own candidates, with their kind
+  SELECT c.oid, c.relkind FROM in_whole w JOIN pg_class c ON c.oid = w.objid
+   WHERE w.classid = 'pg_class'::regclass AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
   UNION
-  SELECT c.oid FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
-   WHERE c.relkind = 'S' AND c.oid NOT IN (SELECT objid FROM ext)
-     AND (ns.whole OR {named_sql("c.relname")})
+  SELECT c.oid, c.relkind FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
+   WHERE c.relname = ANY(%(scope_relation_names)s::name[]) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+     AND ns.nspname || '.' || c.relname = ANY(%(scope_relations)s)
+  UNION
+  SELECT c.oid, c.relkind
+    FROM named_range r, LATERAL (SELECT * FROM pg_class WHERE relname >= r.lo AND relname < r.hi OFFSET 0) c
+    JOIN ns ON ns.oid = c.relnamespace
+   WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND {named_sql("c.relname")}
+), our_tab AS (
+  SELECT oid FROM relations WHERE relkind <> 'S' AND oid NOT IN (SELECT objid FROM ext)
+), our_rel AS (
+  SELECT oid FROM relations WHERE oid NOT IN (SELECT objid FROM ext)
   UNION  -- the sequences our tables own, looked up from the tables (pg_depend's reference index)
-  SELECT c.oid FROM pg_depend d JOIN pg_class c ON c.oid = d.objid JOIN ns ON ns.oid = c.relnamespace
-   WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid IN (SELECT oid FROM our_tab)
-     AND d.classid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+  SELECT c.oid FROM our_tab o JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = o.oid
+    JOIN pg_class c ON c.oid = d.objid JOIN ns ON ns.oid = c.relnamespace
+   WHERE d.classid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
      AND c.relkind = 'S' AND c.oid NOT IN (SELECT objid FROM ext)
-), our_fn AS MATERIALIZED (  -- once, hashed: not again for every function of the database
+), our_fn AS MATERIALIZED (
+  SELECT p.oid FROM in_whole w JOIN pg_proc p ON p.oid = w.objid
+   WHERE w.classid = 'pg_proc'::regclass AND p.oid NOT IN (SELECT objid FROM ext)
+  UNION
   SELECT p.oid FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
-   WHERE p.oid NOT IN (SELECT objid FROM ext)
-     AND (ns.whole OR (p.proname = ANY(%(scope_function_names)s::name[])
-                       AND ns.nspname || '.' || p.proname = ANY(%(scope_functions)s))
-          OR {named_sql("p.proname")})
+   WHERE p.proname = ANY(%(scope_function_names)s::name[])
+     AND ns.nspname || '.' || p.proname = ANY(%(scope_functions)s) AND p.oid NOT IN (SELECT objid FROM ext)
+  UNION
+  SELECT p.oid FROM named_range r, LATERAL (SELECT * FROM pg_proc WHERE proname >= r.lo AND proname < r.hi OFFSET 0) p
+    JOIN ns ON ns.oid = p.pronamespace
+   WHERE {named_sql("p.proname")} AND p.oid NOT IN (SELECT objid FROM ext)
 ), our_trg AS MATERIALIZED (
   SELECT t.oid FROM pg_trigger t
    WHERE NOT t.tgisinternal
      AND (t.tgrelid IN (SELECT oid FROM our_tab) OR {named_sql("t.tgname")})
      -- its table in a schema we look at: a lookup for the few candidates, not a join of every relation
      AND (SELECT c.relnamespace FROM pg_class c WHERE c.oid = t.tgrelid) IN (SELECT oid FROM ns)
+), our_type AS MATERIALIZED (
+  SELECT t.oid FROM (
+      SELECT t.oid FROM in_whole w JOIN pg_type t ON t.oid = w.objid WHERE w.classid = 'pg_type'::regclass
+      UNION
+      SELECT t.oid FROM named_range r, LATERAL (SELECT * FROM pg_type WHERE typname >= r.lo AND typname < r.hi OFFSET 0) t
+        JOIN ns ON ns.oid = t.typnamespace
+       WHERE {named_sql("t.typname")}
+    ) cand JOIN pg_type t ON t.oid = cand.oid
+   WHERE t.typtype IN ('e', 'd', 'c', 'r', 'm') AND t.oid NOT IN (SELECT objid FROM ext)
+     -- not a table's row type
+     AND (t.typtype <> 'c' OR coalesce((SELECT c.relkind FROM pg_class c WHERE c.oid = t.typrelid), 'c') = 'c')
 )"""
 
 

@@ -41,16 +41,16 @@ if TYPE_CHECKING:
 # Only IU Core's objects (iu_core.framework.scope): Directus's, and other schemas', are not looked at.
 _LIVE_SQL = "WITH " + OURS_CTE + """
 SELECT CASE WHEN c.relkind IN ('r', 'p') THEN 'table' ELSE 'view' END, ns.nspname || '.' || c.relname
-  FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
- WHERE c.relkind IN ('r', 'p', 'v', 'm') AND c.oid IN (SELECT oid FROM our_tab)
+  FROM our_tab o JOIN pg_class c ON c.oid = o.oid JOIN ns ON ns.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p', 'v', 'm')
 UNION ALL
 SELECT 'function', ns.nspname || '.' || p.proname || '(' || oidvectortypes(p.proargtypes) || ')'
-  FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
- WHERE p.prokind IN ('f', 'p') AND p.oid IN (SELECT oid FROM our_fn)
+  FROM our_fn o JOIN pg_proc p ON p.oid = o.oid JOIN ns ON ns.oid = p.pronamespace
+ WHERE p.prokind IN ('f', 'p')
 UNION ALL
 SELECT 'trigger', ns.nspname || '.' || c.relname || '.' || t.tgname
-  FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN ns ON ns.oid = c.relnamespace
- WHERE t.oid IN (SELECT oid FROM our_trg)
+  FROM our_trg o JOIN pg_trigger t ON t.oid = o.oid JOIN pg_class c ON c.oid = t.tgrelid
+  JOIN ns ON ns.oid = c.relnamespace
 """
 _DATA_SQL = {
     "config": "SELECT key FROM public.dot_config",

@@ -171,8 +171,8 @@ _WHO = ("SELECT current_user, current_database(), coalesce(host(inet_server_addr
 # IU Core's tables (iu_core.framework.scope) the connected role may write, and IU Core's schemas it may create in.
 _WRITABLE_SQL = "WITH " + OURS_CTE + """
 SELECT 'table ' || ns.nspname || '.' || c.relname
-  FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
- WHERE c.oid IN (SELECT oid FROM our_tab) AND c.relkind IN ('r', 'p')
+  FROM our_tab o JOIN pg_class c ON c.oid = o.oid JOIN ns ON ns.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p')
    AND has_table_privilege(c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')
 UNION ALL
 SELECT 'CREATE on schema ' || nspname FROM ns WHERE has_schema_privilege(oid, 'CREATE')
