@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Any
 from .fingerprint import row_counts
 from .layout import RevisionFiles
 from .scope import OURS_CTE, Scope
-from .sqlfiles import expand
+from .sqlfiles import expand, shown
 
 if TYPE_CHECKING:
     import psycopg
@@ -230,7 +230,7 @@ def artifacts(project: Path, files: list[tuple[str, Path]]) -> list[dict[str, An
             return
         seen.add(real)
         data = p.read_bytes()
-        item: dict[str, Any] = {"path": _rel(p, project), "kind": kind, "bytes": len(data),
+        item: dict[str, Any] = {"path": shown(p, project), "kind": kind, "bytes": len(data),
                                 "sha256": hashlib.sha256(data).hexdigest(), "md5": hashlib.md5(data).hexdigest()}
         if expanded is not None:
             item["sha256_expanded"] = expanded
@@ -258,13 +258,6 @@ def revision_files(project: Path, revision: str) -> list[tuple[str, Path]]:
     files = RevisionFiles(project, revision)
     return [("revision", files.module), ("migration", files.forward), ("rollback", files.rollback),
             ("selftest", files.selftest), ("selftest transcript", files.expected)]
-
-
-def _rel(p: Path, project: Path) -> str:
-    try:
-        return str(p.resolve().relative_to(project.resolve()))
-    except ValueError:
-        return str(p)
 
 
 # ---------------------------------------------------------------- identity

@@ -32,7 +32,7 @@ from .fingerprint import commit_channels, current_heads, persisted, snapshot
 from .layout import RevisionFiles, applied_chain, script_directory
 from .lockretry import LOCK_NOT_AVAILABLE, LockRetries
 from .runner import execute, notices
-from .sqlfiles import expand, project_root, split_statements
+from .sqlfiles import expand, project_root, shown, split_statements
 from .transcript import format_table
 
 # A self-test runs at REPEATABLE READ (one snapshot, so production's commits do
@@ -117,7 +117,7 @@ def load(path: Path) -> list[Step]:
         origin = ex.origin(text.count("\n", 0, start) + 1)
         own = origin.path.resolve() == path.resolve()
         steps.append(Step(sql=sql, line=origin.line, comments=comments,
-                          file=None if own else _rel(origin.path, root)))
+                          file=None if own else shown(origin.path, root)))
         prev_end = start + len(sql)
     if not steps:
         raise SqlFileError(f"{path}: empty self-test", file=str(path))
@@ -135,13 +135,6 @@ def load(path: Path) -> list[Step]:
                 file=where, line=step.line,
             )
     return steps
-
-
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return path.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return str(path)
 
 
 def _at(error: dict[str, Any]) -> str:

@@ -155,8 +155,8 @@ def expand(path: Path, root: Path | None = None) -> Expanded:
 
 def _expand(path: Path, root: Path, stack: tuple[Path, ...]) -> Expanded:
     real = path.resolve()
-    shown = _shown(path, root)
-    text = _read(path, shown)
+    where = shown(path, root)
+    text = _read(path, where)
     lines = _lines(text)
     metas = [i for i, ln in enumerate(lines) if ln.startswith("\\")]
     if not metas:
@@ -171,7 +171,7 @@ def _expand(path: Path, root: Path, stack: tuple[Path, ...]) -> Expanded:
     blanked = list(lines)
     for i in metas:
         blanked[i] = " " * (len(lines[i]) - 1) + ("\n" if lines[i].endswith("\n") else " ")
-    tokens = _statement_spans("".join(blanked), shown)
+    tokens = _statement_spans("".join(blanked), where)
 
     out: list[str] = []
     origins: list[Origin] = []
@@ -186,36 +186,37 @@ def _expand(path: Path, root: Path, stack: tuple[Path, ...]) -> Expanded:
         m = _INCLUDE.match(ln.rstrip("\r\n"))
         if not m:
             raise SqlFileError(
-                f"{shown}:{lineno}: psql meta-command {ln.split()[0]!r} is not supported in a revision "
-                "file (only '\\ir FILE' is)", file=shown, line=lineno)
+                f"{where}:{lineno}: psql meta-command {ln.split()[0]!r} is not supported in a revision "
+                "file (only '\\ir FILE' is)", file=where, line=lineno)
         if not _between_statements(tokens, starts[i]):
             raise SqlFileError(
-                f"{shown}:{lineno}: '\\ir' inside an unfinished statement; an include stands "
-                "between statements", file=shown, line=lineno)
+                f"{where}:{lineno}: '\\ir' inside an unfinished statement; an include stands "
+                "between statements", file=where, line=lineno)
         target = (real.parent / m.group(1)).resolve()
-        tshown = _shown(target, root)
+        tshown = shown(target, root)
         if target != root and root not in target.parents:
-            raise SqlFileError(f"{shown}:{lineno}: '\\ir {m.group(1)}' leaves the project ({root})",
-                               file=shown, line=lineno)
+            raise SqlFileError(f"{where}:{lineno}: '\\ir {m.group(1)}' leaves the project ({root})",
+                               file=where, line=lineno)
         if target == real or target in stack:
-            raise SqlFileError(f"{shown}:{lineno}: '\\ir {m.group(1)}' includes itself "
-                               f"(cycle through {tshown})", file=shown, line=lineno)
+            raise SqlFileError(f"{where}:{lineno}: '\\ir {m.group(1)}' includes itself "
+                               f"(cycle through {tshown})", file=where, line=lineno)
         if not target.is_file():
-            raise SqlFileError(f"{shown}:{lineno}: '\\ir {m.group(1)}': {tshown} not found",
-                               file=shown, line=lineno)
+            raise SqlFileError(f"{where}:{lineno}: '\\ir {m.group(1)}': {tshown} not found",
+                               file=where, line=lineno)
         sub = _expand(target, root, (*stack, real))
         if sub.text and not sub.text.endswith("\n"):
             raise SqlFileError(f"{tshown}: an included file must end with a newline (included from "
-                               f"{shown}:{lineno})", file=tshown)
+                               f"{where}:{lineno})", file=tshown)
         out.append(sub.text)
         origins.extend(sub.origins)
         includes.extend([target, *sub.includes])
     return Expanded(path, "".join(out), tuple(origins), tuple(dict.fromkeys(includes)))
 
 
-def _shown(path: Path, root: Path) -> str:
+def shown(path: Path, root: Path) -> str:
+    """PATH as a message shows it: relative to the project ROOT, or whole when outside it."""
     try:
-        return str(path.resolve().relative_to(root))
+        return path.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
         return str(path)
 
@@ -284,9 +285,9 @@ def parse_script(path: Path, sections: tuple[str, ...], root: Path | None = None
         m = _MARKER.match(line.rstrip("\r\n"))
         if m and ex.origin(lineno).path.resolve() != path.resolve():
             o = ex.origin(lineno)
-            oshown = _shown(o.path, root)
+            oshown = shown(o.path, root)
             raise SqlFileError(f"{oshown}:{o.line}: a section marker in an included file (included from "
-                               f"{_shown(path, root)}); markers belong to the revision file",
+                               f"{shown(path, root)}); markers belong to the revision file",
                                file=oshown, line=o.line)
         if m:
             chunks.append((m.group(1), lineno + 1, []))
