@@ -162,9 +162,31 @@ def test_adopting_a_revision_that_replaces_in_place_runs_its_post_check(by_hand,
     res = run_cli(full, "--json", "db", "adopt", "worker_pick")
     assert res.exit_code == 0, res.output
     checks = {c["check"]: c["status"] for c in json.loads(res.stdout)["checks"]}
-    assert checks["worker_pick's post-check holds (it replaces in place: no declared object proves it)"] == "PASS"
+    assert checks["worker_pick's post-check holds (what it replaces in place, no declared object proves)"] == "PASS"
     with connect(full) as c:
         assert current_heads(c) == ["worker_pick"]
+
+
+def test_adopting_least_privilege_proves_its_hardening_by_its_post_check(by_hand, run_cli) -> None:
+    """least_privilege's tables and new functions can all be present while a function it
+    hardened in place is not: adopt runs its post-check, so a dispatcher left SECURITY
+    INVOKER is refused, nothing changed; the database as the files left it is adopted."""
+    weak = by_hand("least_privilege")
+    with connect(weak) as c:
+        c.execute("ALTER FUNCTION public.fn_dot_iu_execute(text, text, jsonb, text) SECURITY INVOKER")
+    before = state(weak)
+    res = run_cli(weak, "--json", "db", "adopt", "least_privilege")
+    assert res.exit_code == 3, res.output
+    differences = json.loads(res.stdout)["differences"]
+    assert differences == ["migrations/sql/least_privilege.sql:442: least_privilege post-check: not SECURITY "
+                           "DEFINER with search_path = pg_catalog, pg_temp: public.fn_dot_iu_execute(text,text,jsonb,text)"]
+    assert state(weak) == before
+
+    good = by_hand("least_privilege")
+    res = run_cli(good, "--json", "db", "adopt", "least_privilege")
+    assert res.exit_code == 0, res.output
+    checks = {c["check"]: c["status"] for c in json.loads(res.stdout)["checks"]}
+    assert checks["least_privilege's post-check holds (what it replaces in place, no declared object proves)"] == "PASS"
 
 
 def test_an_acknowledged_extra_lets_adopt_through_and_is_in_its_audit(by_hand, run_cli, tmp_path: Path) -> None:

@@ -15,9 +15,9 @@ proves that the database is exactly the chain at REV, then records it:
    present, every governable gate closed and never-flip false; nothing a
    later revision declares (objects or catalog rows) is present; no
    IU-Core-named object outside the chain unless acknowledged
-   (acknowledged.toml); and, for a revision that only replaces functions in
+   (acknowledged.toml); and, for a revision that replaces functions in
    place (its module says `adopt_runs_postcheck = True`), REV's own
-   post-check, since no declared object proves it;
+   post-check, since no declared object proves what it replaced;
 4. any difference: refuses (exit 3) naming each one, changes nothing, and
    leaves a `refused` audit row with the evidence;
 5. otherwise, in ONE transaction: REV in iucore.alembic_version and one
@@ -46,7 +46,7 @@ from ..framework.layout import RevisionFiles, check_revision, script_directory
 from ..framework.observe import revision_files
 from ..framework.runner import execute
 from ..framework.session import MigrationSession
-from ..framework.sqlfiles import MIGRATION_SECTIONS, parse_script
+from ..framework.sqlfiles import MIGRATION_SECTIONS, parse_script, shown
 from ..framework.transcript import Sink
 from ..pg.db import connect
 from ..pg.target import Target
@@ -172,9 +172,10 @@ def check_catalog(conn: psycopg.Connection[Any], rev: str, chain: list[str], lat
 
 
 def check_postcheck(conn: psycopg.Connection[Any], project: Path, rev: str) -> Check | None:
-    """REV's own post-check, when its module says `adopt_runs_postcheck = True`: a revision
-    that only replaces functions in place (worker_pick) declares no object whose presence
-    proves it, so the assertions it makes about its result are the proof. Each statement runs
+    """REV's own post-check, when its module says `adopt_runs_postcheck = True`: what a
+    revision replaces in place (worker_pick's worker, least_privilege's hardened functions)
+    keeps its name and signature, so no declared object proves it, and the assertions the
+    revision makes about its result are the proof. Each statement runs
     in a savepoint of adopt's transaction (a post-check only reads and raises). None when REV
     does not ask for it."""
     import psycopg
@@ -182,8 +183,9 @@ def check_postcheck(conn: psycopg.Connection[Any], project: Path, rev: str) -> C
     module = script_directory(project).get_revision(rev).module
     if not getattr(module, "adopt_runs_postcheck", False):
         return None
-    check = Check(f"{rev}'s post-check holds (it replaces in place: no declared object proves it)")
-    script = parse_script(RevisionFiles(project, rev).forward, MIGRATION_SECTIONS, project)
+    check = Check(f"{rev}'s post-check holds (what it replaces in place, no declared object proves)")
+    files = RevisionFiles(project, rev)
+    script = parse_script(files.forward, MIGRATION_SECTIONS, project)
     statements = script.section("postcheck")
     for st in statements:
         try:
@@ -192,7 +194,7 @@ def check_postcheck(conn: psycopg.Connection[Any], project: Path, rev: str) -> C
         except psycopg.Error as exc:
             diag = getattr(exc, "diag", None)
             msg = (diag.message_primary if diag else None) or str(exc).strip().splitlines()[0]
-            check.differences.append(f"{st.file or RevisionFiles(project, rev).forward.name}:{st.line}: {msg}")
+            check.differences.append(f"{shown(Path(st.file) if st.file else files.forward, project)}:{st.line}: {msg}")
             break
     check.detail = f"{len(statements)} post-check statement(s) of {rev} passed" if check.ok else ""
     return check
