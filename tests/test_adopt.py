@@ -145,48 +145,39 @@ def test_adopt_refuses_a_later_revisions_objects_and_catalog_rows(by_hand, run_c
     assert state(target) == before
 
 
-def test_adopting_a_revision_that_replaces_in_place_runs_its_post_check(by_hand, run_cli) -> None:
-    """worker_pick declares no object: every name is the substrate's, only the worker's body
-    differs. Adopt proves it by worker_pick's post-check, so claiming it over a database
-    that stopped at least_privilege is refused, and claiming it where it was applied passes."""
+@pytest.mark.parametrize(("rev", "weaken", "needle"), [
+    # worker_pick declares no object: every name is the substrate's, only the worker's body differs
+    ("worker_pick", None, "worker_pick post-check: public.fn_iu_route_worker_run is not worker_pick's text"),
+    # least_privilege's tables and new functions are all there, a function it hardened in place is not
+    ("least_privilege", "ALTER FUNCTION public.fn_dot_iu_execute(text, text, jsonb, text) SECURITY INVOKER",
+     "least_privilege post-check: not SECURITY DEFINER with search_path = pg_catalog, pg_temp: "
+     "public.fn_dot_iu_execute(text,text,jsonb,text)"),
+])
+def test_adopting_a_revision_that_replaces_in_place_runs_its_post_check(
+        by_hand, run_cli, rev: str, weaken: str | None, needle: str) -> None:
+    """What a revision replaces in place keeps its name and signature, so no declared object
+    proves it: adopt runs the revision's post-check. Claimed over a database that lacks what
+    it replaced, adopt is refused, naming the post-check's file and line, nothing changed;
+    where the revision's files were applied, it passes and records REV."""
     short = by_hand("least_privilege")
+    if weaken:
+        with connect(short) as c:
+            c.execute(weaken)
     before = state(short)
-    res = run_cli(short, "--json", "db", "adopt", "worker_pick")
+    res = run_cli(short, "--json", "db", "adopt", rev)
     assert res.exit_code == 3, res.output
     differences = json.loads(res.stdout)["differences"]
-    assert len(differences) == 1 and "worker_pick post-check: public.fn_iu_route_worker_run is not " \
-        "worker_pick's text" in differences[0], differences
+    assert len(differences) == 1 and differences[0].startswith(f"migrations/sql/{rev}.sql:"), differences
+    assert needle in differences[0], differences
     assert state(short) == before
 
-    full = by_hand("worker_pick")
-    res = run_cli(full, "--json", "db", "adopt", "worker_pick")
+    full = by_hand(rev)
+    res = run_cli(full, "--json", "db", "adopt", rev)
     assert res.exit_code == 0, res.output
     checks = {c["check"]: c["status"] for c in json.loads(res.stdout)["checks"]}
-    assert checks["worker_pick's post-check holds (what it replaces in place, no declared object proves)"] == "PASS"
+    assert checks[f"{rev}'s post-check holds (what it replaces in place, no declared object proves)"] == "PASS"
     with connect(full) as c:
-        assert current_heads(c) == ["worker_pick"]
-
-
-def test_adopting_least_privilege_proves_its_hardening_by_its_post_check(by_hand, run_cli) -> None:
-    """least_privilege's tables and new functions can all be present while a function it
-    hardened in place is not: adopt runs its post-check, so a dispatcher left SECURITY
-    INVOKER is refused, nothing changed; the database as the files left it is adopted."""
-    weak = by_hand("least_privilege")
-    with connect(weak) as c:
-        c.execute("ALTER FUNCTION public.fn_dot_iu_execute(text, text, jsonb, text) SECURITY INVOKER")
-    before = state(weak)
-    res = run_cli(weak, "--json", "db", "adopt", "least_privilege")
-    assert res.exit_code == 3, res.output
-    differences = json.loads(res.stdout)["differences"]
-    assert differences == ["migrations/sql/least_privilege.sql:442: least_privilege post-check: not SECURITY "
-                           "DEFINER with search_path = pg_catalog, pg_temp: public.fn_dot_iu_execute(text,text,jsonb,text)"]
-    assert state(weak) == before
-
-    good = by_hand("least_privilege")
-    res = run_cli(good, "--json", "db", "adopt", "least_privilege")
-    assert res.exit_code == 0, res.output
-    checks = {c["check"]: c["status"] for c in json.loads(res.stdout)["checks"]}
-    assert checks["least_privilege's post-check holds (what it replaces in place, no declared object proves)"] == "PASS"
+        assert current_heads(c) == [rev]
 
 
 def test_an_acknowledged_extra_lets_adopt_through_and_is_in_its_audit(by_hand, run_cli, tmp_path: Path) -> None:
