@@ -63,6 +63,23 @@ def test_the_naming_rule_covers_the_chains_names_but_four() -> None:
         assert iu_named(ours_name)
 
 
+def test_the_name_ranges_hold_exactly_the_names_the_rule_allows() -> None:
+    """The catalog queries find project-named objects by ranges of the name indexes
+    (byte order, as the catalogs' C collation sorts): a name is in a range exactly when the
+    naming rule takes it, at every edge of every range."""
+    facts = load(ROOT)
+    ranges = [(lo.encode(), hi.encode()) for lo, hi in facts.name_ranges()]
+    starts = [f"{stem}_" for stem in facts.name_stems]
+    starts += [f"{kind}_{stem}_" for kind in facts.kind_prefixes for stem in facts.name_stems]
+    names = {n.split(".", 1)[1].split("(")[0] for (_, n) in Scope.of(ROOT).declared_by if "." in n}
+    for start in starts:
+        names |= {start, start + "x", start + "é", start[:-1], start[:-1] + "`", start[:-1] + "^",
+                  start[:-1] + "a", start.upper(), "x" + start, start[:-1] + "__", start[0]}
+    for name in sorted(names):
+        assert facts.named(name) == any(lo <= name.encode() < hi for lo, hi in ranges), name
+    assert len(ranges) == len(starts) == 16
+
+
 # ---------------------------------------------------------------- Directus is not drift
 def test_directus_objects_are_neither_drift_nor_counted(new_db, run_cli) -> None:
     target = directus_at_head(new_db, run_cli)
@@ -200,6 +217,26 @@ def test_a_bad_acknowledgement_file_is_refused_as_bad_input(
     res = run_cli(new_db(head()), "inventory", "--check", project=project)
     assert res.exit_code == 2, res.output
     assert needle in res.stderr and "acknowledged.toml [[extra]] #1" in res.stderr
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("name_stems", '("iu", "a.b")'),        # a regular expression's wildcard: `axb_t` would be named
+    ("kind_prefixes", '("fn", "v%")'),      # a LIKE wildcard
+    ("name_stems", '("iu", "Dot")'),        # not in the names' case
+])
+def test_a_naming_that_is_not_plain_words_is_refused_as_bad_input(
+        new_db, run_cli, tmp_path: Path, field: str, value: str) -> None:
+    """The naming is read as a regular expression, as LIKE patterns and as ranges of the name
+    indexes: a stem or prefix that would mean different names to them is refused, exit 2."""
+    project = project_copy(tmp_path)
+    facts = project / "migrations" / "project.py"
+    text = facts.read_text(encoding="utf-8")
+    line = next(ln for ln in text.splitlines() if ln.strip().startswith(f"{field}="))
+    facts.write_text(text.replace(line, f"    {field}={value},"), encoding="utf-8")
+    res = run_cli(new_db(head()), "inventory", "--check", project=project)
+    assert res.exit_code == 2, res.output
+    assert "name_stems and kind_prefixes must be lower-case letters and digits" in res.stderr
+    assert "Traceback" not in res.output
 
 
 def test_inventory_reads_only_the_iu_schemas_it_is_told(new_db) -> None:

@@ -76,6 +76,7 @@ class ProjectFacts:
 
 
 FILE = Path("migrations") / "project.py"
+_PLAIN_WORD = re.compile(r"[a-z0-9]+")
 _LOADED: dict[tuple[str, int], ProjectFacts] = {}
 
 
@@ -96,5 +97,11 @@ def load(project: Path) -> ProjectFacts:
         if not isinstance(facts, ProjectFacts):
             raise ConfigError(f"{path}: binds no FACTS = ProjectFacts(...) (iu_core.framework.facts)",
                               setting="project facts")
+        # The naming is read as text three ways (a regular expression, LIKE patterns,
+        # ranges of the name indexes): only plain words mean the same to all three.
+        odd = [w for w in (*facts.name_stems, *facts.kind_prefixes) if not _PLAIN_WORD.fullmatch(w)]
+        if odd:
+            raise ConfigError(f"{path}: name_stems and kind_prefixes must be lower-case letters and "
+                              f"digits; not {', '.join(map(repr, odd))}", setting="project facts")
         _LOADED[key] = facts
     return facts
