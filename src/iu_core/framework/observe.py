@@ -101,9 +101,9 @@ SELECT 'trigger', ns.nspname || '.' || c.relname || '.' || t.tgname,
 # Every IU Core relation with its size, and this transaction's writes to it.
 _RELATIONS_SQL = "WITH " + OURS_CTE + """
 SELECT ns.nspname || '.' || c.relname, c.relkind::text, pg_total_relation_size(c.oid),
-       coalesce(x.n_tup_ins, 0), coalesce(x.n_tup_upd, 0), coalesce(x.n_tup_del, 0)
+       pg_stat_get_xact_tuples_inserted(c.oid), pg_stat_get_xact_tuples_updated(c.oid),
+       pg_stat_get_xact_tuples_deleted(c.oid)
   FROM our_rel o JOIN pg_class c ON c.oid = o.oid JOIN ns ON ns.oid = c.relnamespace
-  LEFT JOIN pg_stat_xact_all_tables x ON x.relid = c.oid
 """
 
 VOLATILITY = {"v": "volatile", "s": "stable", "i": "immutable"}
