@@ -8,7 +8,8 @@ a module that binds one name, `FACTS = ProjectFacts(...)`:
   default `public`, everyone's schema in PostgreSQL). There only declared or
   project-named objects are the project's; every other schema its
   declarations use is its own, whole.
-- `name_stems`, `kind_prefixes`: the project's naming, `[<prefix>_]<stem>_…`.
+- `name_stems`, `kind_prefixes`: the project's naming, `[<prefix>_]<stem>_…`,
+  each a plain word (lower-case letters and digits).
   An object so named is the project's even when no revision declares it, so an
   undeclared one is drift (unless acknowledged).
 - `reference_tables`: tables whose rows are configuration, not data, with the
