@@ -39,16 +39,7 @@ $t0$;
 
 -- T1 the catalog as 033 left it, in this transaction only: no ledger run, no catalog row, then
 -- 280's seed (the file migrations/sql/280.sql includes): its 24 rows
-DO $t1$
-BEGIN
-    DELETE FROM public.dot_iu_command_run;
-    DELETE FROM public.dot_iu_command_catalog;
-    IF EXISTS (SELECT 1 FROM public.dot_iu_command_catalog) THEN
-        RAISE EXCEPTION 'T1: the catalog is not empty';
-    END IF;
-    RAISE NOTICE 'T1 the ledger runs and the catalog rows set aside (in this transaction only)';
-END
-$t1$;
+\ir lib/catalog_set_aside.sql
 
 \ir ../migrations/sql/data/280/dot_iu_command_catalog.sql
 

@@ -26,16 +26,7 @@ SET transaction_isolation = 'repeatable read';
 \ir ../migrations/sql/data/280/dot_iu_command_catalog.sql
 
 -- T2 the catalog as 017 left it, in this transaction only: no ledger run, no catalog row
-DO $t2$
-BEGIN
-    DELETE FROM public.dot_iu_command_run;
-    DELETE FROM public.dot_iu_command_catalog;
-    IF EXISTS (SELECT 1 FROM public.dot_iu_command_catalog) THEN
-        RAISE EXCEPTION 'T2: the catalog is not empty';
-    END IF;
-    RAISE NOTICE 'T2 the ledger runs and the catalog rows set aside (in this transaction only)';
-END
-$t2$;
+\ir lib/catalog_set_aside.sql
 
 -- T2 migrations/sql/280.sql as it runs: its preflight, its seed, its post-check
 \ir ../migrations/sql/280.sql

@@ -8,8 +8,10 @@ import threading
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from iu_core.config import RunOptions
 from iu_core.errors import SqlFileError
 from iu_core.framework import migrate
 from iu_core.framework.backup import BackupInvalid, verify_backup
@@ -215,6 +217,45 @@ def test_a_selftest_that_meets_a_concurrent_update_is_replayed_whole(new_db, run
     [r] = json.loads(res.stdout)
     assert r["status"] == "passed" and r["conflict_retries"] == 1, r
     assert "replayed 1x after a serialization failure" in r["reason"]
+
+
+def test_a_ledger_run_committed_under_the_catalog_selftests_replays_them(new_db) -> None:
+    """280 and 034 set the ledger and the catalog aside in their transaction. A governed command
+    logged by production after their snapshot is invisible to them, and deleting the catalog row
+    it references broke the ledger's foreign key: the self-test FAILED on a busy database (the
+    live bench's `selftest` scenario, 16:26 UTC). The set-aside reports it as a serialization
+    failure, and the self-test is replayed on a new snapshot and passes; the run stays."""
+    target = new_db(head())
+    for name in ("280", "034"):
+        writer = psycopg.connect(target.libpq)  # a transaction, left open
+        pid = writer.info.backend_pid
+        writer.execute(
+            "SELECT public.fn_dot_iu_command_log('dot_iu_healthcheck', c.category, 'verify', 'verified', false,"
+            " md5('production'), '{}'::jsonb, '{}'::jsonb, 'production-' || %s) FROM public.dot_iu_command_catalog c"
+            " WHERE c.command_name = 'dot_iu_healthcheck'", (name,))
+
+        def commit_once_waited_on(writer: psycopg.Connection = writer, pid: int = pid) -> None:
+            # the self-test's DELETE of the catalog row waits for the run's key-share lock: commit then
+            with connect(target) as watch:
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and not watch.execute(
+                        "SELECT 1 FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", (pid,)).fetchone():
+                    time.sleep(0.02)
+            writer.commit()
+
+        committer = threading.Thread(target=commit_once_waited_on)
+        committer.start()
+        try:
+            [result] = migrate.selftest(target, [name], project=ROOT,
+                                        options=RunOptions(lock_timeout_ms=30_000, actor="dba-jane"))
+        finally:
+            committer.join()
+            writer.close()
+        assert (result.status, result.conflict_retries) == ("passed", 1), (name, result.reason)
+        assert "replayed 1x after a serialization failure" in result.reason
+        with connect(target) as c:
+            assert c.execute("SELECT count(*) FROM public.dot_iu_command_run WHERE actor = %s",
+                             (f"production-{name}",)).fetchone() == (1,)
 
 
 def test_a_selftest_of_an_unapplied_revision_is_skipped_with_a_reason(new_db, run_cli, project: Path) -> None:

@@ -37,7 +37,9 @@ from .transcript import format_table
 
 # A self-test runs at REPEATABLE READ (one snapshot, so production's commits do
 # not move what it compares); updating a row another session changed since that
-# snapshot is a serialization failure, and the self-test is replayed whole.
+# snapshot is a serialization failure, and the self-test is replayed whole. A
+# self-test raises one itself where another session's commit since its snapshot
+# would otherwise fail it (selftests/lib/catalog_set_aside.sql).
 SERIALIZATION_FAILURE = "40001"
 CONFLICT_TRIES = 10
 
@@ -265,8 +267,8 @@ def run(conn: psycopg.Connection[Any], project: Path, names: list[str] | None = 
                              conflict_retries=conflicts)
         notes = []
         if conflicts:
-            notes.append(f"replayed {conflicts}x after a serialization failure (another session updated a row "
-                         "this self-test updates)")
+            notes.append(f"replayed {conflicts}x after a serialization failure (another session committed a "
+                         "write to a row this self-test writes or sets aside)")
         if others:
             notes.append(f"row counts moved by other sessions meanwhile: {', '.join(others)} (no extension or "
                          "language is installed through which a rolled-back transaction could commit them)")
