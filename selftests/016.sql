@@ -6,6 +6,7 @@
 -- every delta is an event). Each DO block works out which, compares inside, and
 -- prints only what is the same at every revision.
 -- Run: iucore selftest 016   (by hand: psql -X -v ON_ERROR_STOP=1 -f selftests/016.sql)
+--   (by hand, pin the search_path as iucore does: PGOPTIONS='-c search_path=pg_catalog,pg_temp'; docs/security.md)
 
 -- Repeatable read: production keeps writing while a self-test runs; one snapshot
 -- means the counts compared before/after a call see only this transaction's writes.

@@ -2,6 +2,7 @@
 -- the three distinct disposal verbs (seed 003 §8), exercised inside one
 -- transaction that always ends in ROLLBACK. Every DO block RAISEs when its check fails.
 -- Run: iucore selftest 017   (by hand: psql -X -v ON_ERROR_STOP=1 -f selftests/017.sql)
+--   (by hand, pin the search_path as iucore does: PGOPTIONS='-c search_path=pg_catalog,pg_temp'; docs/security.md)
 
 -- Repeatable read: production keeps writing while a self-test runs; one snapshot
 -- means the counts compared before/after a call see only this transaction's writes.

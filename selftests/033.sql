@@ -6,6 +6,7 @@
 -- database are compared before/after inside the DO blocks, never printed, so the
 -- transcript is the same at 033, 034 and gate_protocol.
 -- Run: iucore selftest 033   (by hand: psql -X -v ON_ERROR_STOP=1 -f selftests/033.sql)
+--   (by hand, pin the search_path as iucore does: PGOPTIONS='-c search_path=pg_catalog,pg_temp'; docs/security.md)
 
 -- Repeatable read: production keeps writing while a self-test runs; one snapshot
 -- means the counts compared before/after a call see only this transaction's writes.

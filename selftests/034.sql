@@ -11,6 +11,7 @@
 -- while the ledger references a 034 command is a refusal (an error, which would end this
 -- test): tests/test_rev_280_to_gate.py runs rollbacks/034.sql into it.
 -- Run: iucore selftest 034   (by hand: psql -X -v ON_ERROR_STOP=1 -f selftests/034.sql)
+--   (by hand, pin the search_path as iucore does: PGOPTIONS='-c search_path=pg_catalog,pg_temp'; docs/security.md)
 
 -- Repeatable read: production keeps writing while a self-test runs; one snapshot
 -- means the counts compared before/after a call see only this transaction's writes.

@@ -4,6 +4,7 @@
 -- Every DO block RAISEs when its check fails. Counts that later revisions could
 -- change (events and attempts already in the database) are compared, not printed.
 -- Run: iucore selftest 260   (by hand: psql -X -v ON_ERROR_STOP=1 -f selftests/260.sql)
+--   (by hand, pin the search_path as iucore does: PGOPTIONS='-c search_path=pg_catalog,pg_temp'; docs/security.md)
 
 -- Repeatable read: production keeps writing while a self-test runs; one snapshot
 -- means the counts compared before/after a call see only this transaction's writes.

@@ -11,6 +11,7 @@
 -- so the transcript is the same at every revision. The refusal of the rollback while the
 -- ledger references a command is a refusal (an error): tests/test_rev_280_to_gate.py runs it.
 -- Run: iucore selftest 280   (by hand: psql -X -v ON_ERROR_STOP=1 -f selftests/280.sql)
+--   (by hand, pin the search_path as iucore does: PGOPTIONS='-c search_path=pg_catalog,pg_temp'; docs/security.md)
 
 -- Repeatable read: production keeps writing while a self-test runs; one snapshot
 -- means the counts compared before/after a call see only this transaction's writes.

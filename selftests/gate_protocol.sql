@@ -4,6 +4,7 @@
 -- RAISEs when its check fails; every refusal is checked for its SQLSTATE
 -- (42501 never-flip / not governable, 23514 approval id / TTL).
 -- Run: iucore selftest gate_protocol   (by hand: psql -X -v ON_ERROR_STOP=1 -f selftests/gate_protocol.sql)
+--   (by hand, pin the search_path as iucore does: PGOPTIONS='-c search_path=pg_catalog,pg_temp'; docs/security.md)
 
 -- Repeatable read: production keeps writing while a self-test runs; one snapshot
 -- means the counts compared before/after a call see only this transaction's writes.

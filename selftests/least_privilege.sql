@@ -5,6 +5,7 @@
 -- exercised inside one transaction that always ends in ROLLBACK. Every DO block
 -- RAISEs when its check fails.
 -- Run: iucore selftest least_privilege   (by hand: psql -X -v ON_ERROR_STOP=1 -f selftests/least_privilege.sql)
+--   (by hand, pin the search_path as iucore does: PGOPTIONS='-c search_path=pg_catalog,pg_temp'; docs/security.md)
 
 -- Read committed: the dispatcher refuses any other level (its gate reads must be
 -- fresh), so the counts below that production could move are this self-test's

@@ -1,6 +1,7 @@
 -- substrate self-test: the surface before 016, exercised inside one transaction
 -- that always ends in ROLLBACK. Every DO block RAISEs when its check fails.
 -- Run: iucore selftest substrate   (by hand: psql -X -v ON_ERROR_STOP=1 -f selftests/substrate.sql)
+--   (by hand, pin the search_path as iucore does: PGOPTIONS='-c search_path=pg_catalog,pg_temp'; docs/security.md)
 
 -- Repeatable read: production keeps writing while a self-test runs; one snapshot
 -- means the counts compared before/after a call see only this transaction's writes.

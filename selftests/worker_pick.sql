@@ -3,6 +3,7 @@
 -- outbox on past it; exercised inside one transaction that always ends in ROLLBACK.
 -- Every DO block RAISEs when its check fails.
 -- Run: iucore selftest worker_pick   (by hand: psql -X -v ON_ERROR_STOP=1 -f selftests/worker_pick.sql)
+--   (by hand, pin the search_path as iucore does: PGOPTIONS='-c search_path=pg_catalog,pg_temp'; docs/security.md)
 
 -- Repeatable read: production keeps writing while a self-test runs; one snapshot
 -- means what the checks count sees only this transaction's writes.
