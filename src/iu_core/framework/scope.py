@@ -81,6 +81,7 @@ class Scope:
 
     def params(self) -> dict[str, Any]:
         """Bind parameters of OURS_CTE (and of named_sql)."""
+        ranges = self.facts.name_ranges()
         return {
             "scope_schemas": list(self.schemas),
             "scope_whole": list(self.whole_schemas),
@@ -89,8 +90,8 @@ class Scope:
             "scope_functions": sorted(self.functions),
             "scope_function_names": sorted({f.split(".", 1)[1] for f in self.functions}),
             "scope_pattern": self.facts.name_pattern,
-            "scope_name_from": [lo for lo, _ in self.facts.name_ranges()],
-            "scope_name_to": [hi for _, hi in self.facts.name_ranges()],
+            "scope_name_from": [lo for lo, _ in ranges],
+            "scope_name_to": [hi for _, hi in ranges],
             # LIKE's wildcard `_` escaped: the stem and its underscore, anywhere in the name
             "scope_stems": [f"%{stem}\\_%" for stem in self.facts.name_stems],
         }

@@ -175,9 +175,10 @@ def check_postcheck(conn: psycopg.Connection[Any], project: Path, rev: str) -> C
     """REV's own post-check, when its module says `adopt_runs_postcheck = True`: what a
     revision replaces in place (worker_pick's worker, least_privilege's hardened functions)
     keeps its name and signature, so no declared object proves it, and the assertions the
-    revision makes about its result are the proof. Each statement runs
-    in a savepoint of adopt's transaction (a post-check only reads and raises). None when REV
-    does not ask for it."""
+    revision makes about its result are the proof. Each statement runs in a savepoint of
+    adopt's transaction that is rolled back whatever the statement did: a post-check reads and
+    raises, and one that wrote (or SET something) would still leave nothing behind. None when
+    REV does not ask for it."""
     import psycopg
 
     module = script_directory(project).get_revision(rev).module
@@ -189,7 +190,7 @@ def check_postcheck(conn: psycopg.Connection[Any], project: Path, rev: str) -> C
     statements = script.section("postcheck")
     for st in statements:
         try:
-            with conn.transaction():
+            with conn.transaction(force_rollback=True):
                 execute(conn, st.sql)
         except psycopg.Error as exc:
             diag = getattr(exc, "diag", None)
